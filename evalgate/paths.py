@@ -1,0 +1,10 @@
+"""Folders of the source checkout that evalgate reads at run time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+BUNDLED_SUITE_DIR = REPO_ROOT / "datasets" / "suite"
+BUNDLED_SUITE_NAME = "evalgate-suite"

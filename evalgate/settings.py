@@ -1,0 +1,76 @@
+"""Settings: one object read from the environment (prefix ``EVALGATE_``).
+
+    EVALGATE_DATABASE_URL=postgresql+psycopg://user@host/db evalgate datasets list
+
+Everything evalgate writes lives under ``home`` (artifacts, model caches, the HF cache) unless
+``artifact_root`` points elsewhere (an ``s3://`` or ``gs://`` URL works through fsspec).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Runtime configuration; every field can be set as ``EVALGATE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="EVALGATE_", frozen=True)
+
+    home: Path = Field(default_factory=lambda: Path.home() / ".evalgate")
+    """Root folder for the embedded database, artifacts and caches."""
+
+    database_url: str | None = None
+    """SQLAlchemy URL; default: a SQLite file ``<home>/evalgate.db``."""
+
+    artifact_root: str | None = None
+    """Where dataset files and adapters go (local path or fsspec URL); default ``<home>/artifacts``."""
+
+    max_file_bytes: int = Field(default=256 * MIB, gt=0)
+    """Largest single input file a dataset import accepts."""
+
+    max_rows: int = Field(default=1_000_000, gt=0)
+    """Most rows one dataset version may hold."""
+
+    max_field_chars: int = Field(default=100_000, gt=0)
+    """Longest text a single field (question, context, reference) may hold."""
+
+    @field_validator("home", mode="after")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the explicit one, else SQLite under ``home``."""
+        return self.database_url or f"sqlite:///{self.home / 'evalgate.db'}"
+
+    @property
+    def resolved_artifact_root(self) -> str:
+        """The artifact root in force, without a trailing slash."""
+        return (self.artifact_root or str(self.home / "artifacts")).rstrip("/")
+
+    @property
+    def hub_offline(self) -> bool:
+        """True when ``HF_HUB_OFFLINE`` asks that nothing be fetched from a hub."""
+        return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def configure_environment(settings: Settings) -> None:
+    """Create ``home`` and point the HF cache inside it unless the user already chose one."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HOME", str(settings.home / "hf"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    settings = Settings()
+    configure_environment(settings)
+    return settings

@@ -1,0 +1,102 @@
+"""Shared fixtures: a migrated database on SQLite and on PostgreSQL, settings and a store on it.
+
+The PostgreSQL server is expected at 127.0.0.1:5432 (``EVALGATE_TEST_POSTGRES_URL`` overrides the
+admin URL). Under CI (``CI=true``) a missing server fails the run instead of skipping its tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from evalgate.db.base import Base
+from evalgate.db.migrate import upgrade
+from evalgate.db.session import engine_for
+from evalgate.settings import Settings
+from evalgate.store import DatasetStore
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "EVALGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _postgres_unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"PostgreSQL is required in CI: {reason}")
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test session, dropped afterwards."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"evalgate_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        _postgres_unavailable(str(error).splitlines()[0])
+    url = make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    engine_for(url).dispose()
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with engine_for(url).begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: a new SQLite file, or the session's PostgreSQL database emptied."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'evalgate.db'}"
+        upgrade(url)
+        return url
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    """Settings with ``home`` in a temporary folder and the parametrised database."""
+    return Settings(home=tmp_path / "home", database_url=database_url)
+
+
+@pytest.fixture
+def store(settings: Settings) -> DatasetStore:
+    """A dataset store on the parametrised database."""
+    return DatasetStore.from_settings(settings)
+
+
+@pytest.fixture
+def write_jsonl(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write rows (dicts, or raw lines as str/bytes) to a JSONL file in tmp_path; returns its path."""
+    import json
+
+    def write(name: str, rows: list[object]) -> str:
+        path = tmp_path / name
+        with path.open("wb") as handle:
+            for row in rows:
+                if isinstance(row, bytes):
+                    handle.write(row + b"\n")
+                elif isinstance(row, str):
+                    handle.write(row.encode() + b"\n")
+                else:
+                    handle.write(json.dumps(row).encode() + b"\n")
+        return str(path)
+
+    return write

@@ -1,0 +1,71 @@
+"""The ``evalgate`` command, run as a user runs it (a subprocess), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evalgate.paths import BUNDLED_SUITE_DIR
+
+
+def _evalgate(home: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "EVALGATE_HOME": str(home), "EVALGATE_DATABASE_URL": database_url, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "evalgate", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_datasets_commands_round_trip(tmp_path: Path, database_url: str, write_jsonl) -> None:
+    home = tmp_path / "home"
+    v1 = write_jsonl("v1.jsonl", [{"id": "a", "question": "one"}, {"id": "b", "question": "two"}])
+    v2 = write_jsonl("v2.jsonl", [{"id": "a", "question": "one!"}, {"id": "c", "question": "three"}])
+
+    first = _evalgate(home, database_url, "datasets", "add", "cli-set", v1)
+    assert first.returncode == 0, first.stderr
+    assert "added cli-set@v1 (2 rows)" in first.stdout
+    assert "unchanged" in _evalgate(home, database_url, "datasets", "add", "cli-set", v1).stdout
+    assert "added cli-set@v2" in _evalgate(home, database_url, "datasets", "add", "cli-set", v2).stdout
+
+    listed = _evalgate(home, database_url, "datasets", "list").stdout
+    assert "cli-set@v1" in listed and "cli-set@v2" in listed
+    assert "sha256" in _evalgate(home, database_url, "datasets", "show", "cli-set@v1").stdout
+    diff = _evalgate(home, database_url, "datasets", "diff", "cli-set@v1", "cli-set@v2").stdout
+    assert "1 added, 1 removed, 1 changed" in diff
+
+    out = tmp_path / "export.jsonl"
+    exported = _evalgate(home, database_url, "datasets", "export", "cli-set@v2", "--output", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert {json.loads(line)["id"] for line in out.read_text().splitlines()} == {"a", "c"}
+
+
+def test_bad_input_exits_2_with_one_clear_line(tmp_path: Path, database_url: str, write_jsonl) -> None:
+    path = write_jsonl("bad.jsonl", [{"id": "a", "question": "q"}, '{"id": '])
+
+    result = _evalgate(tmp_path / "home", database_url, "datasets", "add", "x", path)
+
+    assert result.returncode == 2
+    assert f"error: {path}: line 2: malformed JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_version_exits_2(tmp_path: Path, database_url: str) -> None:
+    result = _evalgate(tmp_path / "home", database_url, "datasets", "show", "nothing@v3")
+
+    assert result.returncode == 2 and "no dataset named 'nothing'" in result.stderr
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_demo_imports_the_bundled_suite_once(tmp_path: Path, database_url: str) -> None:
+    home = tmp_path / "home"
+    first = _evalgate(home, f"sqlite:///{home / 'fresh.db'}", "demo")
+    again = _evalgate(home, f"sqlite:///{home / 'fresh.db'}", "demo")
+
+    assert first.returncode == 0, first.stderr
+    assert "imported evalgate-suite@v1" in first.stdout
+    assert "already stored as evalgate-suite@v1" in again.stdout
+    assert any(BUNDLED_SUITE_DIR.glob("*.jsonl"))
