@@ -2,6 +2,8 @@
 
     evalgate demo                      # the main job on the embedded default
     evalgate datasets add NAME FILE... # a new dataset version
+    evalgate sweep CONFIG.yaml         # one LoRA candidate per learning rate
+    evalgate lr-find CONFIG.yaml       # propose a rate grid
     evalgate db upgrade                # migrate the configured database
 
 Errors a user can fix (bad input, unknown dataset, tampered file, unmigrated database) print one
@@ -14,10 +16,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+import datasets
 import typer
 from rich.console import Console
 
-import datasets
+from evalgate import cli_sweep
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
 from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
@@ -40,6 +43,8 @@ typer_app = typer.Typer(
     help="evalgate: sweep LoRA learning rates, evaluate, gate regressions.", no_args_is_help=True
 )
 typer_app.add_typer(datasets_app, name="datasets")
+typer_app.command("sweep")(cli_sweep.sweep)
+typer_app.command("lr-find")(cli_sweep.lr_find)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 typer_app.add_typer(db_app, name="db")
 console = Console()

@@ -20,10 +20,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import datasets
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
-
-import datasets
 
 FIELDS = ("id", "question", "context", "reference", "cohort", "split", "json_schema", "metadata")
 SPLITS = ("train", "validation", "eval", "test")

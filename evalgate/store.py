@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import datasets
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-import datasets
 from evalgate.db.models import Dataset, DatasetVersion
 from evalgate.db.session import session_factory, session_scope
 from evalgate.readers import read_records

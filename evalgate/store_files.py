@@ -15,11 +15,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
+import datasets
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-import datasets
 from evalgate.rows import FEATURES, FIELDS
 
 Row = dict[str, str | None]

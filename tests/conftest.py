@@ -100,3 +100,11 @@ def write_jsonl(tmp_path: Path):  # type: ignore[no-untyped-def]
         return str(path)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama with an offline-trained tokenizer (seconds to train on)."""
+    from tests.tiny_lm import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny") / "tiny-lm")

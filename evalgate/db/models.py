@@ -94,6 +94,8 @@ class Sweep(CreatedAtMixin, Base):
     dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_version.id"))
     base_model: Mapped[str] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    config_hash: Mapped[str] = mapped_column(String(HASH_LEN), index=True)
+    """sha256 of the canonical config; re-running the same config resumes this sweep."""
     status: Mapped[str] = mapped_column(String(20), default="pending")
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -104,7 +106,10 @@ class Candidate(CreatedAtMixin, Base):
     """A LoRA adapter: trained by a sweep at one rate, or registered from outside (no sweep)."""
 
     __tablename__ = "candidate"
-    __table_args__ = (_status_check("pending", "training", "trained", "failed", "diverged"),)
+    __table_args__ = (
+        _status_check("pending", "training", "trained", "failed", "diverged"),
+        UniqueConstraint("sweep_id", "learning_rate"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     sweep_id: Mapped[int | None] = mapped_column(ForeignKey("sweep.id"), index=True)

@@ -1,0 +1,201 @@
+"""Learning-rate sweep: one LoRA candidate per rate on a dataset version's train split.
+
+    evalgate sweep examples/sweep.yaml
+
+The base model is loaded once; each rate gets a fresh adapter with the same seeded initialisation
+and sees the same batches in the same order, so candidates differ by their rate alone. Re-running
+the same config resumes: finished candidates are skipped and an unfinished one continues from its
+last checkpoint. A diverging candidate stops early and is kept (marked ``diverged``); one that runs
+out of memory is marked ``failed`` with the reason; either way the sweep goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from transformers import PreTrainedModel
+
+from evalgate.models import load_model, model_fingerprint, pick_device, pick_dtype
+from evalgate.progress import training_progress
+from evalgate.settings import Settings
+from evalgate.store import DatasetStore, VersionInfo
+from evalgate.sweep_config import SweepConfig
+from evalgate.sweep_records import (
+    DONE_STATUSES,
+    candidate_rows,
+    claim_candidate,
+    finish_candidate,
+    finish_sweep,
+    open_sweep,
+    relabel_within_sweep,
+)
+from evalgate.train import (
+    TrainingInputError,
+    TrainingInterrupted,
+    attach_adapter,
+    tokenize_rows,
+    train_candidate,
+)
+
+
+@dataclass(frozen=True)
+class _SweepRun:
+    """What every candidate of one sweep run shares."""
+
+    store: DatasetStore
+    sweep_id: int
+    config: SweepConfig
+    tokenizer: Any
+    examples: list[dict[str, list[int]]]
+    root: Path
+    device: str
+    dtype: torch.dtype
+    progress: Any
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished (or resumed-and-finished) sweep and its candidates, ordered by rate."""
+
+    sweep_id: int
+    dataset: str
+    resumed: bool
+    candidates: list[dict[str, Any]]
+
+
+def train_rows(store: DatasetStore, version: VersionInfo) -> list[Mapping[str, Any]]:
+    """The version's train rows that have a reference answer; refuse an empty train split."""
+    splits = store.load(version.label)
+    rows = [row for row in splits["train"] if row["reference"]] if "train" in splits else []
+    if not rows:
+        raise TrainingInputError(f"{version.label} has no train rows with a reference answer to train on")
+    return rows
+
+
+def check_sequence_length(model: PreTrainedModel, max_seq_length: int) -> None:
+    """Refuse a ``max_seq_length`` beyond the model's position embeddings."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_seq_length > limit:
+        raise TrainingInputError(
+            f"max_seq_length {max_seq_length} exceeds the model's limit of {limit} tokens"
+        )
+
+
+def sweep_root(settings: Settings, sweep_id: int) -> Path:
+    """Local folder of a sweep's candidates (training writes checkpoints, so it must be local)."""
+    root = settings.resolved_artifact_root
+    if "://" in root and not root.startswith("file://"):
+        raise TrainingInputError(f"training needs a local artifact root, got {root}")
+    return Path(root.removeprefix("file://")) / "sweeps" / str(sweep_id)
+
+
+def run_sweep(
+    config: SweepConfig, settings: Settings, *, console: Console | None = None, show_progress: bool = True
+) -> SweepResult:
+    """Train every rate of ``config`` (skipping finished candidates) and record them in the database."""
+    store = DatasetStore.from_settings(settings)
+    version = store.get(config.dataset)
+    rows = train_rows(store, version)
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.precision, device)
+    base, tokenizer = load_model(config.base_model, settings.home, dtype=dtype, device=device)
+    tokenizer.padding_side = "right"
+    check_sequence_length(base, config.max_seq_length)
+    examples = tokenize_rows(tokenizer, rows, config.max_seq_length)
+    rates = config.learning_rates
+    if config.lr_find:
+        from evalgate.lr_find import find_rates
+
+        rates = find_rates(base, tokenizer, examples, config, device=device, dtype=dtype).proposed
+    sweep_id, resumed = open_sweep(store.sessions, config, version)
+    status = "failed"
+    try:
+        with training_progress(console, enabled=show_progress) as progress:
+            run = _SweepRun(
+                store,
+                sweep_id,
+                config,
+                tokenizer,
+                examples,
+                sweep_root(settings, sweep_id),
+                device,
+                dtype,
+                progress,
+            )
+            for rate in rates:
+                base = _train_rate(run, rate, base)
+        relabel_within_sweep(store.sessions, sweep_id)
+        status = "finished"
+    except (KeyboardInterrupt, TrainingInterrupted):
+        status = "interrupted"
+        raise
+    finally:
+        finish_sweep(store.sessions, sweep_id, status)
+    return SweepResult(sweep_id, version.label, resumed, candidate_rows(store.sessions, sweep_id))
+
+
+def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTrainedModel:
+    """Train one candidate unless it is done; return the base model with the adapter removed again."""
+    sessions = run.store.sessions
+    candidate_id, previous = claim_candidate(sessions, run.sweep_id, rate, run.config.base_model)
+    if previous in DONE_STATUSES:
+        return base
+    model = attach_adapter(base, run.config)
+    output_dir = run.root / f"lr-{rate:g}"
+    try:
+        outcome = train_candidate(
+            model,
+            run.tokenizer,
+            run.examples,
+            run.config,
+            rate,
+            output_dir,
+            device=run.device,
+            dtype=run.dtype,
+            progress=run.progress,
+        )
+    except TrainingInterrupted as interrupted:
+        finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
+        raise
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            finish_candidate(
+                sessions, candidate_id, status="failed", error=f"{type(error).__name__}: {error}"
+            )
+            raise
+        finish_candidate(sessions, candidate_id, status="failed", error=f"out of memory: {error}")
+        return _detach(model, run.device)
+    finish_candidate(
+        sessions,
+        candidate_id,
+        status="diverged" if outcome.diagnosis == "diverged" else "trained",
+        diagnosis=outcome.diagnosis,
+        adapter_uri=str(outcome.adapter_dir),
+        adapter_hash=model_fingerprint(str(outcome.adapter_dir)),
+        training=outcome.curves(),
+    )
+    return _detach(model, run.device)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """CUDA/MPS out-of-memory errors, and the CPU allocator's failure to allocate."""
+    return isinstance(error, torch.OutOfMemoryError | MemoryError) or mentions_out_of_memory(str(error))
+
+
+def mentions_out_of_memory(text: str) -> bool:
+    """True when an error message reports an out-of-memory failure (GPU or CPU allocator)."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in ("out of memory", "outofmemory", "can't allocate memory"))
+
+
+def _detach(model: Any, device: str) -> PreTrainedModel:
+    """Remove the LoRA layers, giving back the untouched base model; free cached GPU memory."""
+    base: PreTrainedModel = model.unload()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return base

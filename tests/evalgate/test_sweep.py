@@ -1,0 +1,204 @@
+"""The sweep trains real LoRA adapters (tiny model) and records them; bad input fails clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import PeftModel
+from safetensors.torch import load_file
+
+from evalgate.models import ModelNotFoundError, load_model
+from evalgate.settings import Settings
+from evalgate.store import DatasetStore
+from evalgate.sweep import run_sweep
+from evalgate.sweep_config import SweepConfig
+from evalgate.train import CurveCallback, TrainingInputError, TrainingInterrupted, tokenize_rows
+
+ANSWERS = ['{"name": "Ann", "quantity": 3}', '{"name": "Bo", "quantity": 1}', "Paris.", "Blue."]
+
+
+def _train_rows(count: int = 24) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": f"t{i}",
+            "question": f"Extract the order number {i}.",
+            "context": f"Order {i} for Ann.",
+            "reference": ANSWERS[i % len(ANSWERS)],
+            "split": "train",
+        }
+        for i in range(count)
+    ] + [{"id": "e0", "question": "held out", "reference": "x", "split": "eval"}]
+
+
+@pytest.fixture
+def dataset(store: DatasetStore, write_jsonl) -> str:
+    return store.add("tiny-suite", [write_jsonl("rows.jsonl", _train_rows())]).version.label
+
+
+def _config(tiny_lm_dir: Path, **overrides: Any) -> SweepConfig:
+    values: dict[str, Any] = {
+        "dataset": "tiny-suite",
+        "base_model": str(tiny_lm_dir),
+        "learning_rates": (1e-3, 3e-2),
+        "max_steps": 6,
+        "batch_size": 4,
+        "max_seq_length": 96,
+        "checkpoint_every": 2,
+        "precision": "fp32",
+        "device": "cpu",
+        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    }
+    values.update(overrides)
+    return SweepConfig.from_dict(values)
+
+
+def test_tokenized_rows_train_on_the_answer_only(tiny_lm_dir: Path) -> None:
+    _, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir)
+    row = _train_rows()[0]
+
+    example = tokenize_rows(tokenizer, [row], max_length=96)[0]
+
+    answer_ids = [
+        token for token, label in zip(example["input_ids"], example["labels"], strict=True) if label != -100
+    ]
+    assert tokenizer.decode(answer_ids).startswith(str(row["reference"]))
+    assert example["labels"][0] == -100
+
+
+def test_sweep_trains_one_adapter_per_rate_that_peft_reloads(
+    tiny_lm_dir: Path, settings: Settings, dataset: str
+) -> None:
+    result = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
+
+    assert [c["rate"] for c in result.candidates] == [1e-3, 3e-2]
+    assert all(c["status"] == "trained" and c["training"]["steps"] == 6 for c in result.candidates)
+    assert all(len(c["training"]["loss"]) == 6 and c["diagnosis"] for c in result.candidates)
+    base, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir)
+    prompt = tokenizer("Extract the order", return_tensors="pt")
+    with torch.no_grad():
+        before = base(**prompt).logits
+        adapted = PeftModel.from_pretrained(base, result.candidates[1]["adapter_uri"])
+        after = adapted(**prompt).logits
+    assert not torch.allclose(before, after, atol=1e-5)
+
+
+def test_same_config_gives_identical_adapters(tiny_lm_dir: Path, settings: Settings, dataset: str) -> None:
+    first = run_sweep(_config(tiny_lm_dir, name="a", learning_rates=[1e-2]), settings, show_progress=False)
+    second = run_sweep(_config(tiny_lm_dir, name="b", learning_rates=[1e-2]), settings, show_progress=False)
+
+    weights = [
+        load_file(Path(r.candidates[0]["adapter_uri"]) / "adapter_model.safetensors") for r in (first, second)
+    ]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def test_rerun_resumes_and_skips_finished_candidates(
+    tiny_lm_dir: Path, settings: Settings, dataset: str
+) -> None:
+    first = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
+    again = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
+
+    assert again.resumed and again.sweep_id == first.sweep_id
+    assert [c["training"] for c in again.candidates] == [c["training"] for c in first.candidates]
+
+
+def test_interrupted_candidate_resumes_from_its_checkpoint(
+    tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = CurveCallback.on_step_end
+
+    def interrupt_at_step_4(self: CurveCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step == 4:
+            self.interrupted = True  # what the Ctrl-C handler sets
+        original(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(CurveCallback, "on_step_end", interrupt_at_step_4)
+    with pytest.raises(TrainingInterrupted, match="step 4"):
+        run_sweep(_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
+    monkeypatch.setattr(CurveCallback, "on_step_end", original)
+
+    resumed = run_sweep(_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
+
+    candidate = resumed.candidates[0]
+    assert resumed.resumed and candidate["status"] == "trained"
+    assert candidate["training"]["steps"] == 6 and len(candidate["training"]["loss"]) == 6
+
+
+def test_diverging_rate_stops_early_and_the_sweep_goes_on(
+    tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A random tiny model sits at chance level, so no rate can push its loss far up; make the
+    # 3e-2 run report a non-finite loss at step 3 instead (the real-model test diverges for real).
+    original = CurveCallback.on_log
+
+    def nan_at_step_3(
+        self: CurveCallback, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any
+    ) -> None:
+        if args.learning_rate == 3e-2 and state.global_step == 3 and logs and "loss" in logs:
+            logs["loss"] = float("nan")
+        original(self, args, state, control, logs=logs, **kw)
+
+    monkeypatch.setattr(CurveCallback, "on_log", nan_at_step_3)
+
+    result = run_sweep(_config(tiny_lm_dir, max_steps=12), settings, show_progress=False)
+
+    calm, wild = result.candidates
+    assert calm["status"] == "trained" and calm["training"]["steps"] == 12
+    assert wild["status"] == "diverged" and wild["diagnosis"] == "diverged"
+    assert wild["training"]["stopped_early"] and wild["training"]["steps"] == 3
+    assert Path(wild["adapter_uri"]).is_dir()
+
+
+def test_out_of_memory_marks_the_candidate_failed_and_continues(
+    tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from evalgate import sweep
+
+    real_train = sweep.train_candidate
+
+    def train_or_oom(
+        model: Any, tokenizer: Any, examples: Any, config: Any, rate: float, *a: Any, **k: Any
+    ) -> Any:
+        if rate == 1e-3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_train(model, tokenizer, examples, config, rate, *a, **k)
+
+    monkeypatch.setattr(sweep, "train_candidate", train_or_oom)
+
+    result = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
+
+    failed, trained = result.candidates
+    assert failed["status"] == "failed" and "out of memory" in failed["error"]
+    assert trained["status"] == "trained"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error", "pattern"),
+    [
+        (
+            {"lora": {"target_modules": ["c_attn"]}},
+            TrainingInputError,
+            r"\['c_attn'\] not found in the model",
+        ),
+        ({"max_seq_length": 100_000}, TrainingInputError, "exceeds the model's limit"),
+        ({"base_model": "/no/such/model"}, ModelNotFoundError, "/no/such/model"),
+    ],
+)
+def test_bad_settings_fail_before_training(
+    tiny_lm_dir: Path, settings: Settings, dataset: str, overrides: dict[str, Any], error: type, pattern: str
+) -> None:
+    with pytest.raises(error, match=pattern):
+        run_sweep(_config(tiny_lm_dir, **overrides), settings, show_progress=False)
+
+
+def test_empty_train_split_is_refused(
+    tiny_lm_dir: Path, settings: Settings, store: DatasetStore, write_jsonl
+) -> None:
+    store.add("eval-only", [write_jsonl("e.jsonl", [{"id": "a", "question": "q", "reference": "r"}])])
+
+    with pytest.raises(TrainingInputError, match="eval-only@v1 has no train rows"):
+        run_sweep(_config(tiny_lm_dir, dataset="eval-only"), settings, show_progress=False)
