@@ -1,6 +1,6 @@
 """The ``evalgate`` command line.
 
-    evalgate demo                      # the main job on the embedded default
+    evalgate demo                      # the main job on the embedded default (suite + 4-rate sweep)
     evalgate datasets add NAME FILE... # a new dataset version
     evalgate sweep CONFIG.yaml         # one LoRA candidate per learning rate
     evalgate lr-find CONFIG.yaml       # propose a rate grid
@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
 
 import datasets
 import typer
@@ -24,11 +26,12 @@ from evalgate import cli_sweep
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
 from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
-from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME
+from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_SWEEP_CONFIG
 from evalgate.rows import DatasetInputError
 from evalgate.settings import Settings, get_settings
 from evalgate.store import DatasetNotFoundError, DatasetStore
 from evalgate.store_files import DatasetIntegrityError
+from evalgate.sweep_config import SweepConfig
 
 USER_ERRORS = (
     DatasetInputError,
@@ -67,8 +70,12 @@ def db_upgrade(revision: str = "head") -> None:
 
 
 @typer_app.command()
-def demo() -> None:
-    """The main job on the embedded default: import the bundled suite and show it."""
+def demo(
+    config_path: Annotated[
+        Path, typer.Option("--config", help="Sweep YAML of the main job.")
+    ] = MAIN_SWEEP_CONFIG,
+) -> None:
+    """The main job on the embedded default: import the bundled suite, then sweep 4 learning rates."""
     settings = ready_settings()
     console.print(f"evalgate home: {settings.home}\ndatabase: {settings.resolved_database_url}")
     files = sorted(str(path) for path in BUNDLED_SUITE_DIR.glob("*.jsonl"))
@@ -82,6 +89,13 @@ def demo() -> None:
         f"bundled suite {state} [bold]{result.version.label}[/] (sha256 {result.version.content_hash[:16]})"
     )
     console.print(counts_table(result.version))
+    config = replace(SweepConfig.from_yaml(config_path), dataset=result.version.label)
+    rates = ", ".join(f"{rate:g}" for rate in config.learning_rates)
+    console.print(f"sweep {config.name!r}: {config.base_model}, rates {rates}")
+    from evalgate.sweep import run_sweep  # torch + transformers: imported only when training
+
+    swept = run_sweep(config, settings, console=console)
+    console.print(cli_sweep.candidates_table(swept.candidates))
 
 
 def _run_guarded(command: Callable[..., Any]) -> Callable[..., Any]:

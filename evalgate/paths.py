@@ -8,3 +8,4 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS_DIR = REPO_ROOT / "migrations"
 BUNDLED_SUITE_DIR = REPO_ROOT / "datasets" / "suite"
 BUNDLED_SUITE_NAME = "evalgate-suite"
+MAIN_SWEEP_CONFIG = REPO_ROOT / "examples" / "sweep.yaml"

@@ -60,12 +60,22 @@ def test_unknown_version_exits_2(tmp_path: Path, database_url: str) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_demo_imports_the_bundled_suite_once(tmp_path: Path, database_url: str) -> None:
+def test_demo_imports_the_bundled_suite_once_and_sweeps(
+    tmp_path: Path, database_url: str, tiny_lm_dir: Path
+) -> None:
     home = tmp_path / "home"
-    first = _evalgate(home, f"sqlite:///{home / 'fresh.db'}", "demo")
-    again = _evalgate(home, f"sqlite:///{home / 'fresh.db'}", "demo")
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        f"dataset: ignored\nbase_model: {tiny_lm_dir}\nlearning_rates: [1e-3, 1e-2]\nmax_steps: 2\n"
+        "batch_size: 2\nmax_seq_length: 128\nprecision: fp32\n"
+    )
+    url = f"sqlite:///{home / 'fresh.db'}"
+
+    first = _evalgate(home, url, "demo", "--config", str(config))
+    again = _evalgate(home, url, "demo", "--config", str(config))
 
     assert first.returncode == 0, first.stderr
     assert "imported evalgate-suite@v1" in first.stdout
     assert "already stored as evalgate-suite@v1" in again.stdout
+    assert first.stdout.count("trained") == 2 and "0.001" in first.stdout and "0.01" in first.stdout
     assert any(BUNDLED_SUITE_DIR.glob("*.jsonl"))
