@@ -57,22 +57,23 @@ def lr_find(
     """Learning-rate range test: propose a sweep grid from under-fit to the divergence edge."""
     from evalgate.cli import ready_settings
     from evalgate.lr_find import find_rates, save_plot
-    from evalgate.models import load_model, pick_device, pick_dtype
     from evalgate.store import DatasetStore
-    from evalgate.sweep import check_sequence_length, train_rows
-    from evalgate.train import tokenize_rows
+    from evalgate.sweep import prepare_training, train_rows
 
     config = SweepConfig.from_yaml(config_path)
     settings = ready_settings()
     store = DatasetStore.from_settings(settings)
-    rows = train_rows(store, store.get(config.dataset))
-    device = pick_device(config.device)
-    dtype = pick_dtype(config.precision, device)
-    base, tokenizer = load_model(config.base_model, settings.home, dtype=dtype, device=device)
-    tokenizer.padding_side = "right"
-    check_sequence_length(base, config.max_seq_length)
-    examples = tokenize_rows(tokenizer, rows, config.max_seq_length)
-    test = find_rates(base, tokenizer, examples, config, device=device, dtype=dtype, steps=steps, count=count)
+    setup = prepare_training(config, settings.home, train_rows(store, store.get(config.dataset)))
+    test = find_rates(
+        setup.base,
+        setup.tokenizer,
+        setup.examples,
+        config,
+        device=setup.device,
+        dtype=setup.dtype,
+        steps=steps,
+        count=count,
+    )
     save_plot(test, plot)
     stop = "diverged" if test.diverged else "reached the top of the ramp"
     console.print(

@@ -34,10 +34,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from evalgate.diagnosis import diagnose
-from evalgate.models import load_model, model_fingerprint, pick_device, pick_dtype
+from evalgate.models import model_fingerprint
 from evalgate.settings import Settings, configure_environment
 from evalgate.store import DatasetStore, VersionInfo
-from evalgate.sweep import SweepResult, check_sequence_length, mentions_out_of_memory, sweep_root, train_rows
+from evalgate.sweep import (
+    SweepResult,
+    mentions_out_of_memory,
+    prepare_training,
+    sweep_rates,
+    sweep_root,
+    train_rows,
+)
 from evalgate.sweep_config import SweepConfig
 from evalgate.sweep_records import (
     DONE_STATUSES,
@@ -157,14 +164,7 @@ def _sweep_rates(config: SweepConfig, settings: Settings, rows: list[dict[str, A
     """The config's rates, or the range test's proposal with ``lr_find`` (run here, in the driver)."""
     if not config.lr_find:
         return config.learning_rates
-    from evalgate.lr_find import find_rates
-
-    device = pick_device(config.device)
-    dtype = pick_dtype(config.precision, device)
-    base, tokenizer = load_model(config.base_model, settings.home, dtype=dtype, device=device)
-    tokenizer.padding_side = "right"
-    examples = tokenize_rows(tokenizer, rows, config.max_seq_length)
-    return tuple(find_rates(base, tokenizer, examples, config, device=device, dtype=dtype).proposed)
+    return sweep_rates(config, prepare_training(config, settings.home, rows))
 
 
 def _claim_pending(
@@ -332,26 +332,22 @@ def train_trial(trial_config: dict[str, Any], inputs: TrialInputs) -> None:
 
     rate = float(trial_config["learning_rate"])
     config = inputs.config
-    device = pick_device(config.device)
-    dtype = pick_dtype(config.precision, device)
-    base, tokenizer = load_model(config.base_model, inputs.home, dtype=dtype, device=device)
-    tokenizer.padding_side = "right"
-    check_sequence_length(base, config.max_seq_length)
-    examples = tokenize_rows(tokenizer, inputs.rows, config.max_seq_length)
+    setup = prepare_training(config, inputs.home, inputs.rows)
+    tokenizer = setup.tokenizer
     eval_examples = (
         tokenize_rows(tokenizer, inputs.eval_rows, config.max_seq_length) if inputs.eval_rows else None
     )
     output_dir = inputs.root / f"lr-{rate:g}"
     reporter = TuneReporter(output_dir / ADAPTER_DIR)
     outcome = train_candidate(
-        attach_adapter(base, config),
+        attach_adapter(setup.base, config),
         tokenizer,
-        examples,
+        setup.examples,
         config,
         rate,
         output_dir,
-        device=device,
-        dtype=dtype,
+        device=setup.device,
+        dtype=setup.dtype,
         eval_examples=eval_examples,
         extra_callbacks=[reporter] if eval_examples else (),
     )

@@ -11,7 +11,7 @@ out of memory is marked ``failed`` with the reason; either way the sweep goes on
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,11 +50,8 @@ class _SweepRun:
     store: DatasetStore
     sweep_id: int
     config: SweepConfig
-    tokenizer: Any
-    examples: list[dict[str, list[int]]]
+    setup: TrainingSetup
     root: Path
-    device: str
-    dtype: torch.dtype
     progress: Any
 
 
@@ -86,6 +83,40 @@ def check_sequence_length(model: PreTrainedModel, max_seq_length: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class TrainingSetup:
+    """A loaded base model ready for LoRA training, and the tokenised training rows."""
+
+    base: PreTrainedModel
+    tokenizer: Any
+    examples: list[dict[str, list[int]]]
+    device: str
+    dtype: torch.dtype
+
+
+def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str, Any]]) -> TrainingSetup:
+    """Load the base model on the config's device and precision, check the length, tokenise ``rows``."""
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.precision, device)
+    base, tokenizer = load_model(config.base_model, home, dtype=dtype, device=device)
+    tokenizer.padding_side = "right"
+    check_sequence_length(base, config.max_seq_length)
+    return TrainingSetup(
+        base, tokenizer, tokenize_rows(tokenizer, rows, config.max_seq_length), device, dtype
+    )
+
+
+def sweep_rates(config: SweepConfig, setup: TrainingSetup) -> tuple[float, ...]:
+    """The config's rates, or with ``lr_find`` the grid the range test proposes."""
+    if not config.lr_find:
+        return config.learning_rates
+    from evalgate.lr_find import find_rates
+
+    return find_rates(
+        setup.base, setup.tokenizer, setup.examples, config, device=setup.device, dtype=setup.dtype
+    ).proposed
+
+
 def sweep_root(settings: Settings, sweep_id: int) -> Path:
     """Local folder of a sweep's candidates (training writes checkpoints, so it must be local)."""
     root = settings.resolved_artifact_root
@@ -100,33 +131,14 @@ def run_sweep(
     """Train every rate of ``config`` (skipping finished candidates) and record them in the database."""
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
-    rows = train_rows(store, version)
-    device = pick_device(config.device)
-    dtype = pick_dtype(config.precision, device)
-    base, tokenizer = load_model(config.base_model, settings.home, dtype=dtype, device=device)
-    tokenizer.padding_side = "right"
-    check_sequence_length(base, config.max_seq_length)
-    examples = tokenize_rows(tokenizer, rows, config.max_seq_length)
-    rates = config.learning_rates
-    if config.lr_find:
-        from evalgate.lr_find import find_rates
-
-        rates = find_rates(base, tokenizer, examples, config, device=device, dtype=dtype).proposed
+    setup = prepare_training(config, settings.home, train_rows(store, version))
+    rates = sweep_rates(config, setup)
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     status = "failed"
+    base = setup.base
     try:
         with training_progress(console, enabled=show_progress) as progress:
-            run = _SweepRun(
-                store,
-                sweep_id,
-                config,
-                tokenizer,
-                examples,
-                sweep_root(settings, sweep_id),
-                device,
-                dtype,
-                progress,
-            )
+            run = _SweepRun(store, sweep_id, config, setup, sweep_root(settings, sweep_id), progress)
             for rate in rates:
                 base = _train_rate(run, rate, base)
         relabel_within_sweep(store.sessions, sweep_id)
@@ -150,13 +162,13 @@ def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTraine
     try:
         outcome = train_candidate(
             model,
-            run.tokenizer,
-            run.examples,
+            run.setup.tokenizer,
+            run.setup.examples,
             run.config,
             rate,
             output_dir,
-            device=run.device,
-            dtype=run.dtype,
+            device=run.setup.device,
+            dtype=run.setup.dtype,
             progress=run.progress,
         )
     except TrainingInterrupted as interrupted:
@@ -169,7 +181,7 @@ def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTraine
             )
             raise
         finish_candidate(sessions, candidate_id, status="failed", error=f"out of memory: {error}")
-        return _detach(model, run.device)
+        return _detach(model, run.setup.device)
     finish_candidate(
         sessions,
         candidate_id,
@@ -179,7 +191,7 @@ def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTraine
         adapter_hash=model_fingerprint(str(outcome.adapter_dir)),
         training=outcome.curves(),
     )
-    return _detach(model, run.device)
+    return _detach(model, run.setup.device)
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -26,7 +26,7 @@ from evalgate.models import load_model
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore
 from evalgate.sweep import run_sweep
-from evalgate.sweep_config import SweepConfig
+from tests.evalgate.tiny_sweep import tiny_sweep_config
 
 if importlib.util.find_spec("ray") is None and not os.environ.get("CI"):
     pytest.skip("Ray is not installed: pip install 'evalgate[ray]'", allow_module_level=True)
@@ -53,23 +53,6 @@ def _rows(count: int, split: str) -> list[dict[str, Any]]:
 def dataset(store: DatasetStore, write_jsonl) -> str:
     rows = _rows(24, "train") + _rows(8, "validation")
     return store.add("tiny-suite", [write_jsonl("rows.jsonl", rows)]).version.label
-
-
-def _config(tiny_lm_dir: Path, **overrides: Any) -> SweepConfig:
-    values: dict[str, Any] = {
-        "dataset": "tiny-suite",
-        "base_model": str(tiny_lm_dir),
-        "learning_rates": (1e-3, 3e-2),
-        "max_steps": 6,
-        "batch_size": 4,
-        "max_seq_length": 96,
-        "checkpoint_every": 2,
-        "precision": "fp32",
-        "device": "cpu",
-        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-    }
-    values.update(overrides)
-    return SweepConfig.from_dict(values)
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +83,8 @@ def _weights(adapter_uri: str) -> dict[str, torch.Tensor]:
 def test_ray_trials_give_the_plain_sweeps_candidates(
     tiny_lm_dir: Path, settings: Settings, dataset: str
 ) -> None:
-    result = ray_sweep.run_sweep_ray(_config(tiny_lm_dir), settings)
-    plain = run_sweep(_config(tiny_lm_dir, name="plain"), settings, show_progress=False)
+    result = ray_sweep.run_sweep_ray(tiny_sweep_config(tiny_lm_dir), settings)
+    plain = run_sweep(tiny_sweep_config(tiny_lm_dir, name="plain"), settings, show_progress=False)
 
     assert [c["rate"] for c in result.candidates] == [1e-3, 3e-2]
     assert all(c["status"] == "trained" and c["training"]["steps"] == 6 for c in result.candidates)
@@ -126,11 +109,13 @@ def test_ray_trials_give_the_plain_sweeps_candidates(
 def test_rerun_trains_only_unfinished_candidates(
     tiny_lm_dir: Path, settings: Settings, store: DatasetStore, dataset: str, launched: list[list[float]]
 ) -> None:
-    first = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)  # same config: same sweep
-    again = ray_sweep.run_sweep_ray(_config(tiny_lm_dir), settings)
+    first = run_sweep(
+        tiny_sweep_config(tiny_lm_dir), settings, show_progress=False
+    )  # same config: same sweep
+    again = ray_sweep.run_sweep_ray(tiny_sweep_config(tiny_lm_dir), settings)
     with session_scope(store.sessions) as session:
         session.execute(update(Candidate).where(Candidate.learning_rate == 3e-2).values(status="failed"))
-    third = ray_sweep.run_sweep_ray(_config(tiny_lm_dir), settings)
+    third = ray_sweep.run_sweep_ray(tiny_sweep_config(tiny_lm_dir), settings)
 
     assert launched == [[3e-2]]
     assert again.resumed and again.sweep_id == first.sweep_id
@@ -144,7 +129,7 @@ def test_asha_stops_the_worse_trial_and_keeps_its_adapter(
     tiny_lm_dir: Path, settings: Settings, dataset: str
 ) -> None:
     # one trial at a time, the better rate first: at the first rung the slow rate is compared with it
-    config = _config(tiny_lm_dir, learning_rates=[3e-2, 1e-4], max_steps=8)
+    config = tiny_sweep_config(tiny_lm_dir, learning_rates=[3e-2, 1e-4], max_steps=8)
 
     result = ray_sweep.run_sweep_ray(config, settings, asha=True, max_concurrent=1)
 

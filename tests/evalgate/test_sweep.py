@@ -14,8 +14,8 @@ from evalgate.models import ModelNotFoundError, load_model
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore
 from evalgate.sweep import run_sweep
-from evalgate.sweep_config import SweepConfig
 from evalgate.train import CurveCallback, TrainingInputError, TrainingInterrupted, tokenize_rows
+from tests.evalgate.tiny_sweep import tiny_sweep_config
 
 ANSWERS = ['{"name": "Ann", "quantity": 3}', '{"name": "Bo", "quantity": 1}', "Paris.", "Blue."]
 
@@ -38,23 +38,6 @@ def dataset(store: DatasetStore, write_jsonl) -> str:
     return store.add("tiny-suite", [write_jsonl("rows.jsonl", _train_rows())]).version.label
 
 
-def _config(tiny_lm_dir: Path, **overrides: Any) -> SweepConfig:
-    values: dict[str, Any] = {
-        "dataset": "tiny-suite",
-        "base_model": str(tiny_lm_dir),
-        "learning_rates": (1e-3, 3e-2),
-        "max_steps": 6,
-        "batch_size": 4,
-        "max_seq_length": 96,
-        "checkpoint_every": 2,
-        "precision": "fp32",
-        "device": "cpu",
-        "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
-    }
-    values.update(overrides)
-    return SweepConfig.from_dict(values)
-
-
 def test_tokenized_rows_train_on_the_answer_only(tiny_lm_dir: Path) -> None:
     _, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir)
     row = _train_rows()[0]
@@ -71,7 +54,7 @@ def test_tokenized_rows_train_on_the_answer_only(tiny_lm_dir: Path) -> None:
 def test_sweep_trains_one_adapter_per_rate_that_peft_reloads(
     tiny_lm_dir: Path, settings: Settings, dataset: str
 ) -> None:
-    result = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
+    result = run_sweep(tiny_sweep_config(tiny_lm_dir), settings, show_progress=False)
 
     assert [c["rate"] for c in result.candidates] == [1e-3, 3e-2]
     assert all(c["status"] == "trained" and c["training"]["steps"] == 6 for c in result.candidates)
@@ -86,8 +69,12 @@ def test_sweep_trains_one_adapter_per_rate_that_peft_reloads(
 
 
 def test_same_config_gives_identical_adapters(tiny_lm_dir: Path, settings: Settings, dataset: str) -> None:
-    first = run_sweep(_config(tiny_lm_dir, name="a", learning_rates=[1e-2]), settings, show_progress=False)
-    second = run_sweep(_config(tiny_lm_dir, name="b", learning_rates=[1e-2]), settings, show_progress=False)
+    first = run_sweep(
+        tiny_sweep_config(tiny_lm_dir, name="a", learning_rates=[1e-2]), settings, show_progress=False
+    )
+    second = run_sweep(
+        tiny_sweep_config(tiny_lm_dir, name="b", learning_rates=[1e-2]), settings, show_progress=False
+    )
 
     weights = [
         load_file(Path(r.candidates[0]["adapter_uri"]) / "adapter_model.safetensors") for r in (first, second)
@@ -99,8 +86,8 @@ def test_same_config_gives_identical_adapters(tiny_lm_dir: Path, settings: Setti
 def test_rerun_resumes_and_skips_finished_candidates(
     tiny_lm_dir: Path, settings: Settings, dataset: str
 ) -> None:
-    first = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
-    again = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
+    first = run_sweep(tiny_sweep_config(tiny_lm_dir), settings, show_progress=False)
+    again = run_sweep(tiny_sweep_config(tiny_lm_dir), settings, show_progress=False)
 
     assert again.resumed and again.sweep_id == first.sweep_id
     assert [c["training"] for c in again.candidates] == [c["training"] for c in first.candidates]
@@ -118,10 +105,10 @@ def test_interrupted_candidate_resumes_from_its_checkpoint(
 
     monkeypatch.setattr(CurveCallback, "on_step_end", interrupt_at_step_4)
     with pytest.raises(TrainingInterrupted, match="step 4"):
-        run_sweep(_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
+        run_sweep(tiny_sweep_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
     monkeypatch.setattr(CurveCallback, "on_step_end", original)
 
-    resumed = run_sweep(_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
+    resumed = run_sweep(tiny_sweep_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
 
     candidate = resumed.candidates[0]
     assert resumed.resumed and candidate["status"] == "trained"
@@ -144,7 +131,7 @@ def test_diverging_rate_stops_early_and_the_sweep_goes_on(
 
     monkeypatch.setattr(CurveCallback, "on_log", nan_at_step_3)
 
-    result = run_sweep(_config(tiny_lm_dir, max_steps=12), settings, show_progress=False)
+    result = run_sweep(tiny_sweep_config(tiny_lm_dir, max_steps=12), settings, show_progress=False)
 
     calm, wild = result.candidates
     assert calm["status"] == "trained" and calm["training"]["steps"] == 12
@@ -169,7 +156,7 @@ def test_out_of_memory_marks_the_candidate_failed_and_continues(
 
     monkeypatch.setattr(sweep, "train_candidate", train_or_oom)
 
-    result = run_sweep(_config(tiny_lm_dir), settings, show_progress=False)
+    result = run_sweep(tiny_sweep_config(tiny_lm_dir), settings, show_progress=False)
 
     failed, trained = result.candidates
     assert failed["status"] == "failed" and "out of memory" in failed["error"]
@@ -192,7 +179,7 @@ def test_bad_settings_fail_before_training(
     tiny_lm_dir: Path, settings: Settings, dataset: str, overrides: dict[str, Any], error: type, pattern: str
 ) -> None:
     with pytest.raises(error, match=pattern):
-        run_sweep(_config(tiny_lm_dir, **overrides), settings, show_progress=False)
+        run_sweep(tiny_sweep_config(tiny_lm_dir, **overrides), settings, show_progress=False)
 
 
 def test_empty_train_split_is_refused(
@@ -201,4 +188,4 @@ def test_empty_train_split_is_refused(
     store.add("eval-only", [write_jsonl("e.jsonl", [{"id": "a", "question": "q", "reference": "r"}])])
 
     with pytest.raises(TrainingInputError, match="eval-only@v1 has no train rows"):
-        run_sweep(_config(tiny_lm_dir, dataset="eval-only"), settings, show_progress=False)
+        run_sweep(tiny_sweep_config(tiny_lm_dir, dataset="eval-only"), settings, show_progress=False)
