@@ -1,0 +1,214 @@
+"""The gate's decision: scores in, decision out. Pure: no database, no files, no clock.
+
+For each check (evaluator x cohort) of the policy, candidate and baseline scores are paired by row and
+oriented so that a positive delta is an improvement: ``d_i = s * (candidate_i - baseline_i)`` with
+``s = +1`` for higher-is-better evaluators and ``-1`` otherwise. The mean of ``d`` is bootstrapped
+(rows resampled as pairs, ``resamples`` times, seeded per check). With margin δ:
+
+- ``p_pass    = P*(mean* <  -δ)``: small when the candidate is non-inferior (lower bound >= -δ);
+- ``p_regress = P*(mean* >= -δ)``: small when the candidate is worse by more than δ (upper bound < -δ).
+
+Each family of one-sided p-values is Holm-corrected at ``alpha = (1 - confidence) / 2``: sort ascending,
+reject the k-th smallest while ``p_(k) <= alpha / (m - k + 1)``, stop at the first that is not. A check
+passes when its non-inferiority is rejected, regresses when its regression is, and is inconclusive
+otherwise (which blocks unless the policy says ``inconclusive: pass``). Floors and the pass-to-fail
+flip limit come on top. The candidate passes only when every check passes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from evalgate.gate_policy import Check, GatePolicy
+
+RowScores = Mapping[str, tuple[float, bool | None]]
+"""row id -> (score, passed)."""
+
+
+class GateRefusal(ValueError):
+    """The candidate cannot be compared with this baseline (different data, evaluators or rows)."""
+
+
+@dataclass(frozen=True)
+class ScoreTable:
+    """One model's per-row scores on one dataset version, keyed by (evaluator, cohort)."""
+
+    dataset_hash: str
+    scores: Mapping[tuple[str, str], RowScores]
+    evaluator_versions: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The evidence and verdict of one check."""
+
+    check: str
+    verdict: str
+    """pass, regress, inconclusive, below_floor or too_many_flips."""
+    reason: str
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Pass or block, each check's result, and everything needed to reproduce it."""
+
+    verdict: str
+    checks: list[CheckResult]
+    evidence: dict[str, Any]
+
+    @property
+    def passed(self) -> bool:
+        """True when the candidate may ship."""
+        return self.verdict == "pass"
+
+
+def decide(
+    policy: GatePolicy, candidate: ScoreTable, baseline: ScoreTable, higher_is_better: Mapping[str, bool]
+) -> Decision:
+    """Compare ``candidate`` with ``baseline`` under ``policy``; raise ``GateRefusal`` if incomparable."""
+    _check_comparable(policy, candidate, baseline, higher_is_better)
+    alpha = (1 - policy.confidence) / 2
+    stats = [
+        _check_statistics(policy, check, candidate, baseline, higher_is_better) for check in policy.checks
+    ]
+    passes = holm([s["p_pass"] for s in stats], alpha)
+    regressions = holm([s["p_regress"] for s in stats], alpha)
+    results = [
+        _verdict(policy, check, stat, passed, regressed, level)
+        for check, stat, (passed, level), (regressed, _) in zip(
+            policy.checks, stats, passes, regressions, strict=True
+        )
+    ]
+    allowed = {"pass"} | ({"inconclusive"} if policy.inconclusive == "pass" else set())
+    verdict = "pass" if all(result.verdict in allowed for result in results) else "block"
+    evidence = {
+        "policy": policy.to_dict(),
+        "policy_sha256": policy.sha256,
+        "dataset_hash": candidate.dataset_hash,
+        "evaluator_versions": dict(candidate.evaluator_versions),
+        "seed": policy.seed,
+        "alpha_one_sided": alpha,
+        "checks": [
+            {"check": r.check, "verdict": r.verdict, "reason": r.reason, **r.evidence} for r in results
+        ],
+    }
+    return Decision(verdict, results, evidence)
+
+
+def holm(p_values: Sequence[float], alpha: float) -> list[tuple[bool, float]]:
+    """Holm step-down: for each hypothesis, (rejected, the level it was tested at), in input order."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    outcome: list[tuple[bool, float]] = [(False, alpha)] * len(p_values)
+    still_rejecting = True
+    for rank, index in enumerate(order):
+        level = alpha / (len(p_values) - rank)
+        still_rejecting = still_rejecting and p_values[index] <= level
+        outcome[index] = (still_rejecting, level)
+    return outcome
+
+
+def _check_comparable(
+    policy: GatePolicy, candidate: ScoreTable, baseline: ScoreTable, higher_is_better: Mapping[str, bool]
+) -> None:
+    if candidate.dataset_hash != baseline.dataset_hash:
+        raise GateRefusal(
+            "different dataset versions: "
+            f"candidate {candidate.dataset_hash[:12]}, baseline {baseline.dataset_hash[:12]}"
+        )
+    for check in policy.checks:
+        key = (check.evaluator, check.cohort)
+        for side, table in (("candidate", candidate), ("baseline", baseline)):
+            if key not in table.scores or not table.scores[key]:
+                raise GateRefusal(f"{check.label}: no {side} scores")
+        if check.evaluator not in higher_is_better:
+            raise GateRefusal(f"{check.label}: direction of evaluator {check.evaluator!r} unknown")
+        versions = (
+            candidate.evaluator_versions.get(check.evaluator),
+            baseline.evaluator_versions.get(check.evaluator),
+        )
+        if versions[0] != versions[1]:
+            raise GateRefusal(f"{check.label}: evaluator versions differ ({versions[0]} vs {versions[1]})")
+        missing = candidate.scores[key].keys() ^ baseline.scores[key].keys()
+        if missing:
+            raise GateRefusal(f"{check.label}: rows scored on one side only: {sorted(missing)[:5]}")
+
+
+def _check_statistics(
+    policy: GatePolicy,
+    check: Check,
+    candidate: ScoreTable,
+    baseline: ScoreTable,
+    higher_is_better: Mapping[str, bool],
+) -> dict[str, Any]:
+    """Paired, oriented deltas of one check and their bootstrap statistics."""
+    key = (check.evaluator, check.cohort)
+    rows = sorted(baseline.scores[key])
+    base = np.array([baseline.scores[key][row][0] for row in rows], dtype=np.float64)
+    cand = np.array([candidate.scores[key][row][0] for row in rows], dtype=np.float64)
+    sign = 1.0 if higher_is_better[check.evaluator] else -1.0
+    deltas = sign * (cand - base)
+    margin = check.delta(float(base.mean()))
+    seed = policy.seed ^ zlib.crc32(check.label.encode())
+    means = bootstrap_means(deltas, policy.resamples, seed)
+    tail = (1 - policy.confidence) / 2
+    return {
+        "n": len(rows),
+        "higher_is_better": bool(sign > 0),
+        "baseline_mean": float(base.mean()),
+        "candidate_mean": float(cand.mean()),
+        "mean_delta": float(cand.mean() - base.mean()),
+        "oriented_delta": float(deltas.mean()),
+        "ci_95": [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))],
+        "margin": margin,
+        "p_pass": float(np.mean(means < -margin)),
+        "p_regress": float(np.mean(means >= -margin)),
+        "flips": _flips(candidate.scores[key], baseline.scores[key]),
+        "bootstrap_means": means,
+    }
+
+
+def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """Means of ``resamples`` resamples (with replacement) of ``values``; seeded, sorted."""
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, values.size, size=(resamples, values.size))
+    return np.sort(values[indices].mean(axis=1))
+
+
+def _flips(candidate: RowScores, baseline: RowScores) -> int:
+    """Rows that pass for the baseline and fail for the candidate."""
+    return sum(1 for row, (_, passed) in baseline.items() if passed and candidate[row][1] is False)
+
+
+def _verdict(
+    policy: GatePolicy, check: Check, stat: dict[str, Any], passed: bool, regressed: bool, level: float
+) -> CheckResult:
+    means = stat.pop("bootstrap_means")
+    stat["ci_holm"] = [float(np.quantile(means, level)), float(np.quantile(means, 1 - level))]
+    stat["holm_level"] = level
+    low, high = stat["ci_holm"]
+    interval = f"oriented delta {stat['oriented_delta']:+.4f}, Holm interval [{low:+.4f}, {high:+.4f}]"
+    if check.floor is not None and not _meets_floor(
+        stat["candidate_mean"], check.floor, stat["higher_is_better"]
+    ):
+        side = "below" if stat["higher_is_better"] else "above"
+        return CheckResult(
+            check.label, "below_floor", f"mean {stat['candidate_mean']:.4f} {side} floor {check.floor}", stat
+        )
+    if check.max_flips is not None and stat["flips"] > check.max_flips:
+        reason = f"{stat['flips']} rows flipped from pass to fail (at most {check.max_flips})"
+        return CheckResult(check.label, "too_many_flips", reason, stat)
+    if passed:
+        return CheckResult(check.label, "pass", f"{interval}: lower bound >= -{stat['margin']:.4f}", stat)
+    if regressed:
+        return CheckResult(check.label, "regress", f"{interval}: upper bound < -{stat['margin']:.4f}", stat)
+    return CheckResult(check.label, "inconclusive", f"{interval} straddles -{stat['margin']:.4f}", stat)
+
+
+def _meets_floor(mean: float, floor: float, higher_is_better: bool) -> bool:
+    return mean >= floor if higher_is_better else mean <= floor
