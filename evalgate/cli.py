@@ -97,7 +97,7 @@ def demo(
     console.print(f"sweep {config.name!r}: {config.base_model}, rates {rates}")
     from evalgate.sweep import run_sweep  # torch + transformers: imported only when training
 
-    swept = run_sweep(config, settings, console=console)
+    swept = cli_sweep.resumable(lambda: run_sweep(config, settings, console=console))
     console.print(cli_sweep.candidates_table(swept.candidates))
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -12,6 +13,20 @@ from rich.table import Table
 from evalgate.sweep_config import SweepConfig
 
 console = Console()
+errors = Console(stderr=True)
+EXIT_INTERRUPTED = 130
+T = TypeVar("T")
+
+
+def resumable(run: Callable[[], T]) -> T:
+    """Run a sweep; on Ctrl-C say that a checkpoint was saved and exit with 130."""
+    from evalgate.train import TrainingInterrupted
+
+    try:
+        return run()
+    except TrainingInterrupted as interrupted:
+        errors.print(f"interrupted: {interrupted}; run the same command again to resume", soft_wrap=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
 def sweep(
@@ -36,13 +51,15 @@ def sweep(
         from evalgate.ray_sweep import run_sweep_ray
 
         resources = {"cpu": cpus_per_trial} | ({"gpu": gpus_per_trial} if gpus_per_trial else {})
-        result = run_sweep_ray(
-            config, settings, resources_per_trial=resources, asha=asha, max_concurrent=max_concurrent
+        result = resumable(
+            lambda: run_sweep_ray(
+                config, settings, resources_per_trial=resources, asha=asha, max_concurrent=max_concurrent
+            )
         )
     else:
         from evalgate.sweep import run_sweep
 
-        result = run_sweep(config, settings, console=console, show_progress=progress)
+        result = resumable(lambda: run_sweep(config, settings, console=console, show_progress=progress))
     state = "resumed" if result.resumed else "new"
     console.print(f"sweep {result.sweep_id} ({state}) on {result.dataset}")
     console.print(candidates_table(result.candidates))

@@ -4,6 +4,7 @@
 
 Everything evalgate writes lives under ``home`` (artifacts, model caches, the HF cache) unless
 ``artifact_root`` points elsewhere (an ``s3://`` or ``gs://`` URL works through fsspec).
+``HF_HUB_OFFLINE`` is honoured where models are loaded (``evalgate.models``).
 """
 
 from __future__ import annotations
@@ -55,11 +56,6 @@ class Settings(BaseSettings):
     def resolved_artifact_root(self) -> str:
         """The artifact root in force, without a trailing slash."""
         return (self.artifact_root or str(self.home / "artifacts")).rstrip("/")
-
-    @property
-    def hub_offline(self) -> bool:
-        """True when ``HF_HUB_OFFLINE`` asks that nothing be fetched from a hub."""
-        return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def configure_environment(settings: Settings) -> None:

@@ -79,3 +79,77 @@ def test_demo_imports_the_bundled_suite_once_and_sweeps(
     assert "already stored as evalgate-suite@v1" in again.stdout
     assert first.stdout.count("trained") == 2 and "0.001" in first.stdout and "0.01" in first.stdout
     assert any(BUNDLED_SUITE_DIR.glob("*.jsonl"))
+
+
+def _tiny_sweep_yaml(path: Path, tiny_lm_dir: Path, **extra: object) -> Path:
+    lines = [
+        "name: cli",
+        "dataset: tiny",
+        f"base_model: {tiny_lm_dir}",
+        "learning_rates: [1e-2]",
+        "batch_size: 2",
+        "max_seq_length: 96",
+        "precision: fp32",
+        "device: cpu",
+        *[f"{key}: {value}" for key, value in extra.items()],
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _tiny_rows(write_jsonl) -> str:
+    rows = [
+        {"id": f"t{i}", "question": f"q {i}", "reference": f"answer {i % 3}", "split": "train"}
+        for i in range(16)
+    ]
+    return write_jsonl("tiny.jsonl", rows)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes(
+    tmp_path: Path, database_url: str, tiny_lm_dir: Path, write_jsonl
+) -> None:
+    import signal
+    import time
+
+    home = tmp_path / "home"
+    assert _evalgate(home, database_url, "datasets", "add", "tiny", _tiny_rows(write_jsonl)).returncode == 0
+    config = _tiny_sweep_yaml(tmp_path / "sweep.yaml", tiny_lm_dir, max_steps=400, checkpoint_every=5)
+    env = {**os.environ, "EVALGATE_HOME": str(home), "EVALGATE_DATABASE_URL": database_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evalgate", "sweep", str(config), "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    while (
+        not list(home.glob("artifacts/sweeps/*/lr-0.01/checkpoints/checkpoint-*"))
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "interrupted at step" in stderr and "run the same command again to resume" in stderr
+    resumed = _evalgate(home, database_url, "sweep", str(config), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "(resumed)" in resumed.stdout and "trained" in resumed.stdout and "400" in resumed.stdout
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_lr_find_proposes_a_grid_and_saves_the_plot(
+    tmp_path: Path, database_url: str, tiny_lm_dir: Path, write_jsonl
+) -> None:
+    home = tmp_path / "home"
+    _evalgate(home, database_url, "datasets", "add", "tiny", _tiny_rows(write_jsonl))
+    config = _tiny_sweep_yaml(tmp_path / "sweep.yaml", tiny_lm_dir)
+    plot = tmp_path / "lr.png"
+
+    result = _evalgate(home, database_url, "lr-find", str(config), "--plot", str(plot), "--steps", "12")
+
+    assert result.returncode == 0, result.stderr
+    assert "proposed learning_rates: [" in result.stdout
+    assert plot.read_bytes()[:4] == b"\x89PNG"

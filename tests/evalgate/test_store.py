@@ -185,3 +185,23 @@ def test_concurrent_adds_of_one_name_never_share_a_number(store: DatasetStore, w
     assert sorted(v.number for v in versions) == [1, 2, 3, 4]
     assert len({v.content_hash for v in versions}) == 4
     assert sum(result.created for result in results) == 4
+
+
+def test_a_non_local_fsspec_artifact_root_round_trips(tmp_path: Path, database_url: str, write_jsonl) -> None:
+    import fsspec
+
+    from evalgate.settings import Settings
+
+    root = f"memory://evalgate-{tmp_path.name}"
+    remote = DatasetStore.from_settings(Settings(home=tmp_path / "h", database_url=database_url, artifact_root=root))
+
+    info = remote.add("suite", [write_jsonl("a.jsonl", _rows(6))]).version
+
+    assert info.storage_uri.startswith("memory://") and not (tmp_path / "h" / "artifacts").exists()
+    assert len(remote.rows("suite@v1")) == 6
+    memory = fsspec.filesystem("memory")
+    split_file = f"{info.storage_uri}/{info.files['eval']['path']}"
+    with memory.open(split_file, "wb") as handle:
+        handle.write(b"not the stored bytes")
+    with pytest.raises(DatasetIntegrityError, match="modified after it was stored"):
+        remote.load("suite@v1")
