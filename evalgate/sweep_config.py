@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from evalgate.models import EMBEDDED_DEFAULT_MODEL
+from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
 
 SCHEDULERS = ("constant", "linear", "cosine", "step")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -193,7 +193,9 @@ def test_a_non_local_fsspec_artifact_root_round_trips(tmp_path: Path, database_u
     from evalgate.settings import Settings
 
     root = f"memory://evalgate-{tmp_path.name}"
-    remote = DatasetStore.from_settings(Settings(home=tmp_path / "h", database_url=database_url, artifact_root=root))
+    remote = DatasetStore.from_settings(
+        Settings(home=tmp_path / "h", database_url=database_url, artifact_root=root)
+    )
 
     info = remote.add("suite", [write_jsonl("a.jsonl", _rows(6))]).version
 

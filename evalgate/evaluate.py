@@ -1,0 +1,419 @@
+"""Evaluation runs: generate (cached) answers, score every eval row, aggregate, store.
+
+    evalgate evaluate --sweep 3          # base model + every trained candidate of sweep 3
+    evaluate_sweep(3, settings)          # the same from Python
+
+Reads top to bottom: resolve the dataset version's eval rows; for each model (the base, then each
+candidate) open an ``evaluation_run``; take its answers from the generation cache or generate the missing
+ones (all models in one call of the ``AdapterGenerate`` strategy); run every applicable evaluator; for
+candidates add the ``ood_kl`` forgetting signal; store per-row scores and the aggregates (with paired
+deltas vs the base run for candidates). The model is loaded only when something needs it: missing
+answers, perplexity, or ood_kl.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.progress import Progress
+
+from evalgate.aggregate import DEFAULT_RESAMPLES, delta_table, summarise
+from evalgate.evaluation_records import (
+    CandidateInfo,
+    StoredScore,
+    cached_generations,
+    candidate_info,
+    dataset_version_id,
+    finish_run,
+    open_run,
+    run_records,
+    store_generations,
+    store_scores,
+    sweep_candidates,
+)
+from evalgate.forgetting import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION, ood_kl, reference_logprobs
+from evalgate.generate import (
+    AdapterGenerate,
+    Answer,
+    DecodingSettings,
+    ModelPool,
+    active_adapter,
+    cache_key,
+    generate_per_adapter,
+)
+from evalgate.settings import Settings
+from evalgate.store import DatasetStore, VersionInfo
+from evaluators.base import Evaluator, ScoredRow
+from evaluators.perplexity import Perplexity
+
+Row = Mapping[str, Any]
+EvaluatorFactory = Callable[[str], Evaluator]
+Advance = Callable[[int], None] | None
+
+
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """How to evaluate: which evaluators, decoding, precision, and the bootstrap's seed."""
+
+    evaluators: tuple[str, ...] | None = None
+    """Evaluator names; None: every registered evaluator (plus ood_kl for candidates)."""
+    max_new_tokens: int = 96
+    batch_size: int = 8
+    device: str = "auto"
+    precision: str = "auto"
+    seed: int = 0
+    """Seed of the bootstrap intervals (stored in the summary)."""
+    resamples: int = DEFAULT_RESAMPLES
+    generator: AdapterGenerate = generate_per_adapter
+    """How answers of several adapters are generated (swap in a mixed-adapter batch here)."""
+    factory: EvaluatorFactory | None = None
+    """Builds an evaluator by name; None: ``evalgate.evaluator_factory.build_evaluator`` or the registry."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One finished evaluation run."""
+
+    run_id: int
+    candidate_id: int | None
+    label: str
+    generated_rows: int
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Context:
+    """What every run of one evaluation call shares."""
+
+    store: DatasetStore
+    version: VersionInfo
+    version_id: int
+    rows: list[dict[str, Any]]
+    pool: ModelPool
+    options: EvaluationOptions
+    factory: EvaluatorFactory
+    progress: Progress | None
+
+    def decoding(self) -> DecodingSettings:
+        return DecodingSettings(
+            max_new_tokens=self.options.max_new_tokens,
+            batch_size=self.options.batch_size,
+            dtype=str(self.pool.dtype).removeprefix("torch."),
+            device=self.pool.device.split(":", 1)[0],
+        )
+
+
+def evaluate_model(
+    base_model: str,
+    dataset: str,
+    settings: Settings,
+    options: EvaluationOptions | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Evaluate the base model on ``dataset``'s eval split (``NAME@vN``); returns the run."""
+    context = _context(base_model, dataset, settings, options, progress)
+    return _evaluate_all(context, [])[0]
+
+
+def evaluate_candidate(
+    candidate_id: int,
+    dataset: str,
+    settings: Settings,
+    options: EvaluationOptions | None = None,
+    progress: Progress | None = None,
+) -> list[RunResult]:
+    """Evaluate the base model then the candidate on ``dataset``; returns [base run, candidate run]."""
+    store = DatasetStore.from_settings(settings)
+    candidate = candidate_info(store.sessions, candidate_id)
+    context = _context(candidate.base_model, dataset, settings, options, progress)
+    return _evaluate_all(context, [candidate])
+
+
+def evaluate_sweep(
+    sweep_id: int,
+    settings: Settings,
+    options: EvaluationOptions | None = None,
+    progress: Progress | None = None,
+) -> list[RunResult]:
+    """Evaluate the base model and every trained candidate of a sweep on the sweep's dataset version."""
+    store = DatasetStore.from_settings(settings)
+    label, base_model, ids = sweep_candidates(store.sessions, sweep_id)
+    candidates = [candidate_info(store.sessions, candidate_id) for candidate_id in ids]
+    context = _context(base_model, label, settings, options, progress)
+    return _evaluate_all(context, candidates)
+
+
+def _context(
+    base_model: str,
+    dataset: str,
+    settings: Settings,
+    options: EvaluationOptions | None,
+    progress: Progress | None,
+) -> _Context:
+    options = options or EvaluationOptions()
+    store = DatasetStore.from_settings(settings)
+    version = store.get(dataset)
+    splits = store.load(version.label)
+    if "eval" not in splits or len(splits["eval"]) == 0:
+        raise ValueError(f"{version.label} has no eval rows to evaluate on")
+    return _Context(
+        store=store,
+        version=version,
+        version_id=dataset_version_id(store.sessions, version.name, version.number),
+        rows=[dict(row) for row in splits["eval"]],
+        pool=ModelPool(base_model, settings.home, device=options.device, precision=options.precision),
+        options=options,
+        factory=options.factory or default_factory(settings),
+        progress=progress,
+    )
+
+
+def _evaluate_all(context: _Context, candidates: Sequence[CandidateInfo]) -> list[RunResult]:
+    """The base run, then one run per candidate (answers of all models generated up front)."""
+    targets: list[CandidateInfo | None] = [None, *candidates]
+    answers, generated = _answers(context, targets)
+    base = _run(context, None, answers[None], generated[None], answers[None], base_run_id=None)
+    results = [base]
+    for candidate in candidates:
+        key = candidate.id
+        results.append(_run(context, candidate, answers[key], generated[key], answers[None], base.run_id))
+    return results
+
+
+def _answers(
+    context: _Context, targets: Sequence[CandidateInfo | None]
+) -> tuple[dict[int | None, dict[str, Answer]], dict[int | None, int]]:
+    """Every target's answers by row id: from the cache, the missing ones generated and cached."""
+    decoding = context.decoding()
+    answers: dict[int | None, dict[str, Answer]] = {}
+    missing: dict[int | None, list[str]] = {}
+    for target in targets:
+        key = _key(context, target, decoding)
+        answers[_id(target)] = cached_generations(context.store.sessions, key)
+        missing[_id(target)] = [r["id"] for r in context.rows if r["id"] not in answers[_id(target)]]
+    todo = [t for t in targets if missing[_id(t)]]
+    if todo:
+        wanted = {row_id for t in todo for row_id in missing[_id(t)]}
+        rows = [row for row in context.rows if row["id"] in wanted]
+        adapters = [context.pool.adapter(t) for t in todo]
+        model, tokenizer = context.pool.load()
+        advance = _task(context.progress, "generate", len(rows) * len(todo))
+        fresh = context.options.generator(model, tokenizer, rows, adapters, decoding, advance)
+        for target, adapter in zip(todo, adapters, strict=True):
+            new = {
+                r["id"]: a
+                for r, a in zip(rows, fresh[adapter], strict=True)
+                if r["id"] in missing[_id(target)]
+            }
+            store_generations(context.store.sessions, _key(context, target, decoding), new)
+            answers[_id(target)].update(new)
+    return answers, {_id(t): len(missing[_id(t)]) for t in targets}
+
+
+def _run(
+    context: _Context,
+    candidate: CandidateInfo | None,
+    answers: dict[str, Answer],
+    generated: int,
+    base_answers: dict[str, Answer],
+    base_run_id: int | None,
+) -> RunResult:
+    """One evaluation run: score, store, aggregate; marked failed (and re-raised) on any error."""
+    decoding = context.decoding()
+    sessions = context.store.sessions
+    run_id = open_run(
+        sessions,
+        candidate_id=_id(candidate),
+        version_id=context.version_id,
+        fingerprint=context.pool.fingerprint(candidate),
+        decoding=decoding.to_dict(),
+    )
+    label = "base" if candidate is None else candidate.name
+    try:
+        names = _names(context, candidate)
+        advance = _task(context.progress, f"score {label}", len(names))
+        scores, evaluators = _score(context, candidate, answers, base_answers, names, advance)
+        store_scores(sessions, run_id, scores)
+        summary = _summary(context, run_id, base_run_id, evaluators, generated)
+    except BaseException as error:
+        finish_run(sessions, run_id, "failed", {"error": f"{type(error).__name__}: {error}"})
+        raise
+    finish_run(sessions, run_id, "finished", summary)
+    return RunResult(run_id, _id(candidate), label, generated, summary)
+
+
+def _summary(
+    context: _Context,
+    run_id: int,
+    base_run_id: int | None,
+    evaluators: dict[str, dict[str, Any]],
+    generated: int,
+) -> dict[str, Any]:
+    """Aggregates of the run (and paired deltas vs the base run), JSON-ready."""
+    seed, resamples = context.options.seed, context.options.resamples
+    records = run_records(context.store.sessions, run_id)
+    summary: dict[str, Any] = {
+        "dataset": context.version.label,
+        "dataset_hash": context.version.content_hash,
+        "seed": seed,
+        "resamples": resamples,
+        "confidence": 0.95,
+        "rows": len(context.rows),
+        "generated_rows": generated,
+        "evaluators": evaluators,
+        "aggregates": summarise(records, seed=seed, resamples=resamples),
+    }
+    if base_run_id is not None:
+        base_records = run_records(context.store.sessions, base_run_id)
+        deltas = delta_table(records, base_records, seed=seed, resamples=resamples, zero_baseline=[OOD_KL])
+        summary["baseline_run_id"] = base_run_id
+        summary["deltas"] = deltas
+        summary["ood_delta"] = {
+            name: by_cohort["ood"] for name, by_cohort in deltas.items() if "ood" in by_cohort
+        }
+    return summary
+
+
+def _names(context: _Context, candidate: CandidateInfo | None) -> list[str]:
+    """The evaluators to run: the requested ones, or every registered one plus ood_kl for candidates."""
+    if context.options.evaluators is not None:
+        names = list(context.options.evaluators)
+    else:
+        from evaluators import registry
+
+        names = [*registry.names(), OOD_KL]
+    return [name for name in names if name != OOD_KL or candidate is not None]
+
+
+def _key(context: _Context, target: CandidateInfo | None, decoding: DecodingSettings) -> str:
+    return cache_key(context.pool.fingerprint(target), context.version.content_hash, decoding)
+
+
+def _id(target: CandidateInfo | None) -> int | None:
+    return None if target is None else target.id
+
+
+def _task(progress: Progress | None, description: str, total: int) -> Callable[[int], None] | None:
+    """A progress task advanced by the returned callable (None without a progress display)."""
+    if progress is None:
+        return None
+    task = progress.add_task(description, total=total)
+    return lambda done: progress.advance(task, done)
+
+
+# --------------------------------------------------------------------------------------------- scoring
+
+
+def default_factory(settings: Settings) -> EvaluatorFactory:
+    """``evalgate.evaluator_factory.build_evaluator`` (default models injected) when present, else the
+    registry's plain constructor."""
+    try:
+        from evalgate.evaluator_factory import build_evaluator  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from evaluators import registry
+
+        return registry.create
+    return lambda name: build_evaluator(name, settings)  # type: ignore[no-any-return,unused-ignore]
+
+
+def _score(
+    context: _Context,
+    candidate: CandidateInfo | None,
+    answers: dict[str, Answer],
+    base_answers: dict[str, Answer],
+    names: Sequence[str],
+    advance: Advance,
+) -> tuple[list[StoredScore], dict[str, dict[str, Any]]]:
+    """Every evaluator on the rows of its cohorts; ``ood_kl`` on the ood rows (candidates only)."""
+    rows = [_scored_row(row, answers[row["id"]].text) for row in context.rows]
+    scores: list[StoredScore] = []
+    described: dict[str, dict[str, Any]] = {}
+    for name in names:
+        if name == OOD_KL:
+            scores += _ood_kl_scores(context, candidate, base_answers)
+            described[name] = {
+                "version": OOD_KL_VERSION,
+                "higher_is_better": False,
+                "threshold": OOD_KL_THRESHOLD,
+            }
+        else:
+            evaluator = _build(context, candidate, name)
+            scores += _evaluate_rows(evaluator, rows)
+            described[name] = {
+                "version": evaluator.version,
+                "higher_is_better": evaluator.higher_is_better,
+                "threshold": evaluator.threshold,
+            }
+        if advance is not None:
+            advance(1)
+    return scores, described
+
+
+def _build(context: _Context, candidate: CandidateInfo | None, name: str) -> Evaluator:
+    """The evaluator ``name``; perplexity gets the loaded model (with the candidate's adapter active)."""
+    if name != Perplexity.name:
+        return context.factory(name)
+    adapter = context.pool.adapter(candidate)
+    model, tokenizer = context.pool.load()
+    inner = reference_logprobs(model, tokenizer)
+
+    def logprobs(rows: Sequence[ScoredRow]) -> list[list[float]]:
+        with active_adapter(model, adapter):
+            return inner(rows)
+
+    return Perplexity(logprobs)
+
+
+def _evaluate_rows(evaluator: Evaluator, rows: Sequence[ScoredRow]) -> list[StoredScore]:
+    applicable = [r for r in rows if evaluator.cohorts is None or r.cohort in evaluator.cohorts]
+    results = evaluator.score(applicable) if applicable else []
+    if len(results) != len(applicable):
+        raise RuntimeError(
+            f"evaluator {evaluator.name} returned {len(results)} scores for {len(applicable)} rows"
+        )
+    return [
+        StoredScore(
+            row.id,
+            row.cohort,
+            evaluator.name,
+            evaluator.version,
+            result.score,
+            result.passed,
+            dict(result.detail),
+        )
+        for row, result in zip(applicable, results, strict=True)
+    ]
+
+
+def _ood_kl_scores(
+    context: _Context, candidate: CandidateInfo | None, base_answers: dict[str, Answer]
+) -> list[StoredScore]:
+    """Per ood row, KL(base || candidate) per token on the prompt + base answer."""
+    rows = [row for row in context.rows if row["cohort"] == "ood"]
+    if candidate is None or not rows:
+        return []
+    adapter = context.pool.adapter(candidate)
+    model, tokenizer = context.pool.load()
+    assert adapter is not None
+    values = ood_kl(model, tokenizer, rows, [base_answers[row["id"]].text for row in rows], adapter)
+    return [
+        StoredScore(row["id"], "ood", OOD_KL, OOD_KL_VERSION, value, value <= OOD_KL_THRESHOLD, {})
+        for row, value in zip(rows, values, strict=True)
+    ]
+
+
+def _scored_row(row: Row, answer: str) -> ScoredRow:
+    metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
+    return ScoredRow(
+        id=row["id"],
+        question=row["question"],
+        answer=answer,
+        context=row.get("context") or "",
+        reference=row.get("reference"),
+        cohort=row.get("cohort") or "target",
+        json_schema=row.get("json_schema"),
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )

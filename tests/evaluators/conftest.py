@@ -1,0 +1,22 @@
+"""Fixtures of the evaluator tests: a fake embedder, and the real MiniLM one for slow tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from evalgate.embeddings import Embedder
+from tests.evaluators.fakes import BagOfWordsEmbedder
+
+
+@pytest.fixture
+def fake_embedder() -> BagOfWordsEmbedder:
+    """A fast, deterministic embedder."""
+    return BagOfWordsEmbedder()
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Embedder:
+    """The real all-MiniLM-L6-v2 from its package folder (slow tests only)."""
+    from evalgate.embeddings import default_embedder
+
+    return default_embedder()
