@@ -12,10 +12,9 @@ applicable. Range {0, 1}, higher is better.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import ClassVar
 
-from evaluators.base import Evaluator, RowScore, ScoredRow
+from evaluators.base import RowScore, RowwiseEvaluator, ScoredRow
 from evaluators.registry import register
 
 
@@ -39,7 +38,7 @@ def contains(answer: str, phrase: str) -> bool:
 
 
 @register
-class AnswerAccuracy(Evaluator):
+class AnswerAccuracy(RowwiseEvaluator):
     """1 if the answer contains an accepted string (metadata accept, else reference), else 0."""
 
     name: ClassVar[str] = "answer_accuracy"
@@ -47,10 +46,6 @@ class AnswerAccuracy(Evaluator):
     higher_is_better: ClassVar[bool] = True
     threshold: ClassVar[float] = 1.0
     cohorts: ClassVar[tuple[str, ...] | None] = None
-
-    def score(self, rows: Sequence[ScoredRow]) -> list[RowScore]:
-        """One 1/0 score per row; rows with no accept list and no reference are not applicable."""
-        return [self.score_row(row) for row in rows]
 
     def score_row(self, row: ScoredRow) -> RowScore:
         """1/0 with the matched string (or the accepted ones) in ``detail``."""

@@ -67,3 +67,15 @@ class Evaluator:
         if value is None:
             return RowScore(None, None, detail)
         return RowScore(float(value), self.passes(float(value)), detail)
+
+
+class RowwiseEvaluator(Evaluator):
+    """An evaluator that scores each row on its own: subclasses implement ``score_row``."""
+
+    def score(self, rows: Sequence[ScoredRow]) -> list[RowScore]:
+        """``score_row`` of each row, in order."""
+        return [self.score_row(row) for row in rows]
+
+    def score_row(self, row: ScoredRow) -> RowScore:
+        """The verdict on one row."""
+        raise NotImplementedError

@@ -12,19 +12,18 @@ the failing keyword and its message (the most relevant error, by ``jsonschema``'
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import ClassVar
 
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
 from evaluators import text
-from evaluators.base import Evaluator, RowScore, ScoredRow
+from evaluators.base import RowScore, RowwiseEvaluator, ScoredRow
 from evaluators.registry import register
 
 
 @register
-class JSONValidation(Evaluator):
+class JSONValidation(RowwiseEvaluator):
     """1 when the answer is JSON that matches the row's schema, else 0; higher is better."""
 
     name: ClassVar[str] = "json_validation"
@@ -32,10 +31,6 @@ class JSONValidation(Evaluator):
     higher_is_better: ClassVar[bool] = True
     threshold: ClassVar[float] = 1.0
     cohorts: ClassVar[tuple[str, ...] | None] = None
-
-    def score(self, rows: Sequence[ScoredRow]) -> list[RowScore]:
-        """One 1/0 score per row."""
-        return [self.score_row(row) for row in rows]
 
     def score_row(self, row: ScoredRow) -> RowScore:
         """Parse, then validate against the row's schema; ``detail`` says which rule failed."""
