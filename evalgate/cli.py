@@ -105,6 +105,7 @@ def demo(
 
     swept = cli_sweep.resumable(lambda: run_sweep(config, settings, console=console))
     console.print(cli_sweep.candidates_table(swept.candidates))
+    console.print(f"next: evalgate evaluate --sweep {swept.sweep_id}  (answers and scores vs the base model)")
 
 
 def _run_guarded(command: Callable[..., Any]) -> Callable[..., Any]:
