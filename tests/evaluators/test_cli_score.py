@@ -70,14 +70,7 @@ def test_perplexity_is_refused_with_a_clear_message(tmp_path):
     assert result.exit_code == 2 and "evaluation runner" in result.output.replace("\n", " ")
 
 
-def _score_is_wired() -> bool:
-    from evalgate.cli import typer_app
-
-    return any(command.name == "score" for command in typer_app.registered_commands)
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not _score_is_wired(), reason="`evalgate score` is not registered in evalgate.cli yet")
 def test_python_m_evalgate_score_scores_faithfulness_end_to_end(tmp_path):
     context = "The Oberoi Group is a hotel company with its head office in Delhi."
     source = write_rows(
