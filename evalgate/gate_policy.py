@@ -95,6 +95,8 @@ class GatePolicy:
     seed: int = 0
     inconclusive: str = "block"
     name: str = "default"
+    objective: str | None = None
+    """``evaluator/cohort`` whose gain ranks passing candidates (default: the first target check)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept with the policy (owner, ticket, ...)."""
 
