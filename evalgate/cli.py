@@ -5,6 +5,7 @@
     evalgate sweep CONFIG.yaml         # one LoRA candidate per learning rate
     evalgate lr-find CONFIG.yaml       # propose a rate grid
     evalgate evaluate --sweep ID       # answers + per-row scores of the base model and each candidate
+    evalgate gate --sweep ID --policy P.yaml   # decide each candidate, recommend one
     evalgate score -e NAME --input rows.jsonl --output scored.jsonl   # score your own rows
     evalgate db upgrade                # migrate the configured database
 
@@ -27,10 +28,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from evalgate import cli_evaluate, cli_score, cli_sweep
+from evalgate import cli_evaluate, cli_gate, cli_score, cli_sweep
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
 from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
+from evalgate.gate import GateRefusal
+from evalgate.gate_policy import PolicyError
 from evalgate.model_refs import ModelError
 from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_SWEEP_CONFIG
 from evalgate.rows import DatasetInputError
@@ -45,6 +48,8 @@ USER_ERRORS = (
     DatasetIntegrityError,
     SchemaNotReadyError,
     ModelError,
+    PolicyError,
+    GateRefusal,
     ValueError,
 )
 EXIT_USER_ERROR = 2
@@ -56,6 +61,7 @@ typer_app.add_typer(datasets_app, name="datasets")
 typer_app.command("sweep")(cli_sweep.sweep)
 typer_app.command("evaluate")(cli_evaluate.evaluate)
 typer_app.command("score")(cli_score.score)
+typer_app.command("gate")(cli_gate.gate)
 typer_app.command("lr-find")(cli_sweep.lr_find)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 typer_app.add_typer(db_app, name="db")

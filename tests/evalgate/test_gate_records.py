@@ -1,0 +1,109 @@
+"""Gate decisions from stored evaluation runs, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from evalgate.db.models import Candidate, DatasetVersion, EvaluationRun, GateDecision, RowScore, Sweep
+from evalgate.db.session import session_scope
+from evalgate.gate_policy import Check, GatePolicy
+from evalgate.gate_records import gate_sweep
+from evalgate.store import DatasetStore
+
+POLICY = GatePolicy(
+    checks=(Check("quality", "target"), Check("quality", "ood"), Check("ood_kl", "ood", margin=0.2)),
+    objective="quality/target",
+)
+EVALUATORS = {
+    "quality": {"version": "1", "higher_is_better": True},
+    "ood_kl": {"version": "1", "higher_is_better": False},
+}
+ROWS = 200
+
+
+def _run(
+    session, version: DatasetVersion, candidate_id: int | None, scores: dict, baseline_id: int | None
+) -> int:
+    summary = {"dataset_hash": version.content_hash, "evaluators": EVALUATORS}
+    if baseline_id is not None:
+        summary["baseline_run_id"] = baseline_id
+    run = EvaluationRun(
+        candidate_id=candidate_id,
+        dataset_version_id=version.id,
+        model_fingerprint="f" * 64,
+        decoding={},
+        status="finished",
+        summary=summary,
+    )
+    session.add(run)
+    session.flush()
+    for (evaluator, cohort), values in scores.items():
+        session.add_all(
+            RowScore(evaluation_run_id=run.id, row_id=f"{cohort}-{i}", cohort=cohort, evaluator=evaluator,
+                     evaluator_version="1", score=float(v), passed=bool(v >= 0.5), detail={})
+            for i, v in enumerate(values)
+        )  # fmt: skip
+    return run.id
+
+
+@pytest.fixture
+def sweep_id(store: DatasetStore, write_jsonl) -> int:
+    """A sweep with a base run and three candidates: barely moves, learns, forgets; plus a diverged one."""
+    store.add("suite", [write_jsonl("rows.jsonl", [{"id": "a", "question": "q"}])])
+    rng = np.random.default_rng(0)
+    target, ood = rng.uniform(0.0, 0.3, ROWS), rng.uniform(0.6, 1.0, ROWS)
+    shapes = {1e-5: (0.01, 0.0, 0.01), 1e-4: (0.6, -0.005, 0.1), 1e-3: (0.7, -0.3, 0.9)}
+    with session_scope(store.sessions) as session:
+        version = session.scalars(select(DatasetVersion)).one()
+        sweep = Sweep(
+            name="s",
+            dataset_version_id=version.id,
+            base_model="m",
+            config={},
+            config_hash="h",
+            status="finished",
+        )
+        session.add(sweep)
+        session.flush()
+        base_id = _run(session, version, None, {("quality", "target"): target, ("quality", "ood"): ood}, None)
+        for rate, (gain, drift, kl) in [*shapes.items(), (1e-2, (None, None, None))]:
+            status = "diverged" if gain is None else "trained"
+            candidate = Candidate(
+                sweep_id=sweep.id, name=f"lr={rate:g}", base_model="m", learning_rate=rate, status=status
+            )
+            session.add(candidate)
+            session.flush()
+            if gain is not None:
+                scores = {("quality", "target"): target + gain, ("quality", "ood"): ood + drift,
+                          ("ood_kl", "ood"): np.full(ROWS, kl)}  # fmt: skip
+                _run(session, version, candidate.id, scores, base_id)
+        return sweep.id
+
+
+def test_sweep_gate_recommends_the_rate_that_learns_without_forgetting(
+    store: DatasetStore, sweep_id: int
+) -> None:
+    verdicts = gate_sweep(store.sessions, sweep_id, POLICY)
+
+    assert verdicts.recommendation.recommended == "lr=0.0001"
+    assert {label: d.verdict if d else None for label, (_, d) in verdicts.decisions.items()} == {
+        "lr=1e-05": "pass",
+        "lr=0.0001": "pass",
+        "lr=0.001": "block",
+        "lr=0.01": None,
+    }
+    assert "ood_kl/ood regress" in verdicts.recommendation.reasons["lr=0.001"]
+    with session_scope(store.sessions) as session:
+        stored = session.scalars(select(GateDecision).order_by(GateDecision.id)).all()
+        assert [d.verdict for d in stored] == ["pass", "pass", "block"]
+        assert all(d.policy_hash == POLICY.sha256 and d.evidence["checks"] for d in stored)
+
+
+def test_every_gate_run_appends_decisions(store: DatasetStore, sweep_id: int) -> None:
+    gate_sweep(store.sessions, sweep_id, POLICY)
+    gate_sweep(store.sessions, sweep_id, POLICY)
+
+    with session_scope(store.sessions) as session:
+        assert session.scalar(select(func.count()).select_from(GateDecision)) == 6
