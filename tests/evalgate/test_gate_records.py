@@ -107,3 +107,43 @@ def test_every_gate_run_appends_decisions(store: DatasetStore, sweep_id: int) ->
 
     with session_scope(store.sessions) as session:
         assert session.scalar(select(func.count()).select_from(GateDecision)) == 6
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_gate_command_exits_0_with_a_recommendation_and_1_when_all_blocked(
+    sweep_id: int, database_url: str, tmp_path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    def run(margin: float) -> subprocess.CompletedProcess[str]:
+        policy = tmp_path / f"policy-{margin}.yaml"
+        policy.write_text(
+            "objective: quality/target\nchecks:\n"
+            f"  - {{evaluator: quality, cohort: target, margin: {margin}}}\n"
+            f"  - {{evaluator: ood_kl, cohort: ood, margin: {margin}}}\n"
+        )
+        env = {
+            **os.environ,
+            "EVALGATE_DATABASE_URL": database_url,
+            "EVALGATE_HOME": str(tmp_path),
+            "COLUMNS": "200",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "evalgate",
+            "gate",
+            "--sweep",
+            str(sweep_id),
+            "--policy",
+            str(policy),
+        ]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    lenient, strict = run(0.2), run(0.0)
+
+    assert lenient.returncode == 0, lenient.stderr
+    assert "recommended: lr=0.0001" in lenient.stdout
+    assert strict.returncode == 1 and "no candidate passed the gate" in strict.stdout
