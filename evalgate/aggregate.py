@@ -165,6 +165,10 @@ def delta_table(
 ) -> dict[str, dict[str, dict[str, float | int]]]:
     """``{evaluator: {cohort: paired delta}}`` for every group the candidate has.
 
+    Rows are paired where both sides have a score; ``unpaired`` counts rows scored on one side only
+    (an evaluator may not apply to one model's answer, e.g. faithfulness of an empty answer). The gate
+    will not pass a check with unpaired rows.
+
     Evaluators named in ``zero_baseline`` (already paired measures such as ``ood_kl``, where the base
     model scores 0 by definition) are compared against 0 on the candidate's own rows.
     """
@@ -175,6 +179,15 @@ def delta_table(
         reference = dict.fromkeys(scores, 0.0) if evaluator in zero else base_groups.get((evaluator, cohort))
         if reference is None:
             continue
-        interval = paired_delta(scores, reference, seed=seed, resamples=resamples)
-        table.setdefault(evaluator, {})[cohort] = interval.to_dict()
+        shared = scores.keys() & reference.keys()
+        if not shared:
+            continue
+        interval = paired_delta(
+            {row: scores[row] for row in shared},
+            {row: reference[row] for row in shared},
+            seed=seed,
+            resamples=resamples,
+        )
+        unpaired = len(scores.keys() ^ reference.keys())
+        table.setdefault(evaluator, {})[cohort] = {**interval.to_dict(), "unpaired": unpaired}
     return table

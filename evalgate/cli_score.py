@@ -32,7 +32,7 @@ class ScoreInputError(ValueError):
 
 
 def score(
-    evaluator: Annotated[str, typer.Option(help="Evaluator name (see the registry).")],
+    evaluator: Annotated[str, typer.Option("--evaluator", "-e", help="Evaluator name (see the registry).")],
     input: Annotated[
         Path, typer.Option("--input", help="JSONL with question, context, answer[, reference].")
     ],

@@ -80,8 +80,8 @@ def decide(
     passes = holm([s["p_pass"] for s in stats], alpha)
     regressions = holm([s["p_regress"] for s in stats], alpha)
     results = [
-        _verdict(policy, check, stat, passed, regressed, level)
-        for check, stat, (passed, level), (regressed, _) in zip(
+        _verdict(policy, check, stat, (passed, level), (regressed, regress_level))
+        for check, stat, (passed, level), (regressed, regress_level) in zip(
             policy.checks, stats, passes, regressions, strict=True
         )
     ]
@@ -134,9 +134,12 @@ def _check_comparable(
         )
         if versions[0] != versions[1]:
             raise GateRefusal(f"{check.label}: evaluator versions differ ({versions[0]} vs {versions[1]})")
-        missing = candidate.scores[key].keys() ^ baseline.scores[key].keys()
-        if missing:
-            raise GateRefusal(f"{check.label}: rows scored on one side only: {sorted(missing)[:5]}")
+        if not candidate.scores[key].keys() & baseline.scores[key].keys():
+            raise GateRefusal(f"{check.label}: no row is scored on both sides")
+        for side, table in (("candidate", candidate), ("baseline", baseline)):
+            broken = sorted(row for row, (value, _) in table.scores[key].items() if not np.isfinite(value))
+            if broken:
+                raise GateRefusal(f"{check.label}: non-finite {side} scores on rows {broken[:5]}")
 
 
 def _check_statistics(
@@ -148,7 +151,8 @@ def _check_statistics(
 ) -> dict[str, Any]:
     """Paired, oriented deltas of one check and their bootstrap statistics."""
     key = (check.evaluator, check.cohort)
-    rows = sorted(baseline.scores[key])
+    rows = sorted(baseline.scores[key].keys() & candidate.scores[key].keys())
+    unpaired = len(baseline.scores[key].keys() ^ candidate.scores[key].keys())
     base = np.array([baseline.scores[key][row][0] for row in rows], dtype=np.float64)
     cand = np.array([candidate.scores[key][row][0] for row in rows], dtype=np.float64)
     sign = 1.0 if higher_is_better[check.evaluator] else -1.0
@@ -169,6 +173,7 @@ def _check_statistics(
         "p_pass": float(np.mean(means < -margin)),
         "p_regress": float(np.mean(means >= -margin)),
         "flips": _flips(candidate.scores[key], baseline.scores[key]),
+        "unpaired_rows": unpaired,
         "bootstrap_means": means,
     }
 
@@ -181,33 +186,52 @@ def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray
 
 
 def _flips(candidate: RowScores, baseline: RowScores) -> int:
-    """Rows that pass for the baseline and fail for the candidate."""
-    return sum(1 for row, (_, passed) in baseline.items() if passed and candidate[row][1] is False)
+    """Rows (scored on both sides) that pass for the baseline and fail for the candidate."""
+    return sum(
+        1
+        for row, (_, passed) in baseline.items()
+        if passed and row in candidate and candidate[row][1] is False
+    )
 
 
 def _verdict(
-    policy: GatePolicy, check: Check, stat: dict[str, Any], passed: bool, regressed: bool, level: float
+    policy: GatePolicy,
+    check: Check,
+    stat: dict[str, Any],
+    passing: tuple[bool, float],
+    regressing: tuple[bool, float],
 ) -> CheckResult:
+    """The check's verdict; each interval is reported at the Holm level its family tested it at."""
     means = stat.pop("bootstrap_means")
-    stat["ci_holm"] = [float(np.quantile(means, level)), float(np.quantile(means, 1 - level))]
-    stat["holm_level"] = level
-    low, high = stat["ci_holm"]
-    interval = f"oriented delta {stat['oriented_delta']:+.4f}, Holm interval [{low:+.4f}, {high:+.4f}]"
+    (passed, pass_level), (regressed, regress_level) = passing, regressing
+    stat["ci_holm_pass"] = [float(np.quantile(means, pass_level)), float(np.quantile(means, 1 - pass_level))]
+    stat["ci_holm_regress"] = [
+        float(np.quantile(means, regress_level)),
+        float(np.quantile(means, 1 - regress_level)),
+    ]
+    stat["holm_levels"] = {"pass": pass_level, "regress": regress_level}
+    delta, margin = stat["oriented_delta"], stat["margin"]
     if check.floor is not None and not _meets_floor(
         stat["candidate_mean"], check.floor, stat["higher_is_better"]
     ):
         side = "below" if stat["higher_is_better"] else "above"
-        return CheckResult(
-            check.label, "below_floor", f"mean {stat['candidate_mean']:.4f} {side} floor {check.floor}", stat
-        )
+        reason = f"mean {stat['candidate_mean']:.4f} {side} floor {check.floor}"
+        return CheckResult(check.label, "below_floor", reason, stat)
     if check.max_flips is not None and stat["flips"] > check.max_flips:
         reason = f"{stat['flips']} rows flipped from pass to fail (at most {check.max_flips})"
         return CheckResult(check.label, "too_many_flips", reason, stat)
+    low, high = stat["ci_holm_pass"]
+    if passed and stat["unpaired_rows"]:
+        reason = f"{stat['unpaired_rows']} rows are scored on one side only: cannot show non-inferiority"
+        return CheckResult(check.label, "inconclusive", reason, stat)
+    interval = f"oriented delta {delta:+.4f}, Holm interval [{low:+.4f}, {high:+.4f}]"
     if passed:
-        return CheckResult(check.label, "pass", f"{interval}: lower bound >= -{stat['margin']:.4f}", stat)
+        return CheckResult(check.label, "pass", f"{interval}: lower bound >= -{margin:.4f}", stat)
     if regressed:
-        return CheckResult(check.label, "regress", f"{interval}: upper bound < -{stat['margin']:.4f}", stat)
-    return CheckResult(check.label, "inconclusive", f"{interval} straddles -{stat['margin']:.4f}", stat)
+        low, high = stat["ci_holm_regress"]
+        interval = f"oriented delta {delta:+.4f}, Holm interval [{low:+.4f}, {high:+.4f}]"
+        return CheckResult(check.label, "regress", f"{interval}: upper bound < -{margin:.4f}", stat)
+    return CheckResult(check.label, "inconclusive", f"{interval} straddles -{margin:.4f}", stat)
 
 
 def _meets_floor(mean: float, floor: float, higher_is_better: bool) -> bool:

@@ -83,7 +83,8 @@ def _decode_utf8(path: str, data: bytes) -> str:
 
 
 def _read_jsonl(path: str, text: str) -> Iterator[Record]:
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # not splitlines: U+2028 is valid in JSON
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:

@@ -90,11 +90,23 @@ def normalise_row(raw: Any, defaults: RowDefaults, source: str, where: str) -> d
     }
     metadata = _json_object(record.pop("metadata", None), "metadata", fail)
     metadata.update({key: value for key, value in record.items() if key is not None})
-    row["metadata"] = json.dumps(metadata, sort_keys=True, ensure_ascii=False)
+    row["metadata"] = _metadata_json(metadata, fail)
     for field in ("id", "question", "context", "reference"):
         if len(row[field] or "") > defaults.max_field_chars:
             raise fail(field, f"longer than the limit of {defaults.max_field_chars} characters")
     return row
+
+
+def _metadata_json(metadata: dict[str, Any], fail: Fail) -> str:
+    """Metadata as JSON text; a value JSON cannot hold (a timestamp, bytes) is an error naming its field."""
+    for key, value in metadata.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise fail(
+                str(key), f"value of type {type(value).__name__} cannot be stored as JSON metadata"
+            ) from None
+    return json.dumps(metadata, sort_keys=True, ensure_ascii=False)
 
 
 def _apply_aliases(record: dict[str, Any], fail: Fail) -> dict[str, Any]:

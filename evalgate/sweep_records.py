@@ -21,8 +21,13 @@ DONE_STATUSES = ("trained", "diverged")
 
 
 def config_hash(config: SweepConfig, version: VersionInfo) -> str:
-    """sha256 of the config and the exact dataset content: equal hashes mean the same sweep."""
-    payload = {"config": config.to_dict(), "dataset": version.content_hash}
+    """sha256 of the config and the exact dataset content: equal hashes mean the same sweep.
+
+    The dataset is identified by its content hash, not by how the config names it (``suite`` and
+    ``suite@v1`` are the same sweep while v1 is the latest).
+    """
+    settings = {key: value for key, value in config.to_dict().items() if key != "dataset"}
+    payload = {"config": settings, "dataset": version.content_hash}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

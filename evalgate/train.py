@@ -145,8 +145,8 @@ class CurveCallback(TrainerCallback):
         loss = (logs or {}).get("loss")
         if loss is None:
             return
-        if self.first_loss is None:
-            self.first_loss = loss
+        if self.first_loss is None:  # a resumed run: the first loss is in the restored history
+            self.first_loss = next((float(e["loss"]) for e in state.log_history if "loss" in e), loss)
         if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * max(self.first_loss, 1e-8):
             self.diverged = True
             self.reason = (

@@ -110,3 +110,14 @@ def test_delta_table_compares_zero_baseline_evaluators_against_zero() -> None:
 
     assert table["ood_kl"]["ood"]["mean"] == pytest.approx(0.2)
     assert table["acc"]["ood"]["mean"] == pytest.approx(1.0)
+
+
+def test_delta_table_pairs_rows_scored_on_both_sides_and_counts_the_rest() -> None:
+    base = [ScoreRecord("faithfulness", "target", f"r{i}", 0.5, True) for i in range(10)]
+    candidate = [ScoreRecord("faithfulness", "target", f"r{i}", 0.7, True) for i in range(9)]
+    candidate.append(ScoreRecord("faithfulness", "target", "r9", None, None))  # not applicable to this answer
+
+    table = delta_table(candidate, base, seed=0, resamples=200)
+
+    entry = table["faithfulness"]["target"]
+    assert entry["n"] == 9 and entry["unpaired"] == 1 and entry["mean"] == pytest.approx(0.2)

@@ -167,3 +167,22 @@ def test_arbitrary_bytes_give_a_clear_error_or_a_version(tmp_path: Path, data: b
         store.add("fuzz", [str(path)])
     except DatasetInputError as error:
         assert str(path) in str(error)
+
+
+def test_unicode_line_separators_inside_json_strings_are_valid(store: DatasetStore, write_jsonl) -> None:
+    path = write_jsonl("a.jsonl", ['{"id": "a", "question": "one\u2028two"}', '{"id": "b", "question": "x"}'])
+
+    info = store.add("separators", [path]).version
+
+    assert store.rows(info.label)["a"]["question"] == "one\u2028two"
+
+
+def test_metadata_that_json_cannot_hold_names_its_column(store: DatasetStore, tmp_path: Path) -> None:
+    import datetime
+
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.table({"id": ["a"], "question": ["q"], "when": [datetime.datetime(2026, 1, 1)]}), path)
+
+    error = _add_fails(store, [str(path)], "cannot be stored as JSON metadata")
+
+    assert (error.where, error.field) == ("row 1", "when")

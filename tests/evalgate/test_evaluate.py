@@ -155,8 +155,8 @@ def test_sweep_run_stores_per_row_scores_and_correct_summaries(settings: Setting
     expected = paired_delta(
         scores_by_group(records)[("perplexity", "ood")], base_scores[("perplexity", "ood")], seed=0
     )
-    assert summary["deltas"]["perplexity"]["ood"] == expected.to_dict()
-    assert summary["ood_delta"]["perplexity"] == expected.to_dict()
+    assert summary["deltas"]["perplexity"]["ood"] == {**expected.to_dict(), "unpaired": 0}
+    assert summary["ood_delta"]["perplexity"] == {**expected.to_dict(), "unpaired": 0}
     assert summary["baseline_run_id"] == base.run_id and summary["seed"] == 0
 
 

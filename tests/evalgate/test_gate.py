@@ -48,7 +48,7 @@ def test_a_clear_drop_regresses_and_blocks() -> None:
     )
 
     assert not decision.passed and decision.checks[0].verdict == "regress"
-    assert decision.checks[0].evidence["ci_holm"][1] < -0.05
+    assert decision.checks[0].evidence["ci_holm_regress"][1] < -0.05
 
 
 def test_noisy_small_sample_is_inconclusive_and_fails_closed_unless_policy_allows() -> None:
@@ -94,7 +94,7 @@ def test_floor_and_flip_rules_block_on_top_of_the_statistics() -> None:
     ("candidate", "pattern"),
     [
         (_table({("quality", "target"): [0.5] * 10}, dataset="d2"), "different dataset versions"),
-        (_table({("quality", "target"): [0.5] * 9}), "rows scored on one side only"),
+        (_table({("quality", "target"): [float("nan")] * 10}), "non-finite candidate scores"),
         (_table({("quality", "target"): [0.5] * 10}, version="2"), "evaluator versions differ"),
         (_table({("quality", "ood"): [0.5] * 10}), "no candidate scores"),
     ],
@@ -121,7 +121,9 @@ def test_decision_is_reproducible_and_carries_its_evidence() -> None:
     assert (
         first.evidence["policy_sha256"] == _policy().sha256 and first.evidence["dataset_hash"] == "synthetic"
     )
-    assert {"n", "ci_95", "ci_holm", "p_pass", "margin"} <= first.evidence["checks"][0].keys()
+    assert {"n", "ci_95", "ci_holm_pass", "ci_holm_regress", "p_pass", "margin"} <= first.evidence["checks"][
+        0
+    ].keys()
 
 
 def test_calibration_on_synthetic_tables_with_known_truth() -> None:
@@ -150,3 +152,23 @@ def test_policy_yaml_is_validated(tmp_path: Path) -> None:
     path.write_text("checks:\n  - {evaluator: quality, cohort: target, tolerance: 1}\n")
     with pytest.raises(PolicyError, match="unknown key"):
         GatePolicy.from_yaml(path)
+
+
+def test_rows_scored_on_one_side_only_keep_a_check_from_passing() -> None:
+    key = ("quality", "target")
+    baseline = _table({key: [0.8] * 100})
+    candidate = ScoreTable("d1", {key: {f"r{i}": (0.8, True) for i in range(95)}}, {"quality": "1"})
+
+    decision = decide(_policy(), candidate, baseline, HIGHER)
+
+    assert decision.checks[0].verdict == "inconclusive" and decision.checks[0].evidence["unpaired_rows"] == 5
+    assert "scored on one side only" in decision.checks[0].reason and not decision.passed
+
+
+def test_nan_scores_are_refused_rather_than_passed() -> None:
+    key = ("perplexity", "ood")
+    base = _table({key: [2.0] * 50})
+    broken = _table({key: [50.0] * 40 + [float("nan")] * 10})
+
+    with pytest.raises(GateRefusal, match="non-finite candidate scores"):
+        decide(_policy(Check("perplexity", "ood")), broken, base, {"perplexity": False})

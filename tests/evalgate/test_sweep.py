@@ -189,3 +189,24 @@ def test_empty_train_split_is_refused(
 
     with pytest.raises(TrainingInputError, match="eval-only@v1 has no train rows"):
         run_sweep(tiny_sweep_config(tiny_lm_dir, dataset="eval-only"), settings, show_progress=False)
+
+
+def test_a_resumed_run_measures_divergence_from_the_first_loss_of_the_whole_run() -> None:
+    from transformers import TrainerControl, TrainerState
+
+    state = TrainerState(global_step=21, log_history=[{"loss": 2.0, "step": 1}, {"loss": 0.01, "step": 20}])
+    callback, control = CurveCallback(), TrainerControl()
+
+    for loss in (0.01, 0.04):  # ordinary batch noise near the end of a good run
+        callback.on_log(None, state, control, logs={"loss": loss})  # type: ignore[arg-type]
+
+    assert callback.first_loss == 2.0 and not callback.diverged and not control.should_training_stop
+
+
+def test_naming_the_dataset_by_version_or_latest_is_the_same_sweep(
+    tiny_lm_dir: Path, settings: Settings, dataset: str
+) -> None:
+    first = run_sweep(tiny_sweep_config(tiny_lm_dir, dataset="tiny-suite"), settings, show_progress=False)
+    again = run_sweep(tiny_sweep_config(tiny_lm_dir, dataset="tiny-suite@v1"), settings, show_progress=False)
+
+    assert again.resumed and again.sweep_id == first.sweep_id
