@@ -251,9 +251,21 @@ def _fit(
     tuner.fit()
     analysis = tune.ExperimentAnalysis(str(path))
     return [
-        (float(trial.config["learning_rate"]), trial.status, dict(trial.last_result or {}))
+        (
+            float(trial.config["learning_rate"]),
+            trial.status,
+            {**(trial.last_result or {}), **_error_of(trial)},
+        )
         for trial in analysis.trials
     ]
+
+
+def _error_of(trial: Any) -> dict[str, str]:
+    """``{"error": text}`` from an errored trial's error file (Ray keeps it out of the last result)."""
+    path = trial.error_file if trial.status == "ERROR" else None
+    if not path or not Path(path).is_file():
+        return {}
+    return {"error": Path(path).read_text(encoding="utf-8", errors="replace")}
 
 
 def _asha_scheduler(inputs: TrialInputs) -> Any:

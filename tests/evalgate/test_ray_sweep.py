@@ -152,3 +152,31 @@ def test_split_rows_holds_out_the_train_tail_without_a_validation_split(
 
     assert len(all_rows) == 20 and none is None
     assert rows == all_rows[:18] and held_out == all_rows[18:]
+
+
+def test_an_out_of_memory_trial_fails_its_candidate_only(
+    store: DatasetStore, dataset: str, tmp_path: Path
+) -> None:
+    from types import SimpleNamespace
+
+    from evalgate.sweep_config import SweepConfig
+    from evalgate.sweep_records import claim_candidate, open_sweep
+
+    error_file = tmp_path / "error.txt"
+    error_file.write_text(
+        "Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+    )
+    errored = SimpleNamespace(status="ERROR", error_file=str(error_file))
+    sweep_id, _ = open_sweep(store.sessions, SweepConfig(dataset=dataset), store.get(dataset))
+    candidate_id, _ = claim_candidate(store.sessions, sweep_id, 1e-3, "m")
+
+    unfinished = ray_sweep._record_trials(
+        store.sessions, {1e-3: candidate_id}, [(1e-3, "ERROR", ray_sweep._error_of(errored))]
+    )
+
+    with session_scope(store.sessions) as session:
+        candidate = session.get_one(Candidate, candidate_id)
+        assert candidate.status == "failed" and candidate.error.startswith(
+            "out of memory: torch.OutOfMemoryError"
+        )
+    assert unfinished == []
