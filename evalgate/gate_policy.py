@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from evalgate.config_files import load_yaml
 
 DEFAULT_MARGIN = 0.05
 INCONCLUSIVE_CHOICES = ("block", "pass")
@@ -132,15 +132,7 @@ class GatePolicy:
     @classmethod
     def from_yaml(cls, path: Path) -> GatePolicy:
         """Read and validate a YAML policy file."""
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise PolicyError(f"{path}: cannot read YAML: {error}") from None
-        _require(isinstance(data, dict), str(path), "expected a mapping at the top level")
-        try:
-            return cls.from_dict(data)
-        except (PolicyError, TypeError) as error:
-            raise PolicyError(f"{path}: {error}") from None
+        return load_yaml(path, cls.from_dict, PolicyError)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, as stored with each decision."""

@@ -13,8 +13,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from evalgate.config_files import load_yaml
 from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
 
 SCHEDULERS = ("constant", "linear", "cosine", "step")
@@ -156,16 +155,7 @@ class SweepConfig:
     @classmethod
     def from_yaml(cls, path: Path) -> SweepConfig:
         """Read and validate a YAML file."""
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"{path}: cannot read YAML: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-        try:
-            return cls.from_dict(data)
-        except ConfigError as error:
-            raise ConfigError(f"{path}: {error}") from None
+        return load_yaml(path, cls.from_dict, ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (stored with the sweep)."""
