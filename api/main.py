@@ -2,7 +2,12 @@
 
     uvicorn api.main:app --host 0.0.0.0 --port 8000
 
-So far it serves its health; the resources (datasets, candidates, decisions) arrive as routers.
+    evalgate serve --with-worker        # the same, plus one worker (embedded default)
+
+One router per resource: datasets, sweeps, candidates, evaluations, gate, jobs, tokens. Every route but
+``/healthz`` needs a token (``evalgate tokens create NAME --scope read|write|admin``). The OpenAPI
+document is at ``/openapi.json``, interactive docs at ``/docs``. Training, generation and evaluation
+never run inside a request: they are jobs, run by ``evalgate worker`` processes.
 """
 
 from __future__ import annotations
@@ -11,8 +16,15 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
+from api import errors
+from api.deps import AppState
+from api.routers import candidates, datasets, evaluations, gate, jobs, sweeps, tokens
 from evalgate.db.migrate import current_revision, head_revision
+from evalgate.db.session import session_factory
 from evalgate.settings import Settings, get_settings
+from evalgate.store import DatasetStore
+
+ROUTERS = (datasets, sweeps, candidates, evaluations, gate, jobs, tokens)
 
 
 class HealthPublic(BaseModel):
@@ -27,9 +39,20 @@ class HealthPublic(BaseModel):
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
-    app = FastAPI(title="evalgate", version="0.1.0")
+    app = FastAPI(
+        title="evalgate",
+        version="0.1.0",
+        description="Fine-tune regression gate: datasets, sweeps, candidates, evaluations, decisions.",
+    )
+    sessions = session_factory(settings.resolved_database_url)
+    store = DatasetStore(sessions, settings.resolved_artifact_root, settings)
+    app.state.evalgate = AppState(settings=settings, sessions=sessions, store=store)
+    for module in ROUTERS:
+        app.include_router(module.router)
+    errors.install(app)
+    app.add_middleware(errors.BodySizeLimit, limit=settings.max_upload_bytes)
 
-    @app.get("/healthz", response_model=HealthPublic)
+    @app.get("/healthz", response_model=HealthPublic, tags=["health"])
     def health() -> HealthPublic:
         url = settings.resolved_database_url
         head = head_revision(url)

@@ -7,6 +7,9 @@
     evalgate evaluate --sweep ID       # answers + per-row scores of the base model and each candidate
     evalgate gate --sweep ID --policy P.yaml   # decide each candidate, recommend one
     evalgate score -e NAME --input rows.jsonl --output scored.jsonl   # score your own rows
+    evalgate serve [--with-worker]     # the REST API (and, embedded, one job worker)
+    evalgate worker                    # run queued sweeps and evaluations
+    evalgate tokens create NAME --scope write   # an API token (shown once)
     evalgate db upgrade                # migrate the configured database
 
 Errors a user can fix (bad input, unknown dataset, tampered file, unmigrated database) print one
@@ -28,7 +31,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from evalgate import cli_evaluate, cli_gate, cli_score, cli_sweep
+from evalgate import cli_evaluate, cli_gate, cli_score, cli_service, cli_sweep
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
 from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
@@ -41,6 +44,7 @@ from evalgate.settings import Settings, get_settings
 from evalgate.store import DatasetNotFoundError, DatasetStore
 from evalgate.store_files import DatasetIntegrityError
 from evalgate.sweep_config import SweepConfig
+from evalgate.tokens import TokenError
 
 USER_ERRORS = (
     DatasetInputError,
@@ -50,6 +54,7 @@ USER_ERRORS = (
     ModelError,
     PolicyError,
     GateRefusal,
+    TokenError,
     ValueError,
 )
 EXIT_USER_ERROR = 2
@@ -63,6 +68,9 @@ typer_app.command("evaluate")(cli_evaluate.evaluate)
 typer_app.command("score")(cli_score.score)
 typer_app.command("gate")(cli_gate.gate)
 typer_app.command("lr-find")(cli_sweep.lr_find)
+typer_app.command("serve")(cli_service.serve)
+typer_app.command("worker")(cli_service.worker)
+typer_app.add_typer(cli_service.tokens_app, name="tokens")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 typer_app.add_typer(db_app, name="db")
 console = Console()

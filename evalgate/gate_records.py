@@ -51,14 +51,26 @@ def gate_sweep(sessions: sessionmaker[Session], sweep_id: int, policy: GatePolic
 
 def decide_run(sessions: sessionmaker[Session], run_id: int, policy: GatePolicy) -> Decision:
     """The decision for one finished candidate run against the base run it was paired with."""
-    summary = _summary(sessions, run_id)
-    baseline_id = summary.get("baseline_run_id")
+    return decide_runs(sessions, run_id, base_run_of(sessions, run_id), policy)
+
+
+def base_run_of(sessions: sessionmaker[Session], run_id: int) -> int:
+    """The base-model run that candidate run ``run_id`` was evaluated beside."""
+    baseline_id = _summary(sessions, run_id).get("baseline_run_id")
     if baseline_id is None:
         raise ValueError(
             f"evaluation run {run_id} has no baseline run: evaluate the candidate, not the base model"
         )
-    candidate = score_table(sessions, run_id)
-    baseline = score_table(sessions, int(baseline_id), zero_for=candidate)
+    return int(baseline_id)
+
+
+def decide_runs(
+    sessions: sessionmaker[Session], candidate_run_id: int, baseline_run_id: int, policy: GatePolicy
+) -> Decision:
+    """The decision for candidate run against baseline run (a base-model run or a promoted candidate's)."""
+    summary = _summary(sessions, candidate_run_id)
+    candidate = score_table(sessions, candidate_run_id)
+    baseline = score_table(sessions, baseline_run_id, zero_for=candidate)
     directions = {name: bool(info["higher_is_better"]) for name, info in summary["evaluators"].items()}
     return decide(policy, candidate, baseline, directions)
 
@@ -119,16 +131,30 @@ def _sweep_runs(sessions: sessionmaker[Session], sweep_id: int) -> list[tuple[in
 def _store(
     sessions: sessionmaker[Session], candidate_id: int, run_id: int, policy: GatePolicy, decision: Decision
 ) -> None:
-    baseline_id = int(_summary(sessions, run_id)["baseline_run_id"])
+    store_decision(sessions, candidate_id, run_id, base_run_of(sessions, run_id), policy, decision)
+
+
+def store_decision(
+    sessions: sessionmaker[Session],
+    candidate_id: int,
+    run_id: int,
+    baseline_run_id: int,
+    policy: GatePolicy,
+    decision: Decision,
+    decided_by: str = "",
+) -> int:
+    """Append a decision with its evidence; returns its id."""
     with session_scope(sessions) as session:
-        session.add(
-            GateDecision(
-                candidate_id=candidate_id,
-                baseline_run_id=baseline_id,
-                candidate_run_id=run_id,
-                policy=policy.to_dict(),
-                policy_hash=policy.sha256,
-                verdict=decision.verdict,
-                evidence=decision.evidence,
-            )
+        row = GateDecision(
+            candidate_id=candidate_id,
+            baseline_run_id=baseline_run_id,
+            candidate_run_id=run_id,
+            policy=policy.to_dict(),
+            policy_hash=policy.sha256,
+            verdict=decision.verdict,
+            evidence=decision.evidence,
+            decided_by=decided_by,
         )
+        session.add(row)
+        session.flush()
+        return row.id

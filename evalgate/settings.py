@@ -42,6 +42,16 @@ class Settings(BaseSettings):
     max_field_chars: int = Field(default=100_000, gt=0)
     """Longest text a single field (question, context, reference) may hold."""
 
+    adapter_roots: list[str] = Field(default_factory=list)
+    """Extra local folders a registered candidate's adapter may live in (besides the artifact root);
+    JSON list in the environment: ``EVALGATE_ADAPTER_ROOTS='["/data/adapters"]'``."""
+
+    max_upload_bytes: int = Field(default=256 * MIB, gt=0)
+    """Largest request body the API accepts (dataset uploads); larger ones get 413."""
+
+    job_lease_seconds: float = Field(default=60.0, gt=0)
+    """A running job whose worker has not heartbeated for this long is requeued (or failed)."""
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -56,6 +66,15 @@ class Settings(BaseSettings):
     def resolved_artifact_root(self) -> str:
         """The artifact root in force, without a trailing slash."""
         return (self.artifact_root or str(self.home / "artifacts")).rstrip("/")
+
+    @property
+    def allowed_adapter_roots(self) -> list[Path]:
+        """Local folders (resolved) that registered adapters must lie inside."""
+        roots = [*self.adapter_roots]
+        artifact_root = self.resolved_artifact_root
+        if "://" not in artifact_root or artifact_root.startswith("file://"):
+            roots.append(artifact_root.removeprefix("file://"))
+        return [Path(root).expanduser().resolve() for root in roots]
 
 
 def configure_environment(settings: Settings) -> None:

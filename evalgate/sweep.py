@@ -11,13 +11,14 @@ out of memory is marked ``failed`` with the reason; either way the sweep goes on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from rich.console import Console
+from rich.progress import Progress
 from transformers import PreTrainedModel
 
 from evalgate.models import load_model, model_fingerprint, pick_device, pick_dtype
@@ -53,6 +54,7 @@ class _SweepRun:
     setup: TrainingSetup
     root: Path
     progress: Any
+    should_stop: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,19 @@ def sweep_root(settings: Settings, sweep_id: int) -> Path:
 
 
 def run_sweep(
-    config: SweepConfig, settings: Settings, *, console: Console | None = None, show_progress: bool = True
+    config: SweepConfig,
+    settings: Settings,
+    *,
+    console: Console | None = None,
+    show_progress: bool = True,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SweepResult:
-    """Train every rate of ``config`` (skipping finished candidates) and record them in the database."""
+    """Train every rate of ``config`` (skipping finished candidates) and record them in the database.
+
+    ``progress`` replaces the console display (a job reads its tasks); ``should_stop`` is polled after
+    every training step: when true, a checkpoint is saved and ``TrainingInterrupted`` is raised.
+    """
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
     setup = prepare_training(config, settings.home, train_rows(store, version))
@@ -137,8 +149,9 @@ def run_sweep(
     status = "failed"
     base = setup.base
     try:
-        with training_progress(console, enabled=show_progress) as progress:
-            run = _SweepRun(store, sweep_id, config, setup, sweep_root(settings, sweep_id), progress)
+        with progress or training_progress(console, enabled=show_progress) as shown:
+            root = sweep_root(settings, sweep_id)
+            run = _SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
             for rate in rates:
                 base = _train_rate(run, rate, base)
         relabel_within_sweep(store.sessions, sweep_id)
@@ -170,6 +183,7 @@ def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTraine
             device=run.setup.device,
             dtype=run.setup.dtype,
             progress=run.progress,
+            should_stop=run.should_stop,
         )
     except TrainingInterrupted as interrupted:
         finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,10 +124,12 @@ class AnswerOnlyCollator:
 class CurveCallback(TrainerCallback):
     """Stops a diverging run (non-finite loss, or loss > DIVERGENCE_FACTOR x its start) and Ctrl-C.
 
-    On Ctrl-C the current step finishes, a checkpoint is saved, and training stops.
+    On Ctrl-C, or when ``should_stop()`` turns true (a job cancelled or its worker shutting down),
+    the current step finishes, a checkpoint is saved, and training stops.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, should_stop: Callable[[], bool] | None = None) -> None:
+        self.should_stop = should_stop
         self.first_loss: float | None = None
         self.diverged = False
         self.reason = ""
@@ -157,6 +159,8 @@ class CurveCallback(TrainerCallback):
     def on_step_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
     ) -> None:
+        if not self.interrupted and self.should_stop is not None and self.should_stop():
+            self.interrupted = True
         if self.interrupted:
             control.should_save = True
             control.should_training_stop = True
@@ -305,13 +309,15 @@ def train_candidate(
     progress: Progress | None = None,
     eval_examples: list[dict[str, list[int]]] | None = None,
     extra_callbacks: Sequence[TrainerCallback] = (),
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainingOutcome:
     """Train ``model``'s adapter at ``rate`` on ``examples``; save it under ``output_dir/adapter``.
 
     With ``eval_examples`` the validation loss is computed every ``config.checkpoint_every`` steps
     (logged as ``eval_loss``, which ``extra_callbacks`` such as a Ray Tune reporter can read).
+    ``should_stop`` is polled after every step; when true, training stops as on Ctrl-C.
     """
-    curve = CurveCallback()
+    curve = CurveCallback(should_stop)
     callbacks: list[TrainerCallback] = [curve, *extra_callbacks]
     if progress is not None:
         callbacks.append(ProgressCallback(progress, f"lr={rate:g}", curve))

@@ -1,7 +1,7 @@
 """The tables of the whole flow, in the order a candidate travels through them.
 
 dataset -> dataset_version -> sweep -> candidate -> evaluation_run (generation, row_score)
--> gate_decision; plus job (durable work queue) and api_token (REST access).
+-> gate_decision -> promotion; plus job (durable work queue) and api_token (REST access).
 Each arrow is a foreign key. Tables are created by Alembic migrations (``migrations/``), never by
 ``create_all`` outside tests.
 """
@@ -180,7 +180,10 @@ class GateDecision(CreatedAtMixin, Base):
     """A candidate's verdict against its baseline, with its evidence. Append-only."""
 
     __tablename__ = "gate_decision"
-    __table_args__ = (CheckConstraint("verdict IN ('pass', 'block')", name="verdict"),)
+    __table_args__ = (
+        CheckConstraint("verdict IN ('pass', 'block')", name="verdict"),
+        Index("ix_gate_decision_runs_policy", "candidate_run_id", "baseline_run_id", "policy_hash"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"), index=True)
@@ -189,7 +192,24 @@ class GateDecision(CreatedAtMixin, Base):
     policy: Mapped[dict[str, Any]] = mapped_column(JsonType)
     policy_hash: Mapped[str] = mapped_column(String(HASH_LEN))
     verdict: Mapped[str] = mapped_column(String(20))
+    decided_by: Mapped[str] = mapped_column(String(200), default="")
     evidence: Mapped[dict[str, Any]] = mapped_column(JsonType)
+
+
+class Promotion(CreatedAtMixin, Base):
+    """A candidate made the baseline of its base model; the newest promotion per base model wins."""
+
+    __tablename__ = "promotion"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    base_model: Mapped[str] = mapped_column(Text, index=True)
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("candidate.id"))
+    decision_id: Mapped[int] = mapped_column(ForeignKey("gate_decision.id"))
+    """The passing decision that allowed the promotion."""
+    promoted_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 
 class Job(CreatedAtMixin, Base):
@@ -197,7 +217,7 @@ class Job(CreatedAtMixin, Base):
 
     __tablename__ = "job"
     __table_args__ = (
-        _status_check("queued", "running", "succeeded", "failed"),
+        _status_check(*JOB_STATUSES),
         Index("ix_job_status_created_at", "status", "created_at"),
     )
 
@@ -211,6 +231,13 @@ class Job(CreatedAtMixin, Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     error: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    """The handler's latest progress report, e.g. ``{"step": 3, "total": 8, "message": ...}``."""
+    log_tail: Mapped[str] = mapped_column(Text, default="")
+    """The last lines the handler logged (bounded)."""
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    run_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """Not claimed before this time (retry back-off)."""
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 

@@ -6,46 +6,18 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from evalgate.db.models import Candidate, DatasetVersion, EvaluationRun, GateDecision, RowScore, Sweep
+from evalgate.db.models import Candidate, DatasetVersion, GateDecision, Sweep
 from evalgate.db.session import session_scope
 from evalgate.gate_policy import Check, GatePolicy
 from evalgate.gate_records import gate_sweep
 from evalgate.store import DatasetStore
+from tests.scored_runs import add_run
 
 POLICY = GatePolicy(
     checks=(Check("quality", "target"), Check("quality", "ood"), Check("ood_kl", "ood", margin=0.2)),
     objective="quality/target",
 )
-EVALUATORS = {
-    "quality": {"version": "1", "higher_is_better": True},
-    "ood_kl": {"version": "1", "higher_is_better": False},
-}
 ROWS = 200
-
-
-def _run(
-    session, version: DatasetVersion, candidate_id: int | None, scores: dict, baseline_id: int | None
-) -> int:
-    summary = {"dataset_hash": version.content_hash, "evaluators": EVALUATORS}
-    if baseline_id is not None:
-        summary["baseline_run_id"] = baseline_id
-    run = EvaluationRun(
-        candidate_id=candidate_id,
-        dataset_version_id=version.id,
-        model_fingerprint="f" * 64,
-        decoding={},
-        status="finished",
-        summary=summary,
-    )
-    session.add(run)
-    session.flush()
-    for (evaluator, cohort), values in scores.items():
-        session.add_all(
-            RowScore(evaluation_run_id=run.id, row_id=f"{cohort}-{i}", cohort=cohort, evaluator=evaluator,
-                     evaluator_version="1", score=float(v), passed=bool(v >= 0.5), detail={})
-            for i, v in enumerate(values)
-        )  # fmt: skip
-    return run.id
 
 
 @pytest.fixture
@@ -67,7 +39,9 @@ def sweep_id(store: DatasetStore, write_jsonl) -> int:
         )
         session.add(sweep)
         session.flush()
-        base_id = _run(session, version, None, {("quality", "target"): target, ("quality", "ood"): ood}, None)
+        base_id = add_run(
+            session, version, None, {("quality", "target"): target, ("quality", "ood"): ood}, None
+        )
         for rate, (gain, drift, kl) in [*shapes.items(), (1e-2, (None, None, None))]:
             status = "diverged" if gain is None else "trained"
             candidate = Candidate(
@@ -78,7 +52,7 @@ def sweep_id(store: DatasetStore, write_jsonl) -> int:
             if gain is not None:
                 scores = {("quality", "target"): target + gain, ("quality", "ood"): ood + drift,
                           ("ood_kl", "ood"): np.full(ROWS, kl)}  # fmt: skip
-                _run(session, version, candidate.id, scores, base_id)
+                add_run(session, version, candidate.id, scores, base_id)
         return sweep.id
 
 

@@ -1,0 +1,94 @@
+"""What every route shares: the app's settings and database sessions, and token authentication.
+
+Clients send ``Authorization: Bearer eg_...``. A missing or unknown (or revoked) token gets 401, a
+token whose scope is too low gets 403. A verified token is remembered for ``TOKEN_CACHE_SECONDS`` so
+a busy client costs one hash per request instead of one query; a revocation takes effect within
+that time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session, sessionmaker
+
+from evalgate.db.session import session_scope
+from evalgate.settings import Settings
+from evalgate.store import DatasetStore
+from evalgate.tokens import TokenInfo, grants, hash_token, lookup
+
+TOKEN_CACHE_SECONDS = 5.0
+bearer = HTTPBearer(auto_error=False, description="An evalgate token: `evalgate tokens create NAME`.")
+
+
+@dataclass
+class AppState:
+    """Per-app objects, built once in ``create_app``."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: DatasetStore
+    _tokens: dict[str, tuple[TokenInfo, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def verify(self, token: str) -> TokenInfo | None:
+        """The live token with this secret (cached briefly), or None."""
+        digest = hash_token(token)
+        now = time.monotonic()
+        with self._lock:
+            cached = self._tokens.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        with session_scope(self.sessions) as session:
+            info = lookup(session, token)
+        with self._lock:
+            if info is None:
+                self._tokens.pop(digest, None)
+            else:
+                self._tokens[digest] = (info, now + TOKEN_CACHE_SECONDS)
+        return info
+
+
+def get_state(request: Request) -> AppState:
+    """The ``AppState`` of the app serving this request."""
+    state: AppState = request.app.state.evalgate
+    return state
+
+
+def require(scope: str) -> Callable[..., TokenInfo]:
+    """A dependency that admits tokens holding ``scope`` (or a higher one) and returns the token."""
+
+    def check(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+        state: AppState = Depends(get_state),
+    ) -> TokenInfo:
+        if credentials is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing token: send 'Authorization: Bearer <token>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        info = state.verify(credentials.credentials)
+        if info is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "unknown or revoked token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not grants(info.scope, scope):
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"token {info.name!r} has scope {info.scope}; this needs {scope}"
+            )
+        return info
+
+    return check
+
+
+READ = Depends(require("read"))
+WRITE = Depends(require("write"))
+ADMIN = Depends(require("admin"))
