@@ -12,6 +12,10 @@ never run inside a request: they are jobs, run by ``evalgate worker`` processes.
 
 from __future__ import annotations
 
+import evalgate.quiet  # noqa: F401  (before the HF imports: silences their tqdm bars)
+
+# isort: split
+
 from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError

@@ -70,6 +70,19 @@ def claim(
     sessions: sessionmaker[Session], worker: str, kinds: tuple[str, ...] | None = None
 ) -> ClaimedJob | None:
     """Take the oldest runnable queued job for ``worker``; None when there is none."""
+    while True:
+        job_id = _next_runnable(sessions, worker, kinds)
+        if job_id is None:
+            return None
+        if job_id > 0:
+            with session_scope(sessions) as session:
+                job = session.get_one(Job, job_id)
+                return ClaimedJob(job.id, job.kind, dict(job.payload), job.attempts, worker)
+        # another worker took the row between our select and update (SQLite): look again
+
+
+def _next_runnable(sessions: sessionmaker[Session], worker: str, kinds: tuple[str, ...] | None) -> int | None:
+    """Claim one row: its id, None when the queue is empty, or -1 when another worker won the race."""
     now = utcnow()
     with session_scope(sessions) as session:
         query = (
@@ -84,21 +97,13 @@ def claim(
         job_id = session.scalars(query).first()
         if job_id is None:
             return None
-        taken = _update(
-            session,
-            job_id,
-            {"status": "queued"},
-            status="running",
-            locked_by=worker,
-            attempts=Job.attempts + 1,
-            heartbeat_at=now,
-            error=None,
-        )
-        if not taken:
-            return None
-        job = session.get(Job, job_id)
-        assert job is not None
-        return ClaimedJob(job.id, job.kind, dict(job.payload), job.attempts, worker)
+        changes = {
+            "status": "running",
+            "locked_by": worker,
+            "attempts": Job.attempts + 1,
+            "heartbeat_at": now,
+        }
+        return job_id if _update(session, job_id, {"status": "queued"}, **changes) else -1
 
 
 def heartbeat(sessions: sessionmaker[Session], job: ClaimedJob) -> str:
