@@ -53,6 +53,8 @@ class ClaimedJob:
     payload: dict[str, Any]
     attempt: int
     worker: str
+    log_tail: str = ""
+    """The log of earlier attempts (and why they ended), continued by this one."""
 
 
 def enqueue(
@@ -77,7 +79,7 @@ def claim(
         if job_id > 0:
             with session_scope(sessions) as session:
                 job = session.get_one(Job, job_id)
-                return ClaimedJob(job.id, job.kind, dict(job.payload), job.attempts, worker)
+                return ClaimedJob(job.id, job.kind, dict(job.payload), job.attempts, worker, job.log_tail)
         # another worker took the row between our select and update (SQLite): look again
 
 
@@ -171,14 +173,16 @@ def reclaim_abandoned(sessions: sessionmaker[Session], lease_seconds: float = LE
             reason = f"worker {worker} stopped heartbeating (last at {_iso(beat)}) during attempt {attempts}"
             expected = {"status": "running", "locked_by": worker, "attempts": attempts}
             if attempts < max_attempts:
+                reason += "; queued again"
                 changes: dict[str, Any] = {
                     "status": "queued",
                     "locked_by": None,
-                    "error": reason + "; queued again",
                     "run_after": now + timedelta(seconds=RETRY_BACKOFF_SECONDS * attempts),
                 }
             else:
-                changes = {"status": "failed", "error": reason + f"; gave up after {attempts} attempts"}
+                reason += f"; gave up after {attempts} attempts"
+                changes = {"status": "failed"}
+            changes.update(error=reason, log_tail=Job.log_tail + f"\n[evalgate] {reason}\n")
             if _update(session, job_id, expected, **changes):
                 reclaimed.append(job_id)
     return reclaimed

@@ -7,7 +7,9 @@ save a standard PEFT adapter folder and the curves. The caller owns the base mod
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,7 +32,6 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.trainer_callback import PrinterCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from evalgate.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
 from evalgate.progress import ProgressCallback
@@ -332,11 +333,7 @@ def train_candidate(
         curve=curve,
     )
     trainer.remove_callback(PrinterCallback)  # progress and curves are ours: no raw log dicts on stdout
-    checkpoint = (
-        get_last_checkpoint(str(output_dir / CHECKPOINT_DIR))
-        if (output_dir / CHECKPOINT_DIR).is_dir()
-        else None
-    )
+    checkpoint = last_complete_checkpoint(output_dir / CHECKPOINT_DIR)
     started = time.perf_counter()
     with _ctrl_c_saves_checkpoint(curve):
         trainer.train(resume_from_checkpoint=checkpoint)
@@ -346,6 +343,28 @@ def train_candidate(
     adapter_dir = output_dir / ADAPTER_DIR
     model.save_pretrained(str(adapter_dir))
     return _outcome(trainer, curve, adapter_dir, wall)
+
+
+def last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest ``checkpoint-N`` under ``folder`` whose ``trainer_state.json`` parses, else None.
+
+    The Trainer writes that file after the weights, optimizer and RNG state, so a process killed while
+    saving leaves a newer folder without it (or with it cut short); such folders are removed here.
+    """
+    if not folder.is_dir():
+        return None
+    steps = sorted(
+        (int(path.name.split("-")[1]), path)
+        for path in folder.glob("checkpoint-*")
+        if path.is_dir() and path.name.split("-")[1].isdigit()
+    )
+    for _, path in reversed(steps):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            shutil.rmtree(path, ignore_errors=True)
+    return None
 
 
 def _outcome(trainer: Trainer, curve: CurveCallback, adapter_dir: Path, wall: float) -> TrainingOutcome:

@@ -124,6 +124,7 @@ class Worker:
     def execute(self, job: ClaimedJob) -> None:
         """Run ``job``'s handler under a heartbeat and record how it ended."""
         context = JobContext(job, self.shutdown)
+        context.lines.extend(job.log_tail.splitlines())
         beat = _Heartbeat(self.sessions, context, self.heartbeat_seconds)
         beat.start()
         try:

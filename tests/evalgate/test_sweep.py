@@ -210,3 +210,17 @@ def test_naming_the_dataset_by_version_or_latest_is_the_same_sweep(
     again = run_sweep(tiny_sweep_config(tiny_lm_dir, dataset="tiny-suite@v1"), settings, show_progress=False)
 
     assert again.resumed and again.sweep_id == first.sweep_id
+
+
+def test_a_checkpoint_cut_short_by_a_killed_process_is_skipped_and_removed(tmp_path: Path) -> None:
+    from evalgate.train import last_complete_checkpoint
+
+    for step, state in [(2, '{"global_step": 2}'), (4, '{"global_step": 4}'), (6, '{"global_st')]:
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        (folder / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-8").mkdir()  # killed before its trainer state was written
+
+    assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
+    assert last_complete_checkpoint(tmp_path / "missing") is None

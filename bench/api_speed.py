@@ -1,0 +1,584 @@
+"""Requests/s and latency of the REST API's gate endpoints: uvicorn and PostgreSQL, load on loopback.
+
+    python -m bench.api_speed                       # from the repository root (tests.scored_runs seeds)
+    python -m bench.api_speed --workers 2 --connections 32 --duration 10 --warmup 2
+
+Target (issue): POST /gate/decide from stored scores and GET /gate/decisions/{id} at >= 500 requests/s
+with p99 <= 50 ms on the 2-core machine against PostgreSQL.
+
+The script creates (or resets) a PostgreSQL database, migrates it and seeds one dataset version (300
+rows per cohort), a base run and three candidate runs scored on quality/target and quality/ood (the
+two checks of the policy), stores each candidate's decision once and creates a write token. For each
+``--workers`` value it starts ``uvicorn api.main:app`` in a subprocess on a free loopback port (access
+log off) and drives it from this process with ``--connections`` keep-alive connections, measuring
+``--duration`` seconds after ``--warmup`` seconds, for three scenarios:
+
+    decide-stored  POST /gate/decide whose decision is already stored (the idempotent path, reused=true)
+    get            GET /gate/decisions/{id}
+    decide-fresh   POST /gate/decide with a new policy seed per request (paired bootstrap, then insert)
+
+Each connection sends its next request as soon as the previous answer arrived (closed loop), so the
+figures are the throughput at that concurrency and the latency it costs. The load generator is a
+minimal HTTP/1.1 client on asyncio streams, much cheaper per request than httpx; still, it shares
+the machine's cores with the server and PostgreSQL, and the CPU each used is printed beside the
+figures (in % of one core; the machine's own busy share includes anything else running on it).
+Last, the same three operations are called in-process (``decide_candidate``, ``get_decision``) in a
+loop, so the HTTP overhead can be read off. The server is stopped and the database dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+import uvicorn
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from evalgate.db.migrate import upgrade
+from evalgate.db.models import DatasetVersion
+from evalgate.db.session import engine_for, session_scope
+from evalgate.gate_policy import GatePolicy
+from evalgate.gate_service import decide_candidate, get_decision
+from evalgate.settings import Settings
+from evalgate.store import DatasetStore
+from evalgate.tokens import create_token
+from tests.scored_runs import add_candidate, add_run
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+HOST = "127.0.0.1"
+ROWS = 300
+POLICY: dict[str, Any] = {
+    "objective": "quality/target",
+    "checks": [
+        {"evaluator": "quality", "cohort": "target", "margin": 0.05},
+        {"evaluator": "quality", "cohort": "ood", "margin": 0.05},
+    ],
+}
+CANDIDATES = {"learns": (0.4, 0.0), "forgets": (0.5, -0.3), "flat": (0.0, 0.0)}
+"""Candidate name -> (gain on target, drift on ood) added to the base run's scores."""
+SCENARIOS = ("decide-stored", "get", "decide-fresh")
+TARGETED = ("decide-stored", "get")
+TARGET_RPS = 500.0
+TARGET_P99_MS = 50.0
+REQUEST_TIMEOUT_S = 30.0
+STARTUP_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class Seeded:
+    """What the scenarios need from the seeded database."""
+
+    url: str
+    candidate_ids: tuple[int, ...]
+    decision_ids: tuple[int, ...]
+    token: str
+
+
+@dataclass(frozen=True)
+class Result:
+    """One scenario's figures at one worker count."""
+
+    scenario: str
+    workers: int
+    connections: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    response_bytes: int
+    cpu: dict[str, float]
+    """% of one core used during the window: client, server, postgres, machine."""
+    first_error: str = ""
+
+    @property
+    def meets_target(self) -> bool:
+        """>= TARGET_RPS with p99 <= TARGET_P99_MS and no errors."""
+        return self.rps >= TARGET_RPS and self.p99_ms <= TARGET_P99_MS and self.errors == 0
+
+
+@dataclass
+class Samples:
+    """Latencies (seconds) of requests completed inside the window, and the failures."""
+
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    first_error: str = ""
+
+    def fail(self, reason: str) -> None:
+        """Count one failed request; keep the first reason for the report."""
+        self.errors += 1
+        self.first_error = self.first_error or reason
+
+
+# --------------------------------------------------------------------------------------------- database
+
+
+def reset_database(admin_url: str, name: str) -> str:
+    """Drop ``name`` if it exists, create it empty, migrate it; return its URL."""
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    return url
+
+
+def drop_database(admin_url: str, name: str, url: str) -> None:
+    """Close this process's connections to ``url`` and drop the database."""
+    engine_for(url).dispose()
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def postgres_version(url: str) -> str:
+    """``PostgreSQL 15.x`` of the server at ``url``."""
+    with engine_for(url).connect() as connection:
+        full = str(connection.execute(text("SELECT version()")).scalar_one())
+    return " ".join(full.split()[:2])
+
+
+def seed(url: str, home: Path) -> Seeded:
+    """One dataset version, a base run, scored candidate runs, one stored decision each, a write token."""
+    store = DatasetStore.from_settings(Settings(home=home, database_url=url))
+    rows = home / "suite.jsonl"
+    with rows.open("w") as handle:
+        for cohort, i in itertools.product(("target", "ood"), range(ROWS)):
+            handle.write(json.dumps({"id": f"{cohort}-{i}", "question": f"q{i}", "cohort": cohort}) + "\n")
+    store.add("bench-suite", [str(rows)])
+    rng = np.random.default_rng(1)  # the score model of tests/api/conftest.py
+    target, ood = rng.uniform(0.0, 0.4, ROWS), rng.uniform(0.5, 1.0, ROWS)
+    with session_scope(store.sessions) as session:
+        version = session.scalars(select(DatasetVersion)).one()
+        base_scores = {("quality", "target"): target.tolist(), ("quality", "ood"): ood.tolist()}
+        base_id = add_run(session, version, None, base_scores, None)
+        candidate_ids = []
+        for name, (gain, drift) in CANDIDATES.items():
+            candidate_ids.append(add_candidate(session, name))
+            scores = {
+                ("quality", "target"): (target + gain).tolist(),
+                ("quality", "ood"): (ood + drift).tolist(),
+            }
+            add_run(session, version, candidate_ids[-1], scores, base_id)
+    policy = GatePolicy.from_dict(POLICY)
+    decision_ids = tuple(decide_candidate(store.sessions, cid, policy).id for cid in candidate_ids)
+    token = create_token(store.sessions, "bench-write", "write")
+    return Seeded(url, tuple(candidate_ids), decision_ids, token)
+
+
+# ----------------------------------------------------------------------------------------------- server
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running uvicorn process (and its worker processes)."""
+
+    port: int
+    process: psutil.Popen
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (the OS picks it)."""
+    with closing(socket.socket()) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@contextmanager
+def serve(url: str, home: Path, workers: int) -> Iterator[Server]:
+    """``uvicorn api.main:app`` with ``workers`` workers on a free port, until the block ends."""
+    port, log = free_port(), home / f"uvicorn-{workers}.log"
+    env = {**os.environ, "EVALGATE_DATABASE_URL": url, "EVALGATE_HOME": str(home)}
+    command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", HOST, "--port", str(port),
+               "--workers", str(workers), "--no-access-log", "--log-level", "info"]  # fmt: skip
+    with log.open("w") as log_file:
+        process = psutil.Popen(command, cwd=REPO_ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(process, log, workers)
+        wait_healthy(port)
+        yield Server(port, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_ready(process: psutil.Popen, log: Path, workers: int) -> None:
+    """Wait until every worker has logged that its application started."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while log.read_text().count("Application startup complete") < workers:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"uvicorn did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def wait_healthy(port: int) -> None:
+    """Wait until /healthz reports the database up and at the latest migration."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            answer = httpx.get(f"http://{HOST}:{port}/healthz", timeout=5)
+            if answer.status_code == 200 and answer.json()["status"] == "ok":
+                return
+            problem = answer.text
+        except httpx.HTTPError as error:
+            problem = str(error)
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"/healthz never answered ok: {problem}")
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------------------- scenarios
+
+
+def http_request(method: str, path: str, token: str, body: dict[str, Any] | None = None) -> bytes:
+    """The bytes of one keep-alive HTTP/1.1 request."""
+    payload = b"" if body is None else json.dumps(body).encode()
+    head = [f"{method} {path} HTTP/1.1", f"Host: {HOST}", f"Authorization: Bearer {token}"]
+    if body is not None:
+        head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
+
+
+def fresh_policy(seed: int) -> dict[str, Any]:
+    """POLICY with another bootstrap seed: a policy hash no stored decision has."""
+    return {**POLICY, "seed": seed}
+
+
+def request_source(scenario: str, seeded: Seeded, seeds: Iterator[int]) -> Callable[[], bytes]:
+    """A function returning the next request of ``scenario`` (round-robin over candidates/decisions)."""
+    token = seeded.token
+    if scenario == "decide-stored":
+        stored = [http_request("POST", "/gate/decide", token, {"candidate_id": cid, "policy": POLICY})
+                  for cid in seeded.candidate_ids]  # fmt: skip
+        return itertools.cycle(stored).__next__
+    if scenario == "get":
+        gets = [http_request("GET", f"/gate/decisions/{did}", token) for did in seeded.decision_ids]
+        return itertools.cycle(gets).__next__
+    candidates = itertools.cycle(seeded.candidate_ids)
+
+    def fresh() -> bytes:
+        body = {"candidate_id": next(candidates), "policy": fresh_policy(next(seeds))}
+        return http_request("POST", "/gate/decide", token, body)
+
+    return fresh
+
+
+def check_scenario(port: int, make_request: Callable[[], bytes], scenario: str) -> int:
+    """Send one request of ``scenario``, check it does what it claims; return the response size."""
+
+    async def once() -> tuple[int, bytes]:
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(make_request())
+        answer = await read_response(reader)
+        writer.close()
+        return answer
+
+    status, body = asyncio.run(once())
+    if status != 200:
+        raise RuntimeError(f"{scenario}: HTTP {status}: {body[:500]!r}")
+    decision = json.loads(body)
+    expected_reuse = {"decide-stored": True, "decide-fresh": False}.get(scenario)
+    if expected_reuse is not None and decision["reused"] is not expected_reuse:
+        raise RuntimeError(f"{scenario}: reused is {decision['reused']}, expected {expected_reuse}")
+    return len(body)
+
+
+# ---------------------------------------------------------------------------------------- load generator
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response with a Content-Length."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    status = int(head[0].split(" ", 2)[1])
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        if name.lower() == "content-length":
+            return status, await reader.readexactly(int(value))
+    raise ValueError(f"response without Content-Length: {head[0]}")
+
+
+async def connection_loop(
+    port: int, make_request: Callable[[], bytes], start: float, stop: float, samples: Samples
+) -> None:
+    """One keep-alive connection sending requests back to back until ``stop``; reconnects on errors."""
+    writer: asyncio.StreamWriter | None = None
+    while time.perf_counter() < stop:
+        sent = time.perf_counter()
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                writer.write(make_request())
+                status, body = await read_response(reader)
+            problem = "" if status == 200 else f"HTTP {status}: {body[:300]!r}"
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as error:
+            problem, writer = f"{type(error).__name__}: {error}", None
+        done = time.perf_counter()
+        if start <= done <= stop:
+            if problem:
+                samples.fail(problem)
+            else:
+                samples.latencies.append(done - sent)
+    if writer is not None:
+        writer.close()
+
+
+def cpu_seconds(server: psutil.Process) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process, the server (with its workers), every
+    postgres process, and the whole machine."""
+
+    def used(process: psutil.Process) -> float:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            return 0.0
+        return float(times.user + times.system)
+
+    postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+    machine = psutil.cpu_times()
+    return {
+        "client": used(psutil.Process()),
+        "server": used(server) + sum(used(child) for child in server.children(recursive=True)),
+        "postgres": sum(used(process) for process in postgres),
+        "machine": float(sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)),
+    }
+
+
+async def drive(
+    port: int, make_request: Callable[[], bytes], server: psutil.Process, connections: int, warmup: float,
+    duration: float,
+) -> tuple[Samples, dict[str, float]]:  # fmt: skip
+    """Run ``connections`` connection loops; return the window's samples and CPU in % of one core."""
+    start = time.perf_counter() + warmup
+    stop = start + duration
+    samples = Samples()
+    loops = [connection_loop(port, make_request, start, stop, samples) for _ in range(connections)]
+
+    async def measure_cpu() -> dict[str, float]:
+        await asyncio.sleep(start - time.perf_counter())
+        before = cpu_seconds(server)
+        await asyncio.sleep(stop - time.perf_counter())
+        after = cpu_seconds(server)
+        return {name: 100 * (after[name] - before[name]) / duration for name in before}
+
+    cpu, _ = await asyncio.gather(measure_cpu(), asyncio.gather(*loops))
+    return samples, cpu
+
+
+def run_scenario(
+    scenario: str,
+    seeded: Seeded,
+    server: Server,
+    workers: int,
+    args: argparse.Namespace,
+    seeds: Iterator[int],
+) -> Result:
+    """Warm up, measure, and summarise one scenario against a running server."""
+    make_request = request_source(scenario, seeded, seeds)
+    size = check_scenario(server.port, make_request, scenario)
+    samples, cpu = asyncio.run(
+        drive(server.port, make_request, server.process, args.connections, args.warmup, args.duration)
+    )
+    latencies_ms = 1000 * np.array(samples.latencies or [float("nan")])
+    return Result(
+        scenario=scenario,
+        workers=workers,
+        connections=args.connections,
+        rps=len(samples.latencies) / args.duration,
+        p50_ms=float(np.percentile(latencies_ms, 50)),
+        p99_ms=float(np.percentile(latencies_ms, 99)),
+        errors=samples.errors,
+        response_bytes=size,
+        cpu=cpu,
+        first_error=samples.first_error,
+    )
+
+
+# ------------------------------------------------------------------------------------------- in-process
+
+
+@contextmanager
+def count_queries(url: str) -> Iterator[list[int]]:
+    """Count the SQL statements sent through the engine of ``url`` (BEGIN, COMMIT and pings excluded)."""
+    counter = [0]
+
+    def count(*_: Any) -> None:
+        counter[0] += 1
+
+    engine = engine_for(url)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield counter
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def in_process(seeded: Seeded, seconds: float, seeds: Iterator[int]) -> dict[str, tuple[float, float]]:
+    """Calls/s and SQL statements per call of each scenario's operation, called in a loop in this
+    process (one thread, no HTTP)."""
+    sessions: sessionmaker[Session] = sessionmaker(engine_for(seeded.url), expire_on_commit=False)
+    policy = GatePolicy.from_dict(POLICY)
+    candidates, decisions = itertools.cycle(seeded.candidate_ids), itertools.cycle(seeded.decision_ids)
+    operations: dict[str, Callable[[], object]] = {
+        "decide-stored": lambda: decide_candidate(sessions, next(candidates), policy),
+        "get": lambda: get_decision(sessions, next(decisions)),
+        "decide-fresh": lambda: decide_candidate(
+            sessions, next(candidates), GatePolicy.from_dict(fresh_policy(next(seeds)))
+        ),
+    }
+    figures = {}
+    for scenario, operation in operations.items():
+        operation()  # warm: pool connection, statement caches
+        calls, started = 0, time.perf_counter()
+        with count_queries(seeded.url) as queries:
+            while time.perf_counter() - started < seconds:
+                operation()
+                calls += 1
+        figures[scenario] = (calls / (time.perf_counter() - started), queries[0] / calls)
+    return figures
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def print_header(args: argparse.Namespace, url: str) -> None:
+    """The machine, the software and the load, for the record."""
+    print(
+        f"machine: {platform.machine()} {platform.processor()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}, "
+        f"uvicorn {uvicorn.__version__} (no --loop/--http: asyncio, {uvicorn_http()}), "
+        f"{postgres_version(url)} on {HOST}"
+    )
+    print(
+        f"load: {args.connections} keep-alive connections from one asyncio process on the same machine "
+        f"(closed loop), {args.warmup:g} s warm-up + {args.duration:g} s measured per scenario"
+    )
+    print("CPU columns: % of one core during the window (machine: all processes, out of 100 x cores)")
+
+
+def uvicorn_http() -> str:
+    """The HTTP parser uvicorn's ``--http auto`` picks here."""
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
+def print_table_header() -> None:
+    """Column names of the scenario lines."""
+    print(
+        f"\n{'scenario':<14} {'workers':>7} {'conns':>5} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'errors':>6} {'resp B':>6} {'cpu client':>10} {'server':>6} {'pg':>4} {'machine':>7}"
+    )
+
+
+def print_result(r: Result) -> None:
+    """One scenario at one worker count (and its first error, if any)."""
+    cpu = r.cpu
+    print(
+        f"{r.scenario:<14} {r.workers:>7} {r.connections:>5} {r.rps:>7.0f} {r.p50_ms:>7.1f} "
+        f"{r.p99_ms:>7.1f} {r.errors:>6} {r.response_bytes:>6} {cpu['client']:>10.0f} "
+        f"{cpu['server']:>6.0f} {cpu['postgres']:>4.0f} {cpu['machine']:>7.0f}",
+        flush=True,
+    )
+    if r.first_error:
+        print(f"    first error: {r.first_error}")
+
+
+def print_targets(results: list[Result]) -> None:
+    """Whether decide-stored and get meet the issue's target at each worker count."""
+    print(
+        f"\ntarget: >= {TARGET_RPS:.0f} req/s with p99 <= {TARGET_P99_MS:.0f} ms (client on the same cores)"
+    )
+    for r in results:
+        if r.scenario in TARGETED:
+            verdict = "met" if r.meets_target else "NOT met"
+            figures = f"{r.rps:.0f} req/s, p99 {r.p99_ms:.1f} ms, {r.errors} errors"
+            print(f"  {r.scenario:<14} workers={r.workers}: {verdict} ({figures})")
+
+
+def print_in_process(figures: dict[str, tuple[float, float]], results: list[Result]) -> None:
+    """In-process calls/s beside the best HTTP figure of the same operation."""
+    print(
+        f"\n{'in-process':<14} {'calls/s':>8} {'ms/call':>8} {'SQL/call':>8} {'best HTTP req/s':>15} "
+        f"{'HTTP/in-process':>15}"
+    )
+    for scenario, (rate, queries) in figures.items():
+        http = max((r.rps for r in results if r.scenario == scenario), default=float("nan"))
+        print(
+            f"{scenario:<14} {rate:>8.0f} {1000 / rate:>8.2f} {queries:>8.1f} {http:>15.0f} "
+            f"{http / rate:>15.2f}"
+        )
+    print("(in-process: one thread calling gate_service directly; HTTP: all cores, shared with the client)")
+
+
+# ------------------------------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts")
+    parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--in-process-seconds", type=float, default=3.0, help="per in-process operation")
+    parser.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL URL allowed to create databases")
+    parser.add_argument("--database", default="evalgate_bench_api", help="database to (re)create and drop")
+    return parser.parse_args()
+
+
+def main() -> None:
+    """Seed, serve, load, report, clean up."""
+    args = parse_args()
+    seeds = itertools.count(1)  # seed 0 is POLICY's own: every fresh decision gets a seed never used
+    url = reset_database(args.admin_url, args.database)
+    try:
+        with tempfile.TemporaryDirectory(prefix="evalgate-bench-api-") as folder:
+            seeded = seed(url, Path(folder))
+            print_header(args, url)
+            print_table_header()
+            results = []
+            for workers in args.workers:
+                with serve(url, Path(folder), workers) as server:
+                    for scenario in args.scenarios:
+                        results.append(run_scenario(scenario, seeded, server, workers, args, seeds))
+                        print_result(results[-1])
+            print_targets(results)
+            print_in_process(in_process(seeded, args.in_process_seconds, seeds), results)
+    finally:
+        drop_database(args.admin_url, args.database, url)
+
+
+if __name__ == "__main__":
+    main()
