@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 EVALGATE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: setup demo test lint migrations-check pytest clean
+.PHONY: setup demo test lint migrations-check system-tools pytest clean
 
 setup: $(VENV)/.installed
 
@@ -21,7 +21,12 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/evalgate demo
 
-test: lint migrations-check pytest
+test: lint migrations-check system-tools pytest
+
+# docker-compose.yml is validated with `docker compose config` (or Debian's docker-compose); no engine needed.
+system-tools:
+	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
+		|| (apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -194,10 +194,12 @@ def seed(url: str, home: Path) -> Seeded:
 
 @dataclass(frozen=True)
 class Server:
-    """A running uvicorn process (and its worker processes)."""
+    """A running uvicorn process (and its worker processes) serving ``database``."""
 
     port: int
     process: psutil.Popen
+    workers: int
+    database: str
 
 
 def free_port() -> int:
@@ -220,7 +222,7 @@ def serve(url: str, home: Path, workers: int) -> Iterator[Server]:
     try:
         wait_ready(process, log, workers)
         wait_healthy(port)
-        yield Server(port, process)
+        yield Server(port, process, workers, make_url(url).database or "")
     finally:
         process.terminate()
         try:
@@ -351,9 +353,10 @@ async def connection_loop(
         writer.close()
 
 
-def cpu_seconds(server: psutil.Process) -> dict[str, float]:
-    """CPU seconds (user + system) used so far by this process, the server (with its workers), every
-    postgres process, and the whole machine."""
+def cpu_seconds(server: psutil.Process, database: str) -> dict[str, float]:
+    """CPU seconds used so far by this process (the client), the server with its workers, PostgreSQL
+    (the backends serving ``database`` and the background processes), the machine and the hypervisor
+    (steal: time this virtual machine wanted a core and did not get it)."""
 
     def used(process: psutil.Process) -> float:
         try:
@@ -362,32 +365,46 @@ def cpu_seconds(server: psutil.Process) -> dict[str, float]:
             return 0.0
         return float(times.user + times.system)
 
-    postgres = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+    def ours(title: str) -> bool:
+        return f" {database} " in title or "(" not in title  # a backend of ours, or a background process
+
+    postgres = [
+        process
+        for process in psutil.process_iter(["name", "cmdline"])
+        if process.info["name"] == "postgres" and ours(" ".join(process.info["cmdline"] or []))
+    ]
     machine = psutil.cpu_times()
     return {
         "client": used(psutil.Process()),
         "server": used(server) + sum(used(child) for child in server.children(recursive=True)),
         "postgres": sum(used(process) for process in postgres),
-        "machine": float(sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)),
+        "machine": sum(getattr(machine, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq")),
+        "steal": getattr(machine, "steal", 0.0),
     }
 
 
+def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """% of one core used between two ``cpu_seconds`` snapshots by client, server, postgres, other
+    processes (the machine's busy time less those three) and steal."""
+    share = {name: 100 * (after[name] - before[name]) / seconds for name in before}
+    share["other"] = max(0.0, share.pop("machine") - share["client"] - share["server"] - share["postgres"])
+    return share
+
+
 async def drive(
-    port: int, make_request: Callable[[], bytes], server: psutil.Process, connections: int, warmup: float,
-    duration: float,
-) -> tuple[Samples, dict[str, float]]:  # fmt: skip
+    server: Server, make_request: Callable[[], bytes], connections: int, warmup: float, duration: float
+) -> tuple[Samples, dict[str, float]]:
     """Run ``connections`` connection loops; return the window's samples and CPU in % of one core."""
     start = time.perf_counter() + warmup
     stop = start + duration
     samples = Samples()
-    loops = [connection_loop(port, make_request, start, stop, samples) for _ in range(connections)]
+    loops = [connection_loop(server.port, make_request, start, stop, samples) for _ in range(connections)]
 
     async def measure_cpu() -> dict[str, float]:
         await asyncio.sleep(start - time.perf_counter())
-        before = cpu_seconds(server)
+        before = cpu_seconds(server.process, server.database)
         await asyncio.sleep(stop - time.perf_counter())
-        after = cpu_seconds(server)
-        return {name: 100 * (after[name] - before[name]) / duration for name in before}
+        return cpu_shares(before, cpu_seconds(server.process, server.database), duration)
 
     cpu, _ = await asyncio.gather(measure_cpu(), asyncio.gather(*loops))
     return samples, cpu

@@ -32,8 +32,9 @@ def _rows() -> list[dict[str, Any]]:
               "reference": ANSWERS[i % 2], "split": "train"} for i in range(16)]  # fmt: skip
     target = [{"id": f"e{i}", "question": "Extract the order.", "context": f"Order {i}.",
                "reference": ANSWERS[i % 2], "split": "eval"} for i in range(6)]  # fmt: skip
-    ood = [{"id": f"o{i}", "question": f"Capital of {c}?", "reference": city, "cohort": "ood", "split": "eval"}
-           for i, (c, city) in enumerate([("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome")])]  # fmt: skip
+    capitals = [("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome")]
+    ood = [{"id": f"o{i}", "question": f"Capital of {country}?", "reference": city, "cohort": "ood",
+            "split": "eval"} for i, (country, city) in enumerate(capitals)]  # fmt: skip
     return train + target + ood
 
 
