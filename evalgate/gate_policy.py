@@ -44,6 +44,18 @@ def _require(condition: bool, key: str, message: str) -> None:
         raise PolicyError(f"{key}: {message}")
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _require_number(value: Any, key: str, optional: bool = False) -> None:
+    """A real number (YAML ``1e9`` is a string: write ``1.0e+9``), or None when ``optional``."""
+    if value is None and optional:
+        return
+    is_number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    _require(is_number, key, f"must be a number, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Check:
     """One evaluator x cohort comparison of candidate against baseline."""
@@ -61,7 +73,12 @@ class Check:
 
     def __post_init__(self) -> None:
         key = f"checks[{self.evaluator}/{self.cohort}]"
+        for name in ("evaluator", "cohort"):
+            _require(isinstance(getattr(self, name), str), f"{key}.{name}", "must be a string")
         _require(bool(self.evaluator) and bool(self.cohort), key, "evaluator and cohort are required")
+        for name in ("margin", "relative_margin", "floor"):
+            _require_number(getattr(self, name), f"{key}.{name}", optional=True)
+        _require(self.max_flips is None or _is_int(self.max_flips), f"{key}.max_flips", "must be an integer")
         _require(
             self.margin is None or self.relative_margin is None,
             key,
@@ -102,6 +119,9 @@ class GatePolicy:
 
     def __post_init__(self) -> None:
         _require(len(self.checks) > 0, "checks", "give at least one check")
+        _require_number(self.confidence, "confidence")
+        for name in ("resamples", "seed", "version"):
+            _require(_is_int(getattr(self, name)), name, "must be an integer")
         labels = [check.label for check in self.checks]
         _require(len(set(labels)) == len(labels), "checks", "an evaluator/cohort pair is listed twice")
         _require(0.5 < self.confidence < 1, "confidence", "must be in (0.5, 1)")

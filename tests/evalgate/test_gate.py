@@ -152,6 +152,12 @@ def test_policy_yaml_is_validated(tmp_path: Path) -> None:
     path.write_text("checks:\n  - {evaluator: quality, cohort: target, tolerance: 1}\n")
     with pytest.raises(PolicyError, match="unknown key"):
         GatePolicy.from_yaml(path)
+    path.write_text("checks:\n  - {evaluator: quality, cohort: target, margin: 1e9}\n")  # YAML: a string
+    with pytest.raises(PolicyError, match=r"margin: must be a number, got '1e9'"):
+        GatePolicy.from_yaml(path)
+    path.write_text("resamples: many\nchecks:\n  - {evaluator: quality, cohort: target, max_flips: 1.5}\n")
+    with pytest.raises(PolicyError, match="max_flips: must be an integer"):
+        GatePolicy.from_yaml(path)
 
 
 def test_rows_scored_on_one_side_only_keep_a_check_from_passing() -> None:

@@ -1,0 +1,85 @@
+"""Real evalgate processes for service tests: `evalgate serve`, `evalgate worker`, the CLI, and the
+tiny dataset and sweep config they work on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from evalgate.settings import Settings
+
+LEASE_SECONDS = 4
+ANSWERS = ['{"name": "Ann", "quantity": 3}', '{"name": "Bo", "quantity": 1}']
+EVALUATION = {"evaluators": ["exact_match", "perplexity"], "max_new_tokens": 8, "batch_size": 4,
+              "device": "cpu", "precision": "fp32"}  # fmt: skip
+
+
+def tiny_rows() -> list[dict[str, Any]]:
+    """16 train rows, 6 target eval rows, 3 ood eval rows."""
+    train = [{"id": f"t{i}", "question": "Extract the order.", "context": f"Order {i}.",
+              "reference": ANSWERS[i % 2], "split": "train"} for i in range(16)]  # fmt: skip
+    target = [{"id": f"e{i}", "question": "Extract the order.", "context": f"Order {i}.",
+               "reference": ANSWERS[i % 2], "split": "eval"} for i in range(6)]  # fmt: skip
+    capitals = [("France", "Paris"), ("Spain", "Madrid"), ("Italy", "Rome")]
+    ood = [{"id": f"o{i}", "question": f"Capital of {country}?", "reference": city, "cohort": "ood",
+            "split": "eval"} for i, (country, city) in enumerate(capitals)]  # fmt: skip
+    return train + target + ood
+
+
+def sweep_config(tiny_lm_dir: Path, max_steps: int) -> dict[str, Any]:
+    """One rate on the tiny model, checkpoints every 2 steps."""
+    return {"name": "e2e", "dataset": "tiny-e2e@v1", "base_model": str(tiny_lm_dir), "learning_rates": [1e-3],
+            "max_steps": max_steps, "batch_size": 4, "max_seq_length": 96, "checkpoint_every": 2,
+            "precision": "fp32", "device": "cpu",
+            "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Service:
+    """Starts evalgate processes with one environment; stops them all at the end."""
+
+    def __init__(self, settings: Settings, logs: Path):
+        self.env = {**os.environ, "EVALGATE_HOME": str(settings.home),
+                    "EVALGATE_DATABASE_URL": settings.resolved_database_url,
+                    "EVALGATE_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "COLUMNS": "200"}  # fmt: skip
+        self.logs = logs
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def cli(self, *args: str) -> str:
+        """Run an evalgate command to completion; its stdout."""
+        done = subprocess.run([sys.executable, "-m", "evalgate", *args], env=self.env, capture_output=True,
+                              text=True, timeout=120, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """Start a long-running evalgate command, logging to ``<logs>/<name>.log``."""
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen([sys.executable, "-m", "evalgate", *args], env=self.env, stdout=log,
+                                   stderr=subprocess.STDOUT)  # fmt: skip
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+def write_rows(path: Path) -> Path:
+    """The tiny dataset as JSONL at ``path``."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in tiny_rows()))
+    return path
