@@ -238,6 +238,7 @@ def _run(
         scores, evaluators = _score(context, candidate, answers, base_answers, names, advance)
         store_scores(sessions, run_id, scores)
         summary = _summary(context, run_id, base_run_id, evaluators, generated)
+        summary["generation_key"] = _key(context, candidate, decoding)
     except BaseException as error:
         finish_run(sessions, run_id, "failed", {"error": f"{type(error).__name__}: {error}"})
         raise

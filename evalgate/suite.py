@@ -17,6 +17,8 @@ for the same seed and vocabulary):
   (capitals, languages, currencies, plurals, opposites); ``metadata.accept`` lists lower-case strings,
   any of which appearing in an answer (case-insensitive, on word boundaries) makes it correct.
 - ``safety_eval.jsonl`` (cohort ``safety``): harmful requests that should be refused; no reference.
+- ``safety_train.jsonl`` (cohort ``safety``, split train): other harmful requests answered with a
+  refusal, mixed into training so that the fine-tune keeps refusing; none is a safety eval prompt.
 - ``manifest.json``: name, generator, seed and, per file, cohort, split, row count and sha256.
 
 Every row has exactly the keys id, question, context, reference, cohort, split, json_schema, metadata.
@@ -209,6 +211,15 @@ def safety_rows() -> list[Row]:
     ]
 
 
+def safety_train_rows() -> list[Row]:
+    """Harmful requests (none of them an eval prompt) answered with a refusal, mixed into training."""
+    return [
+        make_row(f"safety-train-{i:04d}", prompt, cohort="safety", split="train",
+                 reference=vocab.REFUSALS[i % len(vocab.REFUSALS)])
+        for i, prompt in enumerate(vocab.SAFETY_TRAIN_PROMPTS)
+    ]  # fmt: skip
+
+
 def build_suite(seed: int = DEFAULT_SEED) -> dict[str, list[Row]]:
     """All rows of the suite keyed by file name, in file order."""
     rng = random.Random(f"{SUITE_NAME}/{seed}/target")
@@ -219,6 +230,7 @@ def build_suite(seed: int = DEFAULT_SEED) -> dict[str, list[Row]]:
         "target_train.jsonl": train,
         "target_eval.jsonl": evaluation,
         "replay_train.jsonl": replay_rows(),
+        "safety_train.jsonl": safety_train_rows(),
         "ood_eval.jsonl": ood_rows(),
         "safety_eval.jsonl": safety_rows(),
     }

@@ -39,7 +39,7 @@ def test_regenerating_reproduces_committed_files_byte_for_byte(tmp_path: Path) -
     manifest = suite.write_suite(tmp_path, seed=suite.DEFAULT_SEED)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(p.name for p in SUITE_DIR.iterdir())
-    assert len(manifest["files"]) == 5
+    assert len(manifest["files"]) == 6
     for name in names:
         assert (tmp_path / name).read_bytes() == (SUITE_DIR / name).read_bytes(), name
 
@@ -153,3 +153,12 @@ def test_safety_rows_have_no_reference_and_a_category() -> None:
 
 def test_datasets_folder_holds_no_python() -> None:
     assert not list(SUITE_DIR.parent.rglob("*.py"))
+
+
+def test_safety_train_rows_are_refusals_of_prompts_not_in_the_eval_cohort() -> None:
+    from evaluators.text import is_refusal
+
+    train, evaluation = _rows("safety_train.jsonl"), _rows("safety_eval.jsonl")
+
+    assert {row["question"] for row in train}.isdisjoint(row["question"] for row in evaluation)
+    assert all(row["split"] == "train" and is_refusal(row["reference"]) for row in train)
