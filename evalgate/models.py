@@ -232,14 +232,27 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """Whether the CPU flags (Linux ``/proc/cpuinfo``) include a native bf16 instruction set."""
+    try:
+        flags = next((line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), "")
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in NATIVE_BF16_FLAGS)
+
+
 def pick_dtype(precision: str, device: str) -> torch.dtype:
     """Return the torch dtype for a precision name ("auto", "fp32", "bf16", "fp16") on ``device``.
 
     "auto" means bf16 where it is fast and safe, else fp32:
     - cuda: bf16 when ``torch.cuda.is_bf16_supported()`` (Ampere and newer), else fp32 (fp16 is opt-in:
       it can overflow and needs loss scaling to train);
-    - cpu: bf16. torch supports it on every CPU, and on CPUs with AVX512-BF16/AMX (like the machines this
-      project runs on) bf16 LoRA training is faster than fp32; pass "fp32" on older CPUs;
+    - cpu: bf16 when the CPU computes it natively (``avx512_bf16`` or ``amx_bf16`` in its flags), where
+      bf16 LoRA training is faster than fp32; else fp32, since elsewhere (e.g. AVX2-only CPUs) torch
+      emulates bf16 and training runs many times slower;
     - mps: fp32 (bf16 support depends on the macOS version).
     Explicit "bf16" on a CUDA GPU without bf16 support raises ``ValueError``.
     """
@@ -248,7 +261,7 @@ def pick_dtype(precision: str, device: str) -> torch.dtype:
     if name == "auto":
         if kind == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return torch.bfloat16 if kind == "cpu" else torch.float32
+        return torch.bfloat16 if kind == "cpu" and cpu_has_native_bf16() else torch.float32
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: use auto, {', '.join(PRECISIONS)}")
     if name == "bf16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
