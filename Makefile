@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 EVALGATE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 
-.PHONY: setup demo test lint migrations-check system-tools pytest clean
+.PHONY: setup demo test lint migrations-check system-tools screenshot pytest clean
 
 setup: $(VENV)/.installed
 
@@ -23,10 +23,16 @@ demo: setup
 
 test: lint migrations-check system-tools pytest
 
-# docker-compose.yml is validated with `docker compose config` (or Debian's docker-compose); no engine needed.
+# Debian packages the tests use: docker-compose validates docker-compose.yml (no engine needed);
+# chromium is the browser the dashboard tests drive (Playwright never downloads one).
 system-tools:
-	@command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
-		|| (apt-get update -qq && apt-get install -y -qq --no-install-recommends docker-compose >/dev/null)
+	@missing=""; \
+	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="docker-compose"; \
+	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+screenshot: setup
+	$(BIN)/python -m tests.browser.screenshot docs/dashboard.png
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,9 +1,12 @@
 """What every route shares: the app's settings and database sessions, and token authentication.
 
 Clients send ``Authorization: Bearer eg_...``. A missing or unknown (or revoked) token gets 401, a
-token whose scope is too low gets 403. A verified token is remembered for ``TOKEN_CACHE_SECONDS`` so
-a busy client costs one hash per request instead of one query; a revocation takes effect within
-that time.
+token whose scope is too low gets 403. The dashboard's HTML pages (``viewer``) also accept the token
+from the ``evalgate_token`` cookie that ``POST /login`` sets (HttpOnly, SameSite=Strict), for reading
+only: the JSON routes never look at the cookie, so no cross-site form can write with it.
+
+A verified token is remembered for ``TOKEN_CACHE_SECONDS`` so a busy client costs one hash per request
+instead of one query; a revocation takes effect within that time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,6 +27,8 @@ from evalgate.store import DatasetStore
 from evalgate.tokens import TokenInfo, grants, hash_token, lookup
 
 TOKEN_CACHE_SECONDS = 5.0
+COOKIE = "evalgate_token"
+"""The dashboard's session cookie: the token itself, HttpOnly and SameSite=Strict."""
 bearer = HTTPBearer(auto_error=False, description="An evalgate token: `evalgate tokens create NAME`.")
 
 
@@ -87,6 +93,31 @@ def require(scope: str) -> Callable[..., TokenInfo]:
         return info
 
     return check
+
+
+check_read = require("read")
+"""``require("read")`` called directly: the bearer check of a route that also serves browsers."""
+
+
+def viewer(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    state: AppState = Depends(get_state),
+) -> TokenInfo:
+    """A dashboard page's reader: the bearer header (checked like ``require("read")``: 401 when bad),
+    else the ``evalgate_token`` cookie; without a live token a browser is sent to ``/login`` (303)."""
+    if credentials is not None:
+        return check_read(credentials, state)
+    token = request.cookies.get(COOKIE)
+    info = state.verify(token) if token else None
+    if info is None or not grants(info.scope, "read"):
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise HTTPException(
+            status.HTTP_303_SEE_OTHER,
+            "log in first",
+            headers={"Location": "/login?" + urlencode({"next": target})},
+        )
+    return info
 
 
 READ = Depends(require("read"))

@@ -4,10 +4,12 @@
 
     evalgate serve --with-worker        # the same, plus one worker (embedded default)
 
-One router per resource: datasets, sweeps, candidates, evaluations, gate, jobs, tokens. Every route but
-``/healthz`` needs a token (``evalgate tokens create NAME --scope read|write|admin``). The OpenAPI
-document is at ``/openapi.json``, interactive docs at ``/docs``. Training, generation and evaluation
-never run inside a request: they are jobs, run by ``evalgate worker`` processes.
+One router per resource: datasets, sweeps, candidates, evaluations, gate, jobs, tokens; plus the HTML
+dashboard at ``/`` (``api/routers/dashboard.py``, first: it answers browsers on ``/sweeps/{id}``). Every
+route but ``/healthz`` and ``/login`` needs a token (``evalgate tokens create NAME --scope
+read|write|admin``). The OpenAPI document is at ``/openapi.json``, interactive docs at ``/docs``.
+Training, generation and evaluation never run inside a request: they are jobs, run by ``evalgate
+worker`` processes.
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from api import errors
 from api.deps import AppState
-from api.routers import candidates, datasets, evaluations, gate, jobs, sweeps, tokens
+from api.routers import candidates, dashboard, datasets, evaluations, gate, jobs, sweeps, tokens
 from evalgate.db.migrate import current_revision, head_revision
 from evalgate.db.session import session_factory
 from evalgate.settings import Settings, get_settings
 from evalgate.store import DatasetStore
 
-ROUTERS = (datasets, sweeps, candidates, evaluations, gate, jobs, tokens)
+ROUTERS = (dashboard, datasets, sweeps, candidates, evaluations, gate, jobs, tokens)
 
 
 class HealthPublic(BaseModel):

@@ -1,0 +1,157 @@
+"""The dashboard: server-rendered HTML pages (inline CSS and SVG, no script, no CDN).
+
+    /                                   sweeps (recommended rate) and datasets (decisions)
+    /sweeps/{id}                        the sweep report, with links   (JSON for non-browser clients)
+    /candidates/{id}/rows?evaluator=&cohort=    worst rows of one check
+    /datasets/{name}/history            decisions across weekly sweeps; new regressions outlined
+    /login, /logout                     the token cookie
+
+Pages take a read token from the ``Authorization`` header or the ``evalgate_token`` cookie; without
+one a browser is redirected to ``/login``. ``/sweeps/{id}`` is shared with the JSON API: a request whose
+``Accept`` header names ``text/html`` gets the page, any other gets the JSON API's answer under the
+JSON API's rules (bearer header only). These routes are left out of the OpenAPI document.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
+
+from api.deps import COOKIE, AppState, bearer, check_read, get_state, viewer
+from api.routers.sweeps import get_sweep
+from evalgate.report import build_sweep_view
+from evalgate.report_history import dataset_history, dataset_rows, sweep_rows
+from evalgate.report_pages import history_page, index_page, login_page, message_page, rows_page, sweep_page
+from evalgate.report_rows import candidate_rows_view
+from evalgate.tokens import TokenInfo
+
+router = APIRouter(include_in_schema=False, tags=["dashboard"])
+COOKIE_SECONDS = 12 * 3600
+MAX_LOGIN_BODY = 8192
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def html(body: str, status_code: int = status.HTTP_200_OK) -> HTMLResponse:
+    """An HTML response with the dashboard's security headers (no script, no framing, no caching)."""
+    return HTMLResponse(body, status_code=status_code, headers=HEADERS)
+
+
+@router.get("/")
+def home(state: AppState = Depends(get_state), token: TokenInfo = Depends(viewer)) -> HTMLResponse:
+    """Sweeps and datasets."""
+    return html(index_page(sweep_rows(state.sessions), dataset_rows(state.sessions), token.name))
+
+
+@router.get("/sweeps/{sweep_id}", response_model=None)
+def sweep(
+    sweep_id: int,
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+    state: AppState = Depends(get_state),
+) -> Response | dict[str, Any]:
+    """The sweep page for browsers; the JSON API's ``GET /sweeps/{id}`` for everyone else."""
+    if "text/html" not in request.headers.get("accept", ""):
+        check_read(credentials, state)
+        return get_sweep(sweep_id, state)
+    token = viewer(request, credentials, state)
+    try:
+        view = build_sweep_view(state.sessions, sweep_id)
+    except LookupError as error:
+        return html(message_page("Not found", str(error), token.name), status.HTTP_404_NOT_FOUND)
+    return html(sweep_page(view, token.name))
+
+
+@router.get("/candidates/{candidate_id}/rows")
+def candidate_rows(
+    candidate_id: int,
+    evaluator: str | None = None,
+    cohort: str | None = None,
+    limit: int = 50,
+    state: AppState = Depends(get_state),
+    token: TokenInfo = Depends(viewer),
+) -> HTMLResponse:
+    """The candidate's worst rows on ``evaluator/cohort`` (default: its first scored pair)."""
+    limit = max(1, min(limit, 500))
+    try:
+        data = candidate_rows_view(state.sessions, candidate_id, evaluator or "", cohort or "", limit)
+        if (evaluator is None or cohort is None) and data.available:
+            data = candidate_rows_view(state.sessions, candidate_id, *data.available[0], limit)
+    except LookupError as error:
+        return html(message_page("Not found", str(error), token.name), status.HTTP_404_NOT_FOUND)
+    return html(rows_page(data, token.name))
+
+
+@router.get("/datasets/{name}/history")
+def history(
+    name: str, state: AppState = Depends(get_state), token: TokenInfo = Depends(viewer)
+) -> HTMLResponse:
+    """Decisions on the dataset's versions, per candidate series."""
+    try:
+        found = dataset_history(state.sessions, name)
+    except LookupError as error:
+        return html(message_page("Not found", str(error), token.name), status.HTTP_404_NOT_FOUND)
+    return html(history_page(found, token.name))
+
+
+@router.get("/login")
+def login_form(next: str = "/") -> HTMLResponse:
+    """The token form."""
+    return html(login_page(safe_next(next)))
+
+
+@router.post("/login")
+async def login(request: Request, state: AppState = Depends(get_state)) -> Response:
+    """Check the posted token (form field ``token``); set the cookie and go to ``next`` (303)."""
+    if not same_origin(request):
+        return html(message_page("Forbidden", "cross-site login refused", None), status.HTTP_403_FORBIDDEN)
+    body = await request.body()
+    fields = parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"))
+    token, target = fields.get("token", [""])[0].strip(), safe_next(fields.get("next", ["/"])[0])
+    info = state.verify(token) if token else None
+    if info is None:
+        return html(login_page(target, "Unknown or revoked token."), status.HTTP_401_UNAUTHORIZED)
+    response = RedirectResponse(target, status.HTTP_303_SEE_OTHER, headers=HEADERS)
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=COOKIE_SECONDS,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/logout")
+@router.post("/logout")
+def logout() -> Response:
+    """Clear the cookie and go to the login page."""
+    response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER, headers=HEADERS)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def safe_next(target: str) -> str:
+    """``target`` when it is a path on this site, else ``/`` (no open redirect)."""
+    parts = urlsplit(target)
+    local = target.startswith("/") and not target.startswith("//") and "\\" not in target
+    return target if local and not parts.scheme and not parts.netloc else "/"
+
+
+def same_origin(request: Request) -> bool:
+    """False when the browser says the form came from another site (``Origin`` names another host)."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return urlsplit(origin).netloc == request.headers.get("host", "")

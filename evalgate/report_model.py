@@ -1,0 +1,129 @@
+"""The view model of a sweep report: plain frozen data, built by ``evalgate.report``, drawn by
+``evalgate.report_html``. Every delta here is *oriented*: ``+`` is an improvement, whatever the
+evaluator's direction (``sign x (candidate - baseline)``, ``sign = -1`` for lower-is-better).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PASSING = "pass"
+BLOCKING_CHECK_VERDICTS = ("regress", "below_floor", "too_many_flips")
+"""Check verdicts that block whatever the policy says about inconclusive checks."""
+
+
+def verdict_tone(verdict: str | None) -> str:
+    """CSS class of a check verdict: pass, regress (any blocking verdict), inconclusive, or neutral
+    (no check)."""
+    if verdict is None:
+        return "neutral"
+    if verdict == PASSING:
+        return "pass"
+    return "regress" if verdict in BLOCKING_CHECK_VERDICTS else "inconclusive"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """An oriented mean delta and its 95% interval (None where unknown)."""
+
+    mean: float
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass(frozen=True)
+class CheckCell:
+    """One evaluator x cohort delta of one candidate; ``verdict`` None when no policy check covers it."""
+
+    evaluator: str
+    cohort: str
+    estimate: Estimate
+    verdict: str | None = None
+    reason: str = ""
+    margin: float | None = None
+    n: int | None = None
+
+    @property
+    def label(self) -> str:
+        """``evaluator/cohort``."""
+        return f"{self.evaluator}/{self.cohort}"
+
+    @property
+    def tone(self) -> str:
+        """CSS class: pass, regress, inconclusive, or neutral (no check)."""
+        return verdict_tone(self.verdict)
+
+
+@dataclass(frozen=True)
+class WorstRow:
+    """One eval row where the candidate did worse than its baseline (most negative oriented delta)."""
+
+    row_id: str
+    evaluator: str
+    cohort: str
+    prompt: str
+    base_answer: str | None
+    candidate_answer: str | None
+    base_score: float | None
+    candidate_score: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """One candidate of a sweep: training, evaluation deltas, gate verdict, worst rows."""
+
+    id: int
+    label: str
+    rate: float | None
+    status: str
+    diagnosis: str | None
+    diagnosis_reason: str
+    losses: tuple[float, ...]
+    verdict: str | None
+    """pass, block, or None (no gate decision yet)."""
+    decision_id: int | None
+    run_id: int | None
+    baseline_run_id: int | None
+    cells: tuple[CheckCell, ...] = ()
+    objective: Estimate | None = None
+    ood: Estimate | None = None
+    reason: str = ""
+    """Why it was not recommended (empty for the recommended one)."""
+    worst_rows: tuple[WorstRow, ...] = ()
+
+    def cell(self, label: str) -> CheckCell | None:
+        """The cell of ``evaluator/cohort``, if this candidate has it."""
+        return next((cell for cell in self.cells if cell.label == label), None)
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """Everything one sweep report shows."""
+
+    id: int
+    name: str
+    status: str
+    base_model: str
+    dataset: str
+    """``name@vN`` of the sweep's dataset version."""
+    dataset_name: str
+    candidates: tuple[CandidateView, ...]
+    objective_check: str | None
+    """``evaluator/cohort`` whose gain ranks passing candidates (y axis of the trade-off chart)."""
+    ood_check: str | None
+    """``evaluator/cohort`` of the policy's first out-of-domain check (x axis)."""
+    ood_margin: float | None
+    """δ of the ood check (the dashed line sits at -δ)."""
+    recommended: str | None
+    policy_name: str | None = None
+    policy_hash: str | None = None
+    decided: bool = False
+    """True when at least one candidate has a gate decision."""
+
+    @property
+    def labels(self) -> list[str]:
+        """Every evaluator/cohort shown in the delta table, checks first, in a stable order."""
+        cells = [cell for candidate in self.candidates for cell in candidate.cells]
+        checked = {cell.label for cell in cells if cell.verdict is not None}
+        return sorted({cell.label for cell in cells}, key=lambda label: (label not in checked, label))

@@ -1,0 +1,170 @@
+"""The HTML dashboard: login cookie, redirects, pages, and the JSON API left as it was."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import deps
+from evalgate.store import DatasetStore
+from evalgate.tokens import revoke_token
+from tests.api.conftest import bearer
+from tests.browser.sweep_data import SeededSweep, seed_weekly_sweep
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+@pytest.fixture
+def weeks(store: DatasetStore, tmp_path: Path) -> tuple[SeededSweep, SeededSweep]:
+    """Two weekly sweeps on orders-json (v1, v2); in week 2 lr=0.0001 regresses out of domain."""
+    return seed_weekly_sweep(store, tmp_path, week=1), seed_weekly_sweep(store, tmp_path, week=2)
+
+
+def login(api: TestClient, token: str, next_path: str = "/") -> None:
+    """Post the login form; the client keeps the cookie."""
+    response = api.post("/login", data={"token": token, "next": next_path}, follow_redirects=False)
+    assert response.status_code == 303, response.text
+
+
+def test_pages_redirect_to_login_and_back(api: TestClient, tokens: dict[str, str]) -> None:
+    for path in ("/", "/sweeps/1", "/candidates/1/rows?evaluator=quality&cohort=ood", "/datasets/d/history"):
+        response = api.get(path, headers=HTML, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/login?next=%2F"), path
+    form = api.get("/login?next=/sweeps/1")
+    assert form.status_code == 200 and 'name="token"' in form.text and 'value="/sweeps/1"' in form.text
+
+    answer = api.post("/login", data={"token": tokens["read"], "next": "/sweeps/1"}, follow_redirects=False)
+
+    assert answer.status_code == 303 and answer.headers["location"] == "/sweeps/1"
+    cookie = answer.headers["set-cookie"].lower()
+    assert cookie.startswith("evalgate_token=eg_") and "httponly" in cookie and "samesite=strict" in cookie
+    assert "path=/" in cookie and "secure" not in cookie.replace("samesite", "")  # plain http in tests
+    assert api.get("/", headers=HTML).status_code == 200
+
+
+def test_login_refuses_bad_tokens_foreign_origins_and_open_redirects(
+    api: TestClient, tokens: dict[str, str]
+) -> None:
+    wrong = api.post("/login", data={"token": "eg_wrong"}, follow_redirects=False)
+    foreign = api.post(
+        "/login",
+        data={"token": tokens["read"]},
+        headers={"Origin": "https://evil.example"},
+        follow_redirects=False,
+    )
+    assert (
+        wrong.status_code == 401
+        and "Unknown or revoked token." in wrong.text
+        and "set-cookie" not in wrong.headers
+    )
+    assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
+    for target in ("https://evil.example/x", "//evil.example", "/\\evil.example", "javascript:alert(1)"):
+        answer = api.post("/login", data={"token": tokens["read"], "next": target}, follow_redirects=False)
+        assert answer.headers["location"] == "/", target
+
+
+def test_logout_clears_the_cookie_and_a_revoked_token_stops_working(
+    api: TestClient, tokens: dict[str, str], store: DatasetStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(deps, "TOKEN_CACHE_SECONDS", 0.0)
+    login(api, tokens["read"])
+    assert api.get("/", headers=HTML, follow_redirects=False).status_code == 200
+
+    revoke_token(store.sessions, "read-token")
+    assert api.get("/", headers=HTML, follow_redirects=False).status_code == 303
+
+    login(api, tokens["write"])
+    out = api.post("/logout", follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert (
+        'evalgate_token=""' in out.headers["set-cookie"] or "max-age=0" in out.headers["set-cookie"].lower()
+    )
+    assert api.get("/", headers=HTML, follow_redirects=False).status_code == 303
+
+
+def test_the_json_api_ignores_the_cookie(
+    api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep]
+) -> None:
+    sweep_id = weeks[0].sweep_id
+    login(api, tokens["admin"])
+
+    assert api.get("/sweeps").status_code == 401
+    assert api.get(f"/sweeps/{sweep_id}").status_code == 401  # no text/html in Accept: the JSON route
+    assert api.get("/tokens").status_code == 401
+    assert api.post("/gate/decide", json={"candidate_id": 1, "policy": {}}).status_code == 401
+    as_json = api.get(f"/sweeps/{sweep_id}", headers=bearer(tokens["read"]))
+    assert as_json.status_code == 200 and len(as_json.json()["candidates"]) == 5
+    assert api.get("/sweeps/999", headers=bearer(tokens["read"])).status_code == 404
+    paths = api.get("/openapi.json", headers=bearer(tokens["read"])).json()["paths"]
+    assert "/" not in paths and "/login" not in paths and "/sweeps/{sweep_id}" in paths
+
+
+def test_pages_accept_the_bearer_header(api: TestClient, tokens: dict[str, str]) -> None:
+    assert api.get("/", headers={**HTML, **bearer(tokens["read"])}).status_code == 200
+    assert api.get("/", headers={**HTML, **bearer("eg_nope")}).status_code == 401
+
+
+def test_index_lists_sweeps_and_datasets(
+    api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep]
+) -> None:
+    login(api, tokens["read"])
+
+    page = api.get("/", headers=HTML)
+
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert f'<a href="/sweeps/{weeks[1].sweep_id}">{weeks[1].sweep_id} · weekly-2</a>' in page.text
+    assert "<strong>lr=0.0001</strong>" in page.text and "<strong>lr=1e-05</strong>" in page.text
+    assert '<a href="/datasets/orders-json/history">orders-json</a>' in page.text
+    assert "<script" not in page.text and "read-token" in page.text
+
+
+def test_sweep_page_is_the_report_with_links(
+    api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep]
+) -> None:
+    week1 = weeks[0]
+    login(api, tokens["read"])
+
+    page = api.get(f"/sweeps/{week1.sweep_id}", headers=HTML)
+
+    assert page.status_code == 200
+    assert "Recommended: <strong>lr=0.0001</strong>" in page.text and '<svg class="chart"' in page.text
+    forgets = week1.candidates["lr=0.001"]
+    assert f'href="/candidates/{forgets}/rows?evaluator=answer_accuracy&amp;cohort=ood"' in page.text
+    assert 'href="/datasets/orders-json/history"' in page.text
+    missing = api.get("/sweeps/999", headers=HTML)
+    assert missing.status_code == 404 and "sweep 999 not found" in missing.text
+
+
+def test_worst_rows_drill_down(
+    api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep]
+) -> None:
+    forgets = weeks[0].candidates["lr=0.001"]
+    login(api, tokens["read"])
+
+    page = api.get(f"/candidates/{forgets}/rows?evaluator=answer_accuracy&cohort=ood&limit=4", headers=HTML)
+    default = api.get(f"/candidates/{forgets}/rows", headers=HTML)
+
+    assert page.status_code == 200 and "lr=0.001: worst rows on answer_accuracy/ood" in page.text
+    assert page.text.count("<tr><td>o") == 4 and "{&quot;answer&quot;: " in page.text
+    assert "of 120 paired rows got worse" in page.text
+    assert default.status_code == 200 and "worst rows on answer_accuracy/ood" in default.text
+    assert api.get("/candidates/999/rows", headers=HTML).status_code == 404
+
+
+def test_dataset_history_outlines_the_new_regression(
+    api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep]
+) -> None:
+    login(api, tokens["read"])
+
+    page = api.get("/datasets/orders-json/history", headers=HTML)
+
+    assert page.status_code == 200 and "Decision history: orders-json" in page.text
+    series = page.text.split("<h2>")
+    regressed = next(part for part in series if part.startswith("HuggingFaceTB/SmolLM2-135M · lr=0.0001"))
+    assert regressed.count('class="regress new-regression"') == 1 and "<strong>NEW</strong>" in regressed
+    assert "orders-json@v1" in regressed and "orders-json@v2" in regressed
+    assert api.get("/datasets/nope/history", headers=HTML).status_code == 404
