@@ -42,12 +42,20 @@ class LoraSettings:
     """Dropout on the LoRA input."""
     target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     """Names of the linear modules that get adapters (must exist in the model)."""
+    top_layers: int | None = None
+    """Adapt only the last N transformer layers (None: all). Backpropagation then stops below them,
+    so a step costs far less on a CPU; the adapter can still reshape what the model outputs."""
 
     def __post_init__(self) -> None:
         _require(self.r >= 1, "lora.r", f"must be >= 1, got {self.r}")
         _require(self.alpha > 0, "lora.alpha", f"must be > 0, got {self.alpha}")
         _require(0.0 <= self.dropout < 1.0, "lora.dropout", f"must be in [0, 1), got {self.dropout}")
         _require(len(self.target_modules) > 0, "lora.target_modules", "must name at least one module")
+        _require(
+            self.top_layers is None or (isinstance(self.top_layers, int) and self.top_layers >= 1),
+            "lora.top_layers",
+            f"must be a positive integer, got {self.top_layers}",
+        )
 
 
 @dataclass(frozen=True)

@@ -198,13 +198,22 @@ class CandidateTrainer(Trainer):
         return super().training_step(model, inputs, num_items_in_batch)
 
 
-def lora_config(config: SweepConfig) -> LoraConfig:
-    """The sweep's LoRA settings as peft's own config object."""
+def lora_config(config: SweepConfig, num_layers: int | None = None) -> LoraConfig:
+    """The sweep's LoRA settings as peft's own config object (``num_layers``: the model's depth,
+    needed with ``lora.top_layers``)."""
+    layers = None
+    if config.lora.top_layers is not None:
+        if num_layers is None or config.lora.top_layers > num_layers:
+            raise TrainingInputError(
+                f"lora.top_layers is {config.lora.top_layers} but the model has {num_layers} layers"
+            )
+        layers = list(range(num_layers - config.lora.top_layers, num_layers))
     return LoraConfig(
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
         target_modules=list(config.lora.target_modules),
+        layers_to_transform=layers,
         task_type="CAUSAL_LM",
     )
 
@@ -213,7 +222,7 @@ def attach_adapter(base: PreTrainedModel, config: SweepConfig) -> PeftModel:
     """Wrap ``base`` with a fresh LoRA adapter, initialised from the sweep's seed (same for every rate)."""
     check_target_modules(base, config.lora.target_modules)
     torch.manual_seed(config.seed)
-    model = get_peft_model(base, lora_config(config))
+    model = get_peft_model(base, lora_config(config, getattr(base.config, "num_hidden_layers", None)))
     assert isinstance(model, PeftModel)
     return model
 

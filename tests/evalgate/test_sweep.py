@@ -224,3 +224,18 @@ def test_a_checkpoint_cut_short_by_a_killed_process_is_skipped_and_removed(tmp_p
     assert last_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-4"]
     assert last_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_top_layers_adapts_only_the_last_layers(tiny_lm_dir: Path) -> None:
+    from evalgate.train import attach_adapter
+
+    base, _ = load_model(str(tiny_lm_dir), tiny_lm_dir, dtype=torch.float32)
+    depth = base.config.num_hidden_layers
+    model = attach_adapter(base, tiny_sweep_config(tiny_lm_dir, lora={"r": 4, "top_layers": 1}))
+
+    adapted = {
+        name.split(".layers.")[1].split(".")[0] for name, _ in model.named_parameters() if "lora_A" in name
+    }
+    assert adapted == {str(depth - 1)}
+    with pytest.raises(TrainingInputError, match="top_layers is 99"):
+        attach_adapter(model.unload(), tiny_sweep_config(tiny_lm_dir, lora={"r": 4, "top_layers": 99}))
