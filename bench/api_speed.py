@@ -3,6 +3,8 @@
     python -m bench.api_speed                       # from the repository root (tests.scored_runs seeds)
     python -m bench.api_speed --workers 2 --connections 32 --duration 10 --warmup 2
 
+Needs the PostgreSQL server at 127.0.0.1:5432 with a user allowed to create databases (``--admin-url``).
+
 Target (issue): POST /gate/decide from stored scores and GET /gate/decisions/{id} at >= 500 requests/s
 with p99 <= 50 ms on the 2-core machine against PostgreSQL.
 
@@ -18,11 +20,13 @@ log off) and drives it from this process with ``--connections`` keep-alive conne
     decide-fresh   POST /gate/decide with a new policy seed per request (paired bootstrap, then insert)
 
 Each connection sends its next request as soon as the previous answer arrived (closed loop), so the
-figures are the throughput at that concurrency and the latency it costs. The load generator is a
-minimal HTTP/1.1 client on asyncio streams: about 0.25 ms of CPU per request on the 2-core machine,
-where ``httpx.AsyncClient`` took about 5 ms, as much as the server. It still shares the machine's
-cores with the server and PostgreSQL (and whatever else runs there), so the CPU each used during
-the window is printed beside the figures.
+figures are the throughput at that concurrency and the latency it costs (fewer connections: lower
+latency, at most the same throughput). The load generator is a minimal HTTP/1.1 client on asyncio
+streams: about 0.25 ms of CPU per request on the 2-core machine, where ``httpx.AsyncClient`` took
+about 5 ms, as much as the server. It still shares the machine's cores with the server and PostgreSQL
+(and whatever else runs there), so the CPU each used during the window is printed beside the
+figures, with the server's CPU per request, which other load disturbs much less than requests/s.
+
 Last, the same three operations are called in-process (``decide_candidate``, ``get_decision``) in a
 loop, so the HTTP overhead can be read off. The server is stopped and the database dropped at the end.
 """
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import itertools
 import json
 import os
@@ -40,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,11 +57,10 @@ import psutil
 import uvicorn
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from evalgate.db.migrate import upgrade
 from evalgate.db.models import DatasetVersion
-from evalgate.db.session import engine_for, session_scope
+from evalgate.db.session import engine_for, session_factory, session_scope
 from evalgate.gate_policy import GatePolicy
 from evalgate.gate_service import decide_candidate, get_decision
 from evalgate.settings import Settings
@@ -109,13 +113,30 @@ class Result:
     errors: int
     response_bytes: int
     cpu: dict[str, float]
-    """% of one core used during the window: client, server, postgres, machine."""
+    """% of one core used during the window by: client, server, postgres, other, steal."""
     first_error: str = ""
+
+    @property
+    def server_cpu_ms(self) -> float:
+        """CPU milliseconds the uvicorn processes spent per answered request (robust to other load)."""
+        return 10 * self.cpu["server"] / self.rps if self.rps else float("nan")
 
     @property
     def meets_target(self) -> bool:
         """>= TARGET_RPS with p99 <= TARGET_P99_MS and no errors."""
         return self.rps >= TARGET_RPS and self.p99_ms <= TARGET_P99_MS and self.errors == 0
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """One operation called in a loop in this process."""
+
+    rate: float
+    """Calls per second (wall clock, one thread)."""
+    cpu_ms: float
+    """This process's CPU milliseconds per call (PostgreSQL's share not included)."""
+    queries: float
+    """SQL statements per call."""
 
 
 @dataclass
@@ -358,17 +379,20 @@ async def connection_loop(
         writer.close()
 
 
-def cpu_seconds(server: psutil.Process, database: str) -> dict[str, float]:
-    """CPU seconds used so far by this process (the client), the server with its workers, PostgreSQL
-    (the backends serving ``database`` and the background processes), the machine and the hypervisor
-    (steal: time this virtual machine wanted a core and did not get it)."""
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU seconds used so far, per process of each group, by the machine, and stolen from it."""
 
-    def used(process: psutil.Process) -> float:
-        try:
-            times = process.cpu_times()
-        except psutil.Error:
-            return 0.0
-        return float(times.user + times.system)
+    processes: dict[str, dict[int, float]]
+    """Group (client, server, postgres) -> process id -> CPU seconds (user + system)."""
+    machine: float
+    steal: float
+    """Time this virtual machine wanted a core and the hypervisor gave it to someone else."""
+
+
+def cpu_snapshot(server: psutil.Process, database: str) -> CpuSnapshot:
+    """CPU used so far by this process (the client), the server with its workers, PostgreSQL (the
+    backends serving ``database`` and the background processes) and the whole machine."""
 
     def ours(title: str) -> bool:
         return f" {database} " in title or "(" not in title  # a backend of ours, or a background process
@@ -378,21 +402,41 @@ def cpu_seconds(server: psutil.Process, database: str) -> dict[str, float]:
         for process in psutil.process_iter(["name", "cmdline"])
         if process.info["name"] == "postgres" and ours(" ".join(process.info["cmdline"] or []))
     ]
-    machine = psutil.cpu_times()
-    return {
-        "client": used(psutil.Process()),
-        "server": used(server) + sum(used(child) for child in server.children(recursive=True)),
-        "postgres": sum(used(process) for process in postgres),
-        "machine": sum(getattr(machine, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq")),
-        "steal": getattr(machine, "steal", 0.0),
+    groups = {
+        "client": [psutil.Process()],
+        "server": [server, *server.children(recursive=True)],
+        "postgres": postgres,
     }
+    machine = psutil.cpu_times()
+    return CpuSnapshot(
+        processes={name: process_seconds(processes) for name, processes in groups.items()},
+        machine=sum(getattr(machine, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq")),
+        steal=getattr(machine, "steal", 0.0),
+    )
 
 
-def cpu_shares(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
-    """% of one core used between two ``cpu_seconds`` snapshots by client, server, postgres, other
-    processes (the machine's busy time less those three) and steal."""
-    share = {name: 100 * (after[name] - before[name]) / seconds for name in before}
-    share["other"] = max(0.0, share.pop("machine") - share["client"] - share["server"] - share["postgres"])
+def process_seconds(processes: list[psutil.Process]) -> dict[int, float]:
+    """Process id -> CPU seconds (user + system) of those still running."""
+    seconds = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.Error:
+            continue
+        seconds[process.pid] = float(times.user + times.system)
+    return seconds
+
+
+def cpu_shares(before: CpuSnapshot, after: CpuSnapshot, seconds: float) -> dict[str, float]:
+    """% of one core used between two snapshots by client, server, postgres, other processes (the
+    machine's busy time less those three) and steal. A process that ended in between is left out."""
+    share = {}
+    for group, now in after.processes.items():
+        then = before.processes[group]
+        share[group] = 100 * sum(used - then.get(pid, 0.0) for pid, used in now.items()) / seconds
+    busy = 100 * (after.machine - before.machine) / seconds
+    share["other"] = max(0.0, busy - sum(share.values()))
+    share["steal"] = 100 * (after.steal - before.steal) / seconds
     return share
 
 
@@ -407,9 +451,9 @@ async def drive(
 
     async def measure_cpu() -> dict[str, float]:
         await asyncio.sleep(start - time.perf_counter())
-        before = cpu_seconds(server.process, server.database)
+        before = cpu_snapshot(server.process, server.database)
         await asyncio.sleep(stop - time.perf_counter())
-        return cpu_shares(before, cpu_seconds(server.process, server.database), duration)
+        return cpu_shares(before, cpu_snapshot(server.process, server.database), duration)
 
     cpu, _ = await asyncio.gather(measure_cpu(), asyncio.gather(*loops))
     return samples, cpu
@@ -456,10 +500,9 @@ def count_queries(url: str) -> Iterator[list[int]]:
         event.remove(engine, "before_cursor_execute", count)
 
 
-def in_process(seeded: Seeded, seconds: float, seeds: Iterator[int]) -> dict[str, tuple[float, float]]:
-    """Calls/s and SQL statements per call of each scenario's operation, called in a loop in this
-    process (one thread, no HTTP)."""
-    sessions: sessionmaker[Session] = sessionmaker(engine_for(seeded.url), expire_on_commit=False)
+def in_process(seeded: Seeded, seconds: float, seeds: Iterator[int]) -> dict[str, InProcess]:
+    """Each scenario's operation called in a loop in this process (one thread, no HTTP)."""
+    sessions = session_factory(seeded.url)
     policy = GatePolicy.from_dict(POLICY)
     candidates, decisions = itertools.cycle(seeded.candidate_ids), itertools.cycle(seeded.decision_ids)
     operations: dict[str, Callable[[], object]] = {
@@ -472,12 +515,13 @@ def in_process(seeded: Seeded, seconds: float, seeds: Iterator[int]) -> dict[str
     figures = {}
     for scenario, operation in operations.items():
         operation()  # warm: pool connection, statement caches
-        calls, started = 0, time.perf_counter()
+        calls, started, cpu_started = 0, time.perf_counter(), time.process_time()
         with count_queries(seeded.url) as queries:
             while time.perf_counter() - started < seconds:
                 operation()
                 calls += 1
-        figures[scenario] = (calls / (time.perf_counter() - started), queries[0] / calls)
+        cpu_ms = 1000 * (time.process_time() - cpu_started) / calls
+        figures[scenario] = InProcess(calls / (time.perf_counter() - started), cpu_ms, queries[0] / calls)
     return figures
 
 
@@ -487,48 +531,77 @@ def in_process(seeded: Seeded, seconds: float, seeds: Iterator[int]) -> dict[str
 def print_header(args: argparse.Namespace, url: str) -> None:
     """The machine, the software and the load, for the record."""
     print(
-        f"machine: {platform.machine()} {platform.processor()}, {psutil.cpu_count()} cores, "
+        f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}, "
-        f"uvicorn {uvicorn.__version__} (no --loop/--http: asyncio, {uvicorn_http()}), "
-        f"{postgres_version(url)} on {HOST}"
+        f"uvicorn {uvicorn.__version__} ({uvicorn_stack()}), {postgres_version(url)} on {HOST}"
     )
     print(
         f"load: {args.connections} keep-alive connections from one asyncio process on the same machine "
         f"(closed loop), {args.warmup:g} s warm-up + {args.duration:g} s measured per scenario"
     )
     print(
-        "cpu %: share of one core during the window used by this client, the uvicorn processes, "
+        "cpu%: share of one core during the window used by this client, the uvicorn processes, "
         "PostgreSQL,\nother processes on the machine, and taken by the hypervisor (steal); "
         f"the machine has {100 * (psutil.cpu_count() or 1)}"
     )
 
 
-def uvicorn_http() -> str:
-    """The HTTP parser uvicorn's ``--http auto`` picks here."""
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
+def uvicorn_stack() -> str:
+    """The event loop and HTTP parser uvicorn's defaults (``--loop auto --http auto``) pick here."""
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return f"{loop} loop, {parser} parser"
+
+
+RESULT_COLUMNS = (
+    ("scenario", 14),
+    ("workers", 7),
+    ("conns", 5),
+    ("req/s", 6),
+    ("p50 ms", 7),
+    ("p99 ms", 7),
+    ("errors", 6),
+    ("resp B", 6),
+    ("srv ms/req", 10),
+    ("cpu% client", 11),
+    ("server", 6),
+    ("pg", 4),
+    ("other", 5),
+    ("steal", 5),
+)
+CPU_KEYS = ("client", "server", "postgres", "other", "steal")
+IN_PROCESS_COLUMNS = (
+    ("in-process", 14),
+    ("calls/s", 7),
+    ("cpu ms/call", 11),
+    ("SQL/call", 8),
+    ("HTTP req/s", 10),
+    ("srv ms/req", 10),
+    ("req/s ratio", 11),
+    ("cpu ratio", 9),
+)
+
+
+def table_line(cells: Sequence[object], columns: Sequence[tuple[str, int]]) -> str:
+    """``cells`` in the columns' widths: the first left-aligned, the others right-aligned."""
+    widths = [width for _, width in columns]
+    first, *rest = (str(cell) for cell in cells)
+    return f"{first:<{widths[0]}}" + "".join(
+        f" {cell:>{w}}" for cell, w in zip(rest, widths[1:], strict=True)
+    )
 
 
 def print_table_header() -> None:
     """Column names of the scenario lines."""
-    print(
-        f"\n{'scenario':<14} {'workers':>7} {'conns':>5} {'req/s':>6} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'errors':>6} {'resp B':>6} | cpu % {'client':>6} {'server':>6} {'pg':>4} {'other':>5} {'steal':>5}"
-    )
+    print("\n" + table_line([name for name, _ in RESULT_COLUMNS], RESULT_COLUMNS))
 
 
 def print_result(r: Result) -> None:
     """One scenario at one worker count (and its first error, if any)."""
-    cpu = r.cpu
-    print(
-        f"{r.scenario:<14} {r.workers:>7} {r.connections:>5} {r.rps:>6.0f} {r.p50_ms:>7.1f} "
-        f"{r.p99_ms:>7.1f} {r.errors:>6} {r.response_bytes:>6} |       {cpu['client']:>6.0f} "
-        f"{cpu['server']:>6.0f} {cpu['postgres']:>4.0f} {cpu['other']:>5.0f} {cpu['steal']:>5.0f}",
-        flush=True,
-    )
+    figures = [f"{r.rps:.0f}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", r.errors, r.response_bytes]
+    cpu = [f"{r.server_cpu_ms:.2f}", *(f"{r.cpu[key]:.0f}" for key in CPU_KEYS)]
+    cells = [r.scenario, r.workers, r.connections, *figures, *cpu]
+    print(table_line(cells, RESULT_COLUMNS), flush=True)
     if r.first_error:
         print(f"    first error: {r.first_error}")
 
@@ -552,19 +625,23 @@ def print_targets(results: list[Result]) -> None:
             print(f"  {r.scenario:<14} workers={r.workers}: {verdict} ({figures})")
 
 
-def print_in_process(figures: dict[str, tuple[float, float]], results: list[Result]) -> None:
-    """In-process calls/s beside the best HTTP figure of the same operation."""
+def print_in_process(figures: dict[str, InProcess], results: list[Result]) -> None:
+    """In-process figures beside the HTTP figures (at the best worker count) of the same operation."""
+    print("\n" + table_line([name for name, _ in IN_PROCESS_COLUMNS], IN_PROCESS_COLUMNS))
+    for scenario, local in figures.items():
+        over_http = [r for r in results if r.scenario == scenario]
+        if not over_http:
+            continue
+        best = max(over_http, key=lambda r: r.rps)
+        ratios = [f"{best.rps / local.rate:.2f}", f"{best.server_cpu_ms / local.cpu_ms:.1f}"]
+        cells = [scenario, f"{local.rate:.0f}", f"{local.cpu_ms:.2f}", f"{local.queries:.1f}"]
+        cells += [f"{best.rps:.0f}", f"{best.server_cpu_ms:.2f}", *ratios]
+        print(table_line(cells, IN_PROCESS_COLUMNS))
     print(
-        f"\n{'in-process':<14} {'calls/s':>8} {'ms/call':>8} {'SQL/call':>8} {'best HTTP req/s':>15} "
-        f"{'HTTP/in-process':>15}"
+        "in-process: one thread calling gate_service (cpu: this process only, PostgreSQL not counted); "
+        "HTTP: the best\nworker count; srv ms/req: CPU of the uvicorn processes per answered request; "
+        "ratios: HTTP / in-process"
     )
-    for scenario, (rate, queries) in figures.items():
-        http = max((r.rps for r in results if r.scenario == scenario), default=float("nan"))
-        print(
-            f"{scenario:<14} {rate:>8.0f} {1000 / rate:>8.2f} {queries:>8.1f} {http:>15.0f} "
-            f"{http / rate:>15.2f}"
-        )
-    print("(in-process: one thread calling gate_service directly; HTTP: all cores, shared with the client)")
 
 
 # ------------------------------------------------------------------------------------------------- main

@@ -31,7 +31,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from evalgate import cli_evaluate, cli_gate, cli_score, cli_service, cli_sweep
+from evalgate import cli_ci, cli_evaluate, cli_gate, cli_score, cli_service, cli_sweep
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
 from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
@@ -67,6 +67,7 @@ typer_app.command("sweep")(cli_sweep.sweep)
 typer_app.command("evaluate")(cli_evaluate.evaluate)
 typer_app.command("score")(cli_score.score)
 typer_app.command("gate")(cli_gate.gate)
+typer_app.command("ci")(cli_ci.ci)
 typer_app.command("lr-find")(cli_sweep.lr_find)
 typer_app.command("serve")(cli_service.serve)
 typer_app.command("worker")(cli_service.worker)

@@ -118,6 +118,34 @@ class Client:
         body = {"candidate_id": candidate_id, "dataset": dataset, "options": dict(options or {})}
         return self._request("POST", "/evaluations", json=body)
 
+    def evaluate_sweep(self, sweep_id: int, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Queue the evaluation of the base model and every trained candidate of a sweep, on the sweep's
+        dataset version; returns its job (its result lists the runs)."""
+        body = {"sweep_id": sweep_id, "options": dict(options or {})}
+        return self._request("POST", "/evaluations", json=body)
+
+    def evaluations(self, candidate_id: int | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Evaluation runs with their summaries, newest first (optionally of one candidate)."""
+        params: dict[str, Any] = {"limit": limit}
+        if candidate_id is not None:
+            params["candidate_id"] = candidate_id
+        return self._request("GET", "/evaluations", params=params)
+
+    def dataset(self, ref: str) -> dict[str, Any]:
+        """A dataset version's metadata (``NAME@vN``, or ``NAME`` for the latest); 404 when unknown."""
+        return self._request("GET", f"/datasets/{ref}")
+
+    def candidates(self, sweep_id: int | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Candidates, newest first (optionally of one sweep)."""
+        params: dict[str, Any] = {"limit": limit}
+        if sweep_id is not None:
+            params["sweep_id"] = sweep_id
+        return self._request("GET", "/candidates", params=params)
+
+    def baseline(self, base_model: str) -> dict[str, Any] | None:
+        """The promoted baseline of ``base_model`` (its promotion), None when it is the base model itself."""
+        return self._request("GET", "/gate/baseline", params={"base_model": base_model})
+
     def decide(
         self, candidate_id: int, policy: Mapping[str, Any], baseline: str | int = "auto"
     ) -> dict[str, Any]:

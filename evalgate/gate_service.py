@@ -22,7 +22,7 @@ from evalgate.db.models import Candidate, EvaluationRun, GateDecision, Promotion
 from evalgate.db.session import session_scope
 from evalgate.gate import GateRefusal
 from evalgate.gate_policy import GatePolicy
-from evalgate.gate_records import base_run_of, decide_runs, store_decision
+from evalgate.gate_records import decide_runs, store_decision
 
 BASELINE_CHOICES = ("auto", "base", "promoted")
 
@@ -69,9 +69,10 @@ def decide_candidate(
     decided_by: str = "",
 ) -> StoredDecision:
     """Decide the candidate's latest finished run against ``baseline`` (a choice or a run id); store it."""
-    run_id, base_model = _latest_run(sessions, candidate_id)
-    baseline_run_id = _baseline_run(sessions, run_id, base_model, candidate_id, baseline)
-    existing = _find_decision(sessions, run_id, baseline_run_id, policy.sha256)
+    with session_scope(sessions) as session:  # one session for the lookups: the stored path is hot
+        run_id, base_model = _latest_run(session, candidate_id)
+        baseline_run_id = _baseline_run(session, run_id, base_model, candidate_id, baseline)
+        existing = _find_decision(session, run_id, baseline_run_id, policy.sha256)
     if existing is not None:
         return existing
     decision = decide_runs(sessions, run_id, baseline_run_id, policy)
@@ -136,58 +137,63 @@ def promote(sessions: sessionmaker[Session], candidate_id: int, promoted_by: str
 def current_baseline(sessions: sessionmaker[Session], base_model: str) -> PromotionInfo | None:
     """The latest promotion for ``base_model`` (None: the base model itself is the baseline)."""
     with session_scope(sessions) as session:
-        row = session.scalars(
-            select(Promotion).where(Promotion.base_model == base_model).order_by(Promotion.id.desc()).limit(1)
-        ).first()
-        return _promotion(row) if row is not None else None
+        return _current_baseline(session, base_model)
 
 
-def _latest_run(sessions: sessionmaker[Session], candidate_id: int) -> tuple[int, str]:
-    with session_scope(sessions) as session:
-        candidate = session.get(Candidate, candidate_id)
-        if candidate is None:
-            raise LookupError(f"candidate {candidate_id} not found")
-        run_id = session.scalars(
-            select(EvaluationRun.id)
-            .where(EvaluationRun.candidate_id == candidate_id, EvaluationRun.status == "finished")
-            .order_by(EvaluationRun.id.desc())
-            .limit(1)
-        ).first()
-        if run_id is None:
-            raise GateRefusal(f"candidate {candidate_id} has no finished evaluation run: evaluate it first")
-        return run_id, candidate.base_model
+def _current_baseline(session: Session, base_model: str) -> PromotionInfo | None:
+    row = session.scalars(
+        select(Promotion).where(Promotion.base_model == base_model).order_by(Promotion.id.desc()).limit(1)
+    ).first()
+    return _promotion(row) if row is not None else None
+
+
+def _latest_run(session: Session, candidate_id: int) -> tuple[int, str]:
+    candidate = session.get(Candidate, candidate_id)
+    if candidate is None:
+        raise LookupError(f"candidate {candidate_id} not found")
+    run_id = session.scalars(
+        select(EvaluationRun.id)
+        .where(EvaluationRun.candidate_id == candidate_id, EvaluationRun.status == "finished")
+        .order_by(EvaluationRun.id.desc())
+        .limit(1)
+    ).first()
+    if run_id is None:
+        raise GateRefusal(f"candidate {candidate_id} has no finished evaluation run: evaluate it first")
+    return run_id, candidate.base_model
 
 
 def _baseline_run(
-    sessions: sessionmaker[Session], run_id: int, base_model: str, candidate_id: int, baseline: str | int
+    session: Session, run_id: int, base_model: str, candidate_id: int, baseline: str | int
 ) -> int:
     """The run to compare against: an explicit run id, the promoted candidate's run, or the base run."""
     if isinstance(baseline, int):
-        return _finished_run(sessions, baseline)
+        return _finished_run(session, baseline).id
     if baseline not in BASELINE_CHOICES:
         raise ValueError(f"baseline must be a run id or one of {BASELINE_CHOICES}, got {baseline!r}")
-    promoted = None if baseline == "base" else current_baseline(sessions, base_model)
+    promoted = None if baseline == "base" else _current_baseline(session, base_model)
     if promoted is None or promoted.candidate_id == candidate_id:
         if baseline == "promoted":
             raise GateRefusal(f"no other candidate of {base_model} has been promoted")
-        return base_run_of(sessions, run_id)
-    return _promoted_run(sessions, promoted.candidate_id, run_id)
+        base_id = _finished_run(session, run_id).summary.get("baseline_run_id")
+        if base_id is None:
+            raise GateRefusal(f"evaluation run {run_id} has no base-model run beside it")
+        return int(base_id)
+    return _promoted_run(session, promoted.candidate_id, run_id)
 
 
-def _promoted_run(sessions: sessionmaker[Session], promoted_id: int, run_id: int) -> int:
+def _promoted_run(session: Session, promoted_id: int, run_id: int) -> int:
     """The promoted candidate's latest finished run on the same dataset version as ``run_id``."""
-    with session_scope(sessions) as session:
-        version_id = session.get_one(EvaluationRun, run_id).dataset_version_id
-        found = session.scalars(
-            select(EvaluationRun.id)
-            .where(
-                EvaluationRun.candidate_id == promoted_id,
-                EvaluationRun.status == "finished",
-                EvaluationRun.dataset_version_id == version_id,
-            )
-            .order_by(EvaluationRun.id.desc())
-            .limit(1)
-        ).first()
+    version_id = session.get_one(EvaluationRun, run_id).dataset_version_id
+    found = session.scalars(
+        select(EvaluationRun.id)
+        .where(
+            EvaluationRun.candidate_id == promoted_id,
+            EvaluationRun.status == "finished",
+            EvaluationRun.dataset_version_id == version_id,
+        )
+        .order_by(EvaluationRun.id.desc())
+        .limit(1)
+    ).first()
     if found is None:
         raise GateRefusal(
             f"the promoted baseline (candidate {promoted_id}) has no finished evaluation on the dataset "
@@ -196,31 +202,29 @@ def _promoted_run(sessions: sessionmaker[Session], promoted_id: int, run_id: int
     return found
 
 
-def _finished_run(sessions: sessionmaker[Session], run_id: int) -> int:
-    with session_scope(sessions) as session:
-        run = session.get(EvaluationRun, run_id)
-        if run is None:
-            raise LookupError(f"evaluation run {run_id} not found")
-        if run.status != "finished":
-            raise GateRefusal(f"evaluation run {run_id} is {run.status}, not finished")
-        return run.id
+def _finished_run(session: Session, run_id: int) -> EvaluationRun:
+    run = session.get(EvaluationRun, run_id)
+    if run is None:
+        raise LookupError(f"evaluation run {run_id} not found")
+    if run.status != "finished":
+        raise GateRefusal(f"evaluation run {run_id} is {run.status}, not finished")
+    return run
 
 
 def _find_decision(
-    sessions: sessionmaker[Session], run_id: int, baseline_run_id: int, policy_hash: str
+    session: Session, run_id: int, baseline_run_id: int, policy_hash: str
 ) -> StoredDecision | None:
-    with session_scope(sessions) as session:
-        row = session.scalars(
-            select(GateDecision)
-            .where(
-                GateDecision.candidate_run_id == run_id,
-                GateDecision.baseline_run_id == baseline_run_id,
-                GateDecision.policy_hash == policy_hash,
-            )
-            .order_by(GateDecision.id)
-            .limit(1)
-        ).first()
-        return _stored(row, reused=True) if row is not None else None
+    row = session.scalars(
+        select(GateDecision)
+        .where(
+            GateDecision.candidate_run_id == run_id,
+            GateDecision.baseline_run_id == baseline_run_id,
+            GateDecision.policy_hash == policy_hash,
+        )
+        .order_by(GateDecision.id)
+        .limit(1)
+    ).first()
+    return _stored(row, reused=True) if row is not None else None
 
 
 def _stored(row: GateDecision, reused: bool = False) -> StoredDecision:

@@ -1,0 +1,197 @@
+"""What one ``evalgate ci`` run found: each candidate's training outcome and gate decision, the
+recommendation, and the exit code. Shared by the standalone and server flows and the output writers.
+
+A decision is kept as the REST API returns it (``DecisionOut``): ``{"id", "verdict", "evidence":
+{"checks": [{"check", "verdict", "reason", "oriented_delta", "ci_95", "ci_holm_pass",
+"ci_holm_regress", "margin", "n", ...}], "policy_sha256", "dataset_hash", ...}, "baseline_run_id",
+"candidate_run_id", ...}``; the recommendation is rebuilt from that evidence in both flows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evalgate.ci_config import CiConfig
+from evalgate.gate import CheckResult, Decision
+from evalgate.selection import CandidateOutcome, Recommendation, recommend
+
+EXIT_RECOMMENDED = 0
+"""A candidate passed the gate and is recommended (and promoted with ``promote: true``)."""
+EXIT_ALL_BLOCKED = 1
+"""Every candidate is blocked, or none trained."""
+EXIT_ERROR = 2
+"""Bad config, unknown dataset, unreachable server, failed job, refused comparison, ..."""
+BLOCKING_VERDICTS = ("regress", "below_floor", "too_many_flips")
+DECIDED_BY = "evalgate ci"
+CHECK_FIELDS = ("oriented_delta", "margin", "n", "baseline_mean", "candidate_mean", "flips")
+"""Evidence fields of a check copied into result.json and JUnit failure bodies."""
+SELF_NOTE = " (the promoted candidate itself is compared with the base model)"
+"""Appended to a promoted baseline's description: ``decide_candidate`` never compares it with itself."""
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate: its training outcome and, when it was evaluated, its gate decision."""
+
+    label: str
+    candidate_id: int
+    learning_rate: float | None
+    status: str
+    """Training status: trained, diverged, failed, ..."""
+    diagnosis: str | None = None
+    error: str | None = None
+    """Why training failed, if it did."""
+    decision: Mapping[str, Any] | None = None
+    """The stored decision (``DecisionOut`` shape); None when the candidate was not evaluated."""
+
+    @property
+    def checks(self) -> list[dict[str, Any]]:
+        """The decision's per-check evidence, in policy order ([] when not evaluated)."""
+        return list(self.decision["evidence"]["checks"]) if self.decision else []
+
+    def with_decision(self, decision: Mapping[str, Any]) -> CandidateResult:
+        """A copy carrying ``decision``."""
+        return CandidateResult(
+            self.label,
+            self.candidate_id,
+            self.learning_rate,
+            self.status,
+            self.diagnosis,
+            self.error,
+            decision,
+        )
+
+
+@dataclass(frozen=True)
+class CiResult:
+    """Everything the outputs report."""
+
+    config: CiConfig
+    dataset_hash: str
+    candidates: list[CandidateResult]
+    recommendation: Recommendation
+    baseline: str
+    """What the candidates were compared with: the base model or the promoted candidate."""
+    sweep_id: int | None = None
+    promoted: Mapping[str, Any] | None = None
+    """The promotion made by this run (``PromotionOut`` shape), if any."""
+    server: str | None = None
+    """The server URL in server mode."""
+
+    @property
+    def recommended(self) -> CandidateResult | None:
+        """The recommended candidate, None when none passed."""
+        name = self.recommendation.recommended
+        return next((c for c in self.candidates if c.label == name), None) if name else None
+
+    @property
+    def exit_code(self) -> int:
+        """0 with a recommendation, 1 without."""
+        return EXIT_RECOMMENDED if self.recommended is not None else EXIT_ALL_BLOCKED
+
+
+def as_decision(stored: Mapping[str, Any]) -> Decision:
+    """The gate ``Decision`` a stored decision's evidence describes."""
+    evidence = dict(stored["evidence"])
+    checks = [CheckResult(c["check"], c["verdict"], c["reason"], dict(c)) for c in evidence["checks"]]
+    return Decision(str(stored["verdict"]), checks, evidence)
+
+
+def recommendation_for(config: CiConfig, candidates: Sequence[CandidateResult]) -> Recommendation:
+    """``selection.recommend`` over the candidates' decisions (not evaluated: their training status)."""
+    outcomes = [
+        CandidateOutcome(c.label, as_decision(c.decision) if c.decision else None, c.status)
+        for c in candidates
+    ]
+    return recommend(config.policy, outcomes)
+
+
+def is_failure(check: Mapping[str, Any], inconclusive_blocks: bool) -> bool:
+    """True when the check blocks the candidate."""
+    verdict = check["verdict"]
+    return verdict in BLOCKING_VERDICTS or (verdict == "inconclusive" and inconclusive_blocks)
+
+
+def verdict_interval(check: Mapping[str, Any]) -> tuple[float, float] | None:
+    """The interval the check's verdict was tested at: the Holm-corrected regression interval for a
+    regression, the non-inferiority one otherwise (the plain 95% interval for older evidence)."""
+    key = "ci_holm_regress" if check.get("verdict") == "regress" else "ci_holm_pass"
+    interval = check.get(key) or check.get("ci_95")
+    return (float(interval[0]), float(interval[1])) if interval else None
+
+
+def ood_check(config: CiConfig) -> str | None:
+    """The first policy check on the ``ood`` cohort (the summary's ood delta), None without one."""
+    return next((check.label for check in config.policy.checks if check.cohort == "ood"), None)
+
+
+def rate_label(candidate: CandidateResult, swept: bool) -> str:
+    """The rate (``0.0003``) of a sweep candidate; ``name (lr 0.0003)`` or ``name`` for registered ones."""
+    rate = f"{candidate.learning_rate:g}" if candidate.learning_rate is not None else None
+    if swept and rate is not None:
+        return rate
+    return f"{candidate.label} (lr {rate})" if rate else candidate.label
+
+
+def covers_policy(config: CiConfig, summary: Mapping[str, Any]) -> bool:
+    """True when a run summary's evaluators include every evaluator the policy checks."""
+    scored: Collection[str] = summary.get("evaluators", {}).keys()
+    return all(check.evaluator in scored for check in config.policy.checks)
+
+
+def result_data(result: CiResult) -> dict[str, Any]:
+    """``result.json``: the machine-readable result (format in ``evalgate.ci_outputs``)."""
+    config, recommendation = result.config, result.recommendation
+    chosen = result.recommended
+    return {
+        "exit_code": result.exit_code,
+        "recommended": chosen.label if chosen else None,
+        "recommended_candidate_id": chosen.candidate_id if chosen else None,
+        "promoted": dict(result.promoted) if result.promoted is not None else None,
+        "error": None,
+        "mode": "server" if result.server else "standalone",
+        "server": result.server,
+        "sweep_id": result.sweep_id,
+        "dataset": {"label": config.dataset, "sha256": result.dataset_hash},
+        "policy": {
+            "name": config.policy.name,
+            "sha256": config.policy.sha256,
+            "inconclusive": config.policy.inconclusive,
+        },
+        "objective": recommendation.objective,
+        "baseline": result.baseline,
+        "candidates": [_candidate_data(result, candidate) for candidate in result.candidates],
+    }
+
+
+def _candidate_data(result: CiResult, candidate: CandidateResult) -> dict[str, Any]:
+    decision = candidate.decision or {}
+    blocks = result.config.policy.inconclusive == "block"
+    recommendation = result.recommendation
+    return {
+        "label": candidate.label,
+        "candidate_id": candidate.candidate_id,
+        "learning_rate": candidate.learning_rate,
+        "status": candidate.status,
+        "diagnosis": candidate.diagnosis,
+        "error": candidate.error,
+        "verdict": decision.get("verdict"),
+        "decision_id": decision.get("id"),
+        "candidate_run_id": decision.get("candidate_run_id"),
+        "baseline_run_id": decision.get("baseline_run_id"),
+        "gain": recommendation.gains.get(candidate.label),
+        "why_not_recommended": recommendation.reasons.get(candidate.label),
+        "checks": [
+            {
+                "check": c["check"],
+                "verdict": c["verdict"],
+                "reason": c["reason"],
+                "blocking": is_failure(c, blocks),
+                "interval": list(verdict_interval(c) or []),
+                **{name: c.get(name) for name in CHECK_FIELDS},
+            }
+            for c in candidate.checks
+        ],
+    }

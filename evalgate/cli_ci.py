@@ -1,0 +1,178 @@
+"""``evalgate ci``: the weekly retrain job: train (or register), evaluate, gate, recommend, report.
+
+    evalgate ci examples/ci.yaml                                    # in-process, on EVALGATE_DATABASE_URL
+    evalgate ci examples/ci.yaml --server http://evalgate:8000 --token "$EVALGATE_TOKEN"
+
+The config format is in ``evalgate/ci_config.py`` (example: ``examples/ci.yaml``); the outputs
+(``junit.xml``, ``summary.md``, ``report.html``, ``result.json``) in ``evalgate/ci_outputs.py``.
+
+Exit codes: 0 a candidate passed the gate and is recommended (and promoted with ``promote: true``);
+1 every candidate is blocked, or none trained; 2 an error (bad config, unknown dataset, unreachable
+server, failed job, incomparable runs...), printed as one line naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from evalgate.ci_config import DEFAULT_JOB_TIMEOUT, DEFAULT_OUTPUTS, CiConfig
+
+if TYPE_CHECKING:
+    from evalgate.ci_results import CiResult
+
+console = Console()
+errors = Console(stderr=True)
+SERVER_RETRIES = 5
+"""Retries of a request the server did not answer (exponential back-off from 0.5 s: about 15 s)."""
+
+
+def ci(
+    config_path: Annotated[Path, typer.Argument(help="CI job YAML (see examples/ci.yaml).")],
+    server: Annotated[
+        str | None, typer.Option(help="URL of an evalgate server; default: run in this process.")
+    ] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar="EVALGATE_TOKEN", help="API token (write scope) with --server.")
+    ] = None,
+    outputs: Annotated[
+        Path | None,
+        typer.Option(help="Outputs folder (default: the config's; ci-report when the config is unreadable)."),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="With --server: seconds to wait for each job.")
+    ] = DEFAULT_JOB_TIMEOUT,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Weekly retrain job: run or resume the sweep (or register adapters), evaluate on the pinned dataset,
+    decide each candidate against the current baseline, recommend one, optionally promote it, and write
+    junit.xml, summary.md, report.html and result.json.
+
+    Exit codes:
+
+    0: a candidate passed the gate and is recommended (and promoted with promote: true).
+
+    1: every candidate is blocked, or none trained.
+
+    2: an error (bad config, unknown dataset, unreachable server, failed job...), printed as one line.
+    """
+    from evalgate.ci_outputs import clear_outputs, write_error_outputs, write_outputs
+    from evalgate.ci_results import EXIT_ERROR
+
+    title, folder = str(config_path), outputs or DEFAULT_OUTPUTS  # until the config is read
+    try:
+        config = CiConfig.from_yaml(config_path)
+        title, folder = config.title, outputs or config.outputs
+        clear_outputs(folder)
+        result, note = _run(config, folder, server, token, timeout, progress)
+        write_outputs(result, folder, report_note=note)
+    except typer.Exit:
+        raise
+    except Exception as error:  # every failure is exit code 2 with one line (1 means "all blocked")
+        message = " ".join(line.strip() for line in _describe(error, server).splitlines() if line.strip())
+        if not _expected(error):
+            errors.print(traceback.format_exc(), highlight=False, markup=False)
+        errors.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        try:
+            write_error_outputs(folder, title, message)
+        except OSError as unwritable:
+            errors.print(f"warning: no outputs written to {folder}: {unwritable}", highlight=False)
+        raise typer.Exit(EXIT_ERROR) from None
+    console.print(_table(result))
+    chosen = result.recommended
+    console.print(
+        f"recommended: [bold]{escape(chosen.label)}[/]" if chosen else "no candidate passed the gate"
+    )
+    if result.promoted is not None:
+        console.print(f"promoted {escape(chosen.label) if chosen else '-'} as the baseline of {config.model}")
+    console.print(f"outputs in {folder}/ (exit code {result.exit_code})")
+    raise typer.Exit(result.exit_code)
+
+
+def _run(
+    config: CiConfig, folder: Path, server: str | None, token: str | None, timeout: float, progress: bool
+) -> tuple[CiResult, str]:
+    """The result, after writing report.html when the sweep's database is at hand; and the report note."""
+    if server is None:
+        from evalgate.ci_run import run_standalone
+        from evalgate.cli import ready_settings
+
+        settings = ready_settings()
+        result = run_standalone(config, settings, console=console, progress=progress)
+        url = settings.resolved_database_url
+    else:
+        from evalgate.ci_server import run_server
+        from evalgate.client import Client
+        from evalgate.settings import Settings
+
+        if not token:
+            raise ValueError("--server needs a token: give --token or set EVALGATE_TOKEN")
+        with Client(server, token, retries=SERVER_RETRIES) as client:
+            result = run_server(config, client, console=console, timeout=timeout)
+        url = Settings().resolved_database_url  # not get_settings(): nothing is created here
+    return result, _write_report(result, folder, url)
+
+
+def _write_report(result: CiResult, folder: Path, database_url: str) -> str:
+    """Render report.html from the sweep's database when this process can read it; the summary's note."""
+    from evalgate.ci_server import local_sweep_database
+
+    if result.sweep_id is None:
+        return "no report.html: it reports sweeps, and this run evaluated registered candidates"
+    name = result.config.sweep.name if result.config.sweep else ""
+    sessions = local_sweep_database(database_url, result.sweep_id, name, result.dataset_hash)
+    if sessions is None:
+        return f"the HTML report is served by the dashboard at {result.server}/sweeps/{result.sweep_id}"
+    from evalgate.report import render_sweep_report
+
+    try:
+        html = render_sweep_report(sessions, result.sweep_id, title=f"evalgate ci: {result.config.title}")
+    except Exception as error:  # the verdicts stand without the report
+        errors.print(f"warning: report.html not written: {type(error).__name__}: {error}", highlight=False)
+        return f"report.html could not be rendered ({type(error).__name__}: {error})"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.html").write_text(html, encoding="utf-8")
+    return f"`report.html` in the outputs folder (sweep {result.sweep_id})"
+
+
+def _expected(error: Exception) -> bool:
+    """Errors a user can act on from their message alone (no traceback needed)."""
+    import httpx
+
+    from evalgate.cli import USER_ERRORS
+    from evalgate.client import ApiError, JobFailed
+
+    known = (*USER_ERRORS, ApiError, JobFailed, TimeoutError, httpx.HTTPError, LookupError, OSError)
+    return isinstance(error, known)
+
+
+def _describe(error: Exception, server: str | None) -> str:
+    """One line naming what was wrong."""
+    import httpx
+
+    if isinstance(error, httpx.TransportError):
+        return f"cannot reach the evalgate server at {server}: {type(error).__name__}: {error}"
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error) if _expected(error) else f"{type(error).__name__}: {error}"
+
+
+def _table(result: CiResult) -> Table:
+    recommendation = result.recommendation
+    table = Table("candidate", "status", "verdict", f"{recommendation.objective} gain", "why not recommended")
+    for candidate in result.candidates:
+        gain = recommendation.gains.get(candidate.label)
+        table.add_row(
+            escape(candidate.label),
+            candidate.status,
+            candidate.decision["verdict"] if candidate.decision else "not evaluated",
+            f"{gain:+.3f}" if gain is not None else "-",
+            escape(recommendation.reasons.get(candidate.label, "recommended")),
+        )
+    return table
