@@ -1,6 +1,7 @@
 """The ``evalgate`` command line.
 
-    evalgate demo                      # the main job on the embedded default (suite + 4-rate sweep)
+    evalgate demo                      # the main job: suite, 4-rate sweep, evaluation, gate, report
+    evalgate ci CONFIG.yaml            # the weekly retrain job (exit 0 pass, 1 all blocked, 2 error)
     evalgate datasets add NAME FILE... # a new dataset version
     evalgate sweep CONFIG.yaml         # one LoRA candidate per learning rate
     evalgate lr-find CONFIG.yaml       # propose a rate grid
@@ -32,18 +33,18 @@ import typer
 from rich.console import Console
 
 from evalgate import cli_ci, cli_evaluate, cli_gate, cli_score, cli_service, cli_sweep
+from evalgate.ci_config import CiConfig
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
 from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
 from evalgate.gate import GateRefusal
 from evalgate.gate_policy import PolicyError
 from evalgate.model_refs import ModelError
-from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_SWEEP_CONFIG
+from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_JOB_CONFIG
 from evalgate.rows import DatasetInputError
 from evalgate.settings import Settings, get_settings
 from evalgate.store import DatasetNotFoundError, DatasetStore
 from evalgate.store_files import DatasetIntegrityError
-from evalgate.sweep_config import SweepConfig
 from evalgate.tokens import TokenError
 
 USER_ERRORS = (
@@ -96,10 +97,12 @@ def db_upgrade(revision: str = "head") -> None:
 @typer_app.command()
 def demo(
     config_path: Annotated[
-        Path, typer.Option("--config", help="Sweep YAML of the main job.")
-    ] = MAIN_SWEEP_CONFIG,
+        Path, typer.Option("--config", help="CI job YAML of the main job.")
+    ] = MAIN_JOB_CONFIG,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """The main job on the embedded default: import the bundled suite, then sweep 4 learning rates."""
+    """The main job on the embedded default: import the bundled suite, sweep 4 learning rates, evaluate
+    the base model and each candidate, gate them, recommend one, and write the report."""
     settings = ready_settings()
     console.print(f"evalgate home: {settings.home}\ndatabase: {settings.resolved_database_url}")
     files = sorted(str(path) for path in BUNDLED_SUITE_DIR.glob("*.jsonl"))
@@ -108,19 +111,26 @@ def demo(
         files,
         description="bundled JSON-extraction target task, out-of-domain and safety cohorts",
     )
+    label = result.version.label
     state = "imported" if result.created else "already stored as"
-    console.print(
-        f"bundled suite {state} [bold]{result.version.label}[/] (sha256 {result.version.content_hash[:16]})"
-    )
+    console.print(f"bundled suite {state} [bold]{label}[/] (sha256 {result.version.content_hash[:16]})")
     console.print(counts_table(result.version))
-    config = replace(SweepConfig.from_yaml(config_path), dataset=result.version.label)
-    rates = ", ".join(f"{rate:g}" for rate in config.learning_rates)
-    console.print(f"sweep {config.name!r}: {config.base_model}, rates {rates}")
-    from evalgate.sweep import run_sweep  # torch + transformers: imported only when training
-
-    swept = cli_sweep.resumable(lambda: run_sweep(config, settings, console=console))
-    console.print(cli_sweep.candidates_table(swept.candidates))
-    console.print(f"next: evalgate evaluate --sweep {swept.sweep_id}  (answers and scores vs the base model)")
+    config = CiConfig.from_yaml(config_path)
+    if config.sweep is None:
+        raise ValueError(f"{config_path}: the main job needs a sweep")
+    sweep = replace(config.sweep, dataset=label)
+    config = replace(config, dataset=label, sweep=sweep)
+    rates = ", ".join(f"{rate:g}" for rate in sweep.learning_rates)
+    console.print(f"sweep {sweep.name!r}: {sweep.base_model}, rates {rates}")
+    folder = settings.home / "reports" / sweep.name
+    job = cli_sweep.resumable(lambda: cli_ci.run_job(config, folder, progress=progress))
+    console.print(
+        f"report: {folder / 'report.html'}\n"
+        "dashboard: evalgate serve, then open http://127.0.0.1:8000/ and log in with a token from "
+        "`evalgate tokens create me --scope read`"
+    )
+    if job.exit_code == EXIT_USER_ERROR:
+        raise typer.Exit(EXIT_USER_ERROR)
 
 
 def _run_guarded(command: Callable[..., Any]) -> Callable[..., Any]:

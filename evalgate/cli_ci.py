@@ -62,16 +62,14 @@ def ci(
 
     2: an error (bad config, unknown dataset, unreachable server, failed job...), printed as one line.
     """
-    from evalgate.ci_outputs import clear_outputs, write_error_outputs, write_outputs
+    from evalgate.ci_outputs import write_error_outputs
     from evalgate.ci_results import EXIT_ERROR
 
     title, folder = str(config_path), outputs or DEFAULT_OUTPUTS  # until the config is read
     try:
         config = CiConfig.from_yaml(config_path)
         title, folder = config.title, outputs or config.outputs
-        clear_outputs(folder)
-        result, note = _run(config, folder, server, token, timeout, progress)
-        write_outputs(result, folder, report_note=note)
+        result = run_job(config, folder, server=server, token=token, timeout=timeout, progress=progress)
     except typer.Exit:
         raise
     except Exception as error:  # every failure is exit code 2 with one line (1 means "all blocked")
@@ -84,6 +82,24 @@ def ci(
         except OSError as unwritable:
             errors.print(f"warning: no outputs written to {folder}: {unwritable}", highlight=False)
         raise typer.Exit(EXIT_ERROR) from None
+    raise typer.Exit(result.exit_code)
+
+
+def run_job(
+    config: CiConfig,
+    folder: Path,
+    *,
+    server: str | None = None,
+    token: str | None = None,
+    timeout: float = DEFAULT_JOB_TIMEOUT,
+    progress: bool = True,
+) -> CiResult:
+    """Run the job, write its outputs into ``folder``, print the per-candidate table and the verdict."""
+    from evalgate.ci_outputs import clear_outputs, write_outputs
+
+    clear_outputs(folder)
+    result, note = _run(config, folder, server, token, timeout, progress)
+    write_outputs(result, folder, report_note=note)
     console.print(_table(result))
     chosen = result.recommended
     console.print(
@@ -92,7 +108,7 @@ def ci(
     if result.promoted is not None:
         console.print(f"promoted {escape(chosen.label) if chosen else '-'} as the baseline of {config.model}")
     console.print(f"outputs in {folder}/ (exit code {result.exit_code})")
-    raise typer.Exit(result.exit_code)
+    return result
 
 
 def _run(

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.paths import BUNDLED_SUITE_DIR
-
 
 def _evalgate(home: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "EVALGATE_HOME": str(home), "EVALGATE_DATABASE_URL": database_url, "COLUMNS": "200"}
@@ -60,25 +58,31 @@ def test_unknown_version_exits_2(tmp_path: Path, database_url: str) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_demo_imports_the_bundled_suite_once_and_sweeps(
+def test_demo_runs_the_main_job_and_imports_the_bundled_suite_once(
     tmp_path: Path, database_url: str, tiny_lm_dir: Path
 ) -> None:
     home = tmp_path / "home"
-    config = tmp_path / "sweep.yaml"
+    config = tmp_path / "main.yaml"
     config.write_text(
-        f"dataset: ignored\nbase_model: {tiny_lm_dir}\nlearning_rates: [1e-3, 1e-2]\nmax_steps: 2\n"
-        "batch_size: 2\nmax_seq_length: 128\nprecision: fp32\n"
+        "dataset: ignored@v1\n"
+        f"sweep: {{name: main, dataset: ignored, base_model: {tiny_lm_dir}, learning_rates: [1e-3, 1e-2],\n"
+        "        max_steps: 2, batch_size: 2, max_seq_length: 128, precision: fp32}\n"
+        "policy: {checks: [{evaluator: perplexity, cohort: target, margin: 1.0e+9}]}\n"
+        "evaluation: {evaluators: [exact_match, perplexity], max_new_tokens: 4, batch_size: 32,\n"
+        "             precision: fp32}\n"
     )
     url = f"sqlite:///{home / 'fresh.db'}"
 
-    first = _evalgate(home, url, "demo", "--config", str(config))
-    again = _evalgate(home, url, "demo", "--config", str(config))
+    first = _evalgate(home, url, "demo", "--config", str(config), "--no-progress")
+    again = _evalgate(home, url, "demo", "--config", str(config), "--no-progress")
 
     assert first.returncode == 0, first.stderr
     assert "imported evalgate-suite@v1" in first.stdout
     assert "already stored as evalgate-suite@v1" in again.stdout
-    assert first.stdout.count("trained") == 2 and "0.001" in first.stdout and "0.01" in first.stdout
-    assert any(BUNDLED_SUITE_DIR.glob("*.jsonl"))
+    assert "recommended: lr=" in first.stdout and "0.001" in first.stdout and "0.01" in first.stdout
+    report = home / "reports" / "main"
+    assert (report / "report.html").is_file() and (report / "junit.xml").is_file()
+    assert "http://127.0.0.1:8000/" in first.stdout
 
 
 def _tiny_sweep_yaml(path: Path, tiny_lm_dir: Path, **extra: object) -> Path:
