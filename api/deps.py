@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from evalgate.db.session import session_scope
 from evalgate.settings import Settings
@@ -42,14 +43,18 @@ class AppState:
     _tokens: dict[str, tuple[TokenInfo, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def cached(self, token: str) -> TokenInfo | None:
+        """The token's verification if it is still fresh in the cache, else None (no database access)."""
+        with self._lock:
+            found = self._tokens.get(hash_token(token))
+        return found[0] if found is not None and found[1] > time.monotonic() else None
+
     def verify(self, token: str) -> TokenInfo | None:
         """The live token with this secret (cached briefly), or None."""
-        digest = hash_token(token)
-        now = time.monotonic()
-        with self._lock:
-            cached = self._tokens.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        cached = self.cached(token)
+        if cached is not None:
+            return cached
+        digest, now = hash_token(token), time.monotonic()
         with session_scope(self.sessions) as session:
             info = lookup(session, token)
         with self._lock:
@@ -60,43 +65,56 @@ class AppState:
         return info
 
 
-def get_state(request: Request) -> AppState:
-    """The ``AppState`` of the app serving this request."""
+async def get_state(request: Request) -> AppState:
+    """The ``AppState`` of the app serving this request (async: no worker-thread hop)."""
     state: AppState = request.app.state.evalgate
     return state
 
 
-def require(scope: str) -> Callable[..., TokenInfo]:
-    """A dependency that admits tokens holding ``scope`` (or a higher one) and returns the token."""
+def admit(credentials: HTTPAuthorizationCredentials | None, info: TokenInfo | None, scope: str) -> TokenInfo:
+    """``info`` if it holds ``scope``; else 401 (missing, unknown or revoked token) or 403 (scope too low)."""
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing token: send 'Authorization: Bearer <token>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if info is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "unknown or revoked token", headers={"WWW-Authenticate": "Bearer"}
+        )
+    if not grants(info.scope, scope):
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"token {info.name!r} has scope {info.scope}; this needs {scope}"
+        )
+    return info
 
-    def check(
+
+def require(scope: str) -> Callable[..., Awaitable[TokenInfo]]:
+    """A dependency that admits tokens holding ``scope`` (or a higher one) and returns the token.
+
+    Async, so a request whose token is cached costs no worker-thread hop; only a cache miss queries
+    the database, in the thread pool.
+    """
+
+    async def check(
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
         state: AppState = Depends(get_state),
     ) -> TokenInfo:
-        if credentials is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "missing token: send 'Authorization: Bearer <token>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        info = state.verify(credentials.credentials)
-        if info is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "unknown or revoked token",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not grants(info.scope, scope):
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN, f"token {info.name!r} has scope {info.scope}; this needs {scope}"
-            )
-        return info
+        info = None
+        if credentials is not None:
+            info = state.cached(credentials.credentials)
+            if info is None:
+                info = await run_in_threadpool(state.verify, credentials.credentials)
+        return admit(credentials, info, scope)
 
     return check
 
 
-check_read = require("read")
-"""``require("read")`` called directly: the bearer check of a route that also serves browsers."""
+def check_read(credentials: HTTPAuthorizationCredentials | None, state: AppState) -> TokenInfo:
+    """``require("read")`` called directly: the bearer check of a route that also serves browsers."""
+    info = state.verify(credentials.credentials) if credentials is not None else None
+    return admit(credentials, info, "read")
 
 
 def viewer(
