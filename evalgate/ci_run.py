@@ -18,7 +18,6 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +31,7 @@ from evalgate.ci_results import (
     covers_policy,
     recommendation_for,
 )
+from evalgate.cli_evaluate import task_bars
 from evalgate.db.models import Candidate, EvaluationRun
 from evalgate.db.session import session_scope
 from evalgate.settings import Settings
@@ -62,7 +62,7 @@ def run_standalone(
         ]
     options = EvaluationOptions(**{**config.evaluation.to_dict(), "evaluators": config.evaluation.evaluators})
     trained = [c.candidate_id for c in candidates if c.status == "trained"]
-    with _bars(console, progress) as bars:
+    with task_bars(console, progress) as bars:
         if sweep_id is None:
             for candidate_id in trained:
                 evaluate_candidate(candidate_id, version.label, settings, options, progress=bars)
@@ -186,14 +186,3 @@ def _evaluated_on(
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
     """JSON-ready: datetimes as ISO text."""
     return {key: value.isoformat() if hasattr(value, "isoformat") else value for key, value in data.items()}
-
-
-def _bars(console: Console, enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        disable=not enabled,
-    )

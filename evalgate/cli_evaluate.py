@@ -53,7 +53,7 @@ def evaluate(
         precision=precision,
         seed=seed,
     )
-    with _progress(progress) as bars:
+    with task_bars(console, progress) as bars:
         if sweep is not None:
             results = evaluate_sweep(sweep, settings, options, progress=bars)
         else:
@@ -68,7 +68,8 @@ def evaluate(
         console.print(run_table(result.summary))
 
 
-def _progress(enabled: bool) -> Progress:
+def task_bars(console: Console, enabled: bool) -> Progress:
+    """Progress bars for generation and scoring tasks: description, bar, n/total, elapsed time."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
