@@ -118,7 +118,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes(
 
     home = tmp_path / "home"
     assert _evalgate(home, database_url, "datasets", "add", "tiny", _tiny_rows(write_jsonl)).returncode == 0
-    config = _tiny_sweep_yaml(tmp_path / "sweep.yaml", tiny_lm_dir, max_steps=400, checkpoint_every=5)
+    config = _tiny_sweep_yaml(tmp_path / "sweep.yaml", tiny_lm_dir, max_steps=100, checkpoint_every=5)
     env = {**os.environ, "EVALGATE_HOME": str(home), "EVALGATE_DATABASE_URL": database_url}
     process = subprocess.Popen(
         [sys.executable, "-m", "evalgate", "sweep", str(config), "--no-progress"],
@@ -140,7 +140,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes(
     assert "interrupted at step" in stderr and "run the same command again to resume" in stderr
     resumed = _evalgate(home, database_url, "sweep", str(config), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
-    assert "(resumed)" in resumed.stdout and "trained" in resumed.stdout and "400" in resumed.stdout
+    assert "(resumed)" in resumed.stdout and "trained" in resumed.stdout and "100" in resumed.stdout
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
