@@ -42,16 +42,12 @@ def gate_sweep(sessions: sessionmaker[Session], sweep_id: int, policy: GatePolic
     for candidate_id, label, status, run_id in _sweep_runs(sessions, sweep_id):
         decision = None
         if run_id is not None:
-            decision = decide_run(sessions, run_id, policy)
-            _store(sessions, candidate_id, run_id, policy, decision)
+            baseline_id = base_run_of(sessions, run_id)
+            decision = decide_runs(sessions, run_id, baseline_id, policy)
+            store_decision(sessions, candidate_id, run_id, baseline_id, policy, decision)
         decisions[label] = (candidate_id, decision)
         outcomes.append(CandidateOutcome(label, decision, status))
     return SweepVerdicts(decisions, recommend(policy, outcomes))
-
-
-def decide_run(sessions: sessionmaker[Session], run_id: int, policy: GatePolicy) -> Decision:
-    """The decision for one finished candidate run against the base run it was paired with."""
-    return decide_runs(sessions, run_id, base_run_of(sessions, run_id), policy)
 
 
 def base_run_of(sessions: sessionmaker[Session], run_id: int) -> int:
@@ -126,12 +122,6 @@ def _sweep_runs(sessions: sessionmaker[Session], sweep_id: int) -> list[tuple[in
             ).first()
             result.append((candidate.id, candidate.name, candidate.status, run_id))
         return result
-
-
-def _store(
-    sessions: sessionmaker[Session], candidate_id: int, run_id: int, policy: GatePolicy, decision: Decision
-) -> None:
-    store_decision(sessions, candidate_id, run_id, base_run_of(sessions, run_id), policy, decision)
 
 
 def store_decision(
