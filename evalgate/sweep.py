@@ -3,10 +3,13 @@
     evalgate sweep examples/sweep.yaml
 
 The base model is loaded once; each rate gets a fresh adapter with the same seeded initialisation
-and sees the same batches in the same order, so candidates differ by their rate alone. Re-running
-the same config resumes: finished candidates are skipped and an unfinished one continues from its
-last checkpoint. A diverging candidate stops early and is kept (marked ``diverged``); one that runs
-out of memory is marked ``failed`` with the reason; either way the sweep goes on.
+and sees the same batches in the same order, so candidates differ by their rate alone. By default
+all rates train together over the one base model (``evalgate.fused_train``); models it does not
+support, and ``trainer: peft``, train one rate after the other with peft and the transformers
+Trainer. Re-running the same config resumes: finished candidates are skipped and unfinished ones
+continue from their last checkpoint. A diverging candidate stops early and is kept (marked
+``diverged``). When the fused rates run out of memory together, they train one at a time; a single
+rate that runs out of memory is marked ``failed`` with the reason; either way the sweep goes on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from rich.console import Console
 from rich.progress import Progress
 from transformers import PreTrainedModel
 
+from evalgate.fused_train import CHECKPOINT_FILE, FusedRun, fused_unsupported, train_fused
 from evalgate.models import load_model, model_fingerprint, pick_device, pick_dtype
 from evalgate.progress import training_progress
 from evalgate.settings import Settings
@@ -36,8 +40,10 @@ from evalgate.sweep_records import (
     relabel_within_sweep,
 )
 from evalgate.train import (
+    AnswerOnlyCollator,
     TrainingInputError,
     TrainingInterrupted,
+    TrainingOutcome,
     attach_adapter,
     tokenize_rows,
     train_candidate,
@@ -152,8 +158,7 @@ def run_sweep(
         with progress or training_progress(console, enabled=show_progress) as shown:
             root = sweep_root(settings, sweep_id)
             run = _SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
-            for rate in rates:
-                base = _train_rate(run, rate, base)
+            base = _train_rates(run, rates, base)
         relabel_within_sweep(store.sessions, sweep_id)
         status = "finished"
     except (KeyboardInterrupt, TrainingInterrupted):
@@ -162,6 +167,77 @@ def run_sweep(
     finally:
         finish_sweep(store.sessions, sweep_id, status)
     return SweepResult(sweep_id, version.label, resumed, candidate_rows(store.sessions, sweep_id))
+
+
+def _train_rates(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) -> PreTrainedModel:
+    """Train the rates that are not done: all together with the fused trainer where it applies (and
+    fits in memory), else one after the other with peft and the transformers Trainer."""
+    unsupported = fused_unsupported(base, run.config, run.setup.dtype)
+    if run.config.trainer == "fused" and unsupported:
+        raise TrainingInputError(f"trainer: fused does not apply: {unsupported}")
+    if run.config.trainer != "peft" and unsupported is None:
+        try:
+            return _train_fused(run, rates, base)
+        except _FusedOutOfMemory as error:
+            run.progress.console.print(f"fused training ran out of memory ({error}); one rate at a time")
+    for rate in rates:
+        base = _train_rate(run, rate, base)
+    return base
+
+
+class _FusedOutOfMemory(RuntimeError):
+    """The K stacked adapters did not fit: the sweep trains the rates one by one instead."""
+
+
+def _train_fused(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) -> PreTrainedModel:
+    """Claim every rate not done and train them together; record each outcome."""
+    sessions = run.store.sessions
+    claims = [(rate, *claim_candidate(sessions, run.sweep_id, rate, run.config.base_model)) for rate in rates]
+    pending = {rate: candidate_id for rate, candidate_id, previous in claims if previous not in DONE_STATUSES}
+    if not pending:
+        return base
+    fused = FusedRun(
+        config=run.config,
+        rates=list(pending),
+        examples=run.setup.examples,
+        collator=AnswerOnlyCollator(run.setup.tokenizer.pad_token_id or 0),
+        device=run.setup.device,
+        dtype=run.setup.dtype,
+        checkpoint=run.root / CHECKPOINT_FILE,
+        progress=run.progress,
+        should_stop=run.should_stop,
+    )
+    try:
+        base, outcomes = train_fused(base, fused, run.root)
+    except TrainingInterrupted as interrupted:
+        for candidate_id in pending.values():
+            finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
+        raise
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+        if _is_out_of_memory(error):
+            raise _FusedOutOfMemory(str(error)) from error
+        for candidate_id in pending.values():
+            finish_candidate(
+                sessions, candidate_id, status="failed", error=f"{type(error).__name__}: {error}"
+            )
+        raise
+    for candidate_id, outcome in zip(pending.values(), outcomes, strict=True):
+        _record_outcome(sessions, candidate_id, outcome)
+    fused.checkpoint.unlink(missing_ok=True)
+    return base
+
+
+def _record_outcome(sessions: Any, candidate_id: int, outcome: TrainingOutcome) -> None:
+    """Store a trained (or diverged) candidate: status, diagnosis, adapter, fingerprint, curves."""
+    finish_candidate(
+        sessions,
+        candidate_id,
+        status="diverged" if outcome.diagnosis == "diverged" else "trained",
+        diagnosis=outcome.diagnosis,
+        adapter_uri=str(outcome.adapter_dir),
+        adapter_hash=model_fingerprint(str(outcome.adapter_dir)),
+        training=outcome.curves(),
+    )
 
 
 def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTrainedModel:
@@ -196,15 +272,7 @@ def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTraine
             raise
         finish_candidate(sessions, candidate_id, status="failed", error=f"out of memory: {error}")
         return _detach(model, run.setup.device)
-    finish_candidate(
-        sessions,
-        candidate_id,
-        status="diverged" if outcome.diagnosis == "diverged" else "trained",
-        diagnosis=outcome.diagnosis,
-        adapter_uri=str(outcome.adapter_dir),
-        adapter_hash=model_fingerprint(str(outcome.adapter_dir)),
-        training=outcome.curves(),
-    )
+    _record_outcome(sessions, candidate_id, outcome)
     return _detach(model, run.setup.device)
 
 

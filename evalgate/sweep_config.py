@@ -17,6 +17,7 @@ from evalgate.config_files import load_yaml
 from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
 
 SCHEDULERS = ("constant", "linear", "cosine", "step")
+TRAINERS = ("auto", "fused", "peft")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -117,6 +118,9 @@ class SweepConfig:
     """Gradient clipping norm."""
     checkpoint_every: int = 10
     """Save a resumable checkpoint every N optimizer steps."""
+    trainer: str = "auto"
+    """fused: every rate in one process over one base model (``evalgate.fused_train``); peft: one
+    transformers Trainer run per rate; auto: fused where the model allows it, else peft."""
 
     def __post_init__(self) -> None:
         _require(bool(self.dataset), "dataset", "is required (NAME or NAME@vN)")
@@ -141,6 +145,7 @@ class SweepConfig:
         _require(self.precision in PRECISIONS, "precision", f"{self.precision!r} is not one of {PRECISIONS}")
         _require(self.device in DEVICES, "device", f"{self.device!r} is not one of {DEVICES}")
         _require(self.max_grad_norm > 0, "max_grad_norm", "must be > 0")
+        _require(self.trainer in TRAINERS, "trainer", f"{self.trainer!r} is not one of {TRAINERS}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SweepConfig:

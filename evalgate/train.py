@@ -287,12 +287,13 @@ def training_arguments(
 
 
 @contextmanager
-def _ctrl_c_saves_checkpoint(curve: CurveCallback) -> Iterator[None]:
-    """First Ctrl-C: finish the step, save, stop. A second one interrupts at once."""
+def ctrl_c_sets_flag(holder: Any) -> Iterator[None]:
+    """First Ctrl-C sets ``holder.interrupted`` (the loop finishes its step, saves and stops);
+    a second one interrupts at once."""
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:
-        curve.interrupted = True
+        holder.interrupted = True
         signal.signal(signal.SIGINT, previous)
 
     try:
@@ -344,7 +345,7 @@ def train_candidate(
     trainer.remove_callback(PrinterCallback)  # progress and curves are ours: no raw log dicts on stdout
     checkpoint = last_complete_checkpoint(output_dir / CHECKPOINT_DIR)
     started = time.perf_counter()
-    with _ctrl_c_saves_checkpoint(curve):
+    with ctrl_c_sets_flag(curve):
         trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.perf_counter() - started
     if curve.interrupted:

@@ -10,6 +10,7 @@ import torch
 from peft import PeftModel
 from safetensors.torch import load_file
 
+from evalgate import fused_train, sweep
 from evalgate.models import ModelNotFoundError, load_model
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore
@@ -93,33 +94,44 @@ def test_rerun_resumes_and_skips_finished_candidates(
     assert [c["training"] for c in again.candidates] == [c["training"] for c in first.candidates]
 
 
-def test_interrupted_candidate_resumes_from_its_checkpoint(
-    tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("trainer", ["fused", "peft"])
+def test_interrupted_candidates_resume_from_their_checkpoint(
+    tiny_lm_dir: Path, settings: Settings, dataset: str, trainer: str
 ) -> None:
-    original = CurveCallback.on_step_end
+    config = tiny_sweep_config(tiny_lm_dir, trainer=trainer)
+    polls = iter(range(1000))  # polled after every step: true from the 4th on (what Ctrl-C sets)
 
-    def interrupt_at_step_4(self: CurveCallback, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step == 4:
-            self.interrupted = True  # what the Ctrl-C handler sets
-        original(self, args, state, control, **kwargs)
-
-    monkeypatch.setattr(CurveCallback, "on_step_end", interrupt_at_step_4)
     with pytest.raises(TrainingInterrupted, match="step 4"):
-        run_sweep(tiny_sweep_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
-    monkeypatch.setattr(CurveCallback, "on_step_end", original)
+        run_sweep(config, settings, show_progress=False, should_stop=lambda: next(polls) >= 3)
+    resumed = run_sweep(config, settings, show_progress=False)
 
-    resumed = run_sweep(tiny_sweep_config(tiny_lm_dir, learning_rates=[1e-2]), settings, show_progress=False)
-
-    candidate = resumed.candidates[0]
-    assert resumed.resumed and candidate["status"] == "trained"
-    assert candidate["training"]["steps"] == 6 and len(candidate["training"]["loss"]) == 6
+    assert resumed.resumed
+    for candidate in resumed.candidates:
+        assert candidate["status"] == "trained"
+        assert candidate["training"]["steps"] == 6 and len(candidate["training"]["loss"]) == 6
 
 
 def test_diverging_rate_stops_early_and_the_sweep_goes_on(
     tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A random tiny model sits at chance level, so no rate can push its loss far up; make the
-    # 3e-2 run report a non-finite loss at step 3 instead (the real-model test diverges for real).
+    # 3e-2 run's loss non-finite at step 3 instead (the real-model test diverges for real).
+    real_losses, calls = fused_train.answer_token_losses, iter(range(1, 1000))
+
+    def nan_for_the_second_at_step_3(model: Any, batch: Any, count: int) -> torch.Tensor:
+        losses = real_losses(model, batch, count)
+        return losses * torch.tensor([1.0, float("nan")]) if next(calls) == 3 else losses
+
+    monkeypatch.setattr(fused_train, "answer_token_losses", nan_for_the_second_at_step_3)
+
+    result = run_sweep(tiny_sweep_config(tiny_lm_dir, max_steps=12), settings, show_progress=False)
+
+    _assert_second_diverged_at_step_3(result.candidates)
+
+
+def test_diverging_rate_stops_early_with_the_peft_trainer(
+    tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     original = CurveCallback.on_log
 
     def nan_at_step_3(
@@ -131,9 +143,12 @@ def test_diverging_rate_stops_early_and_the_sweep_goes_on(
 
     monkeypatch.setattr(CurveCallback, "on_log", nan_at_step_3)
 
-    result = run_sweep(tiny_sweep_config(tiny_lm_dir, max_steps=12), settings, show_progress=False)
+    config = tiny_sweep_config(tiny_lm_dir, max_steps=12, trainer="peft")
+    _assert_second_diverged_at_step_3(run_sweep(config, settings, show_progress=False).candidates)
 
-    calm, wild = result.candidates
+
+def _assert_second_diverged_at_step_3(candidates: list[dict[str, Any]]) -> None:
+    calm, wild = candidates
     assert calm["status"] == "trained" and calm["training"]["steps"] == 12
     assert wild["status"] == "diverged" and wild["diagnosis"] == "diverged"
     assert wild["training"]["stopped_early"] and wild["training"]["steps"] == 3
@@ -143,8 +158,6 @@ def test_diverging_rate_stops_early_and_the_sweep_goes_on(
 def test_out_of_memory_marks_the_candidate_failed_and_continues(
     tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from evalgate import sweep
-
     real_train = sweep.train_candidate
 
     def train_or_oom(
@@ -156,11 +169,24 @@ def test_out_of_memory_marks_the_candidate_failed_and_continues(
 
     monkeypatch.setattr(sweep, "train_candidate", train_or_oom)
 
-    result = run_sweep(tiny_sweep_config(tiny_lm_dir), settings, show_progress=False)
+    result = run_sweep(tiny_sweep_config(tiny_lm_dir, trainer="peft"), settings, show_progress=False)
 
     failed, trained = result.candidates
     assert failed["status"] == "failed" and "out of memory" in failed["error"]
     assert trained["status"] == "trained"
+
+
+def test_fused_training_out_of_memory_falls_back_to_one_rate_at_a_time(
+    tiny_lm_dir: Path, settings: Settings, dataset: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def oom(*args: Any, **kwargs: Any) -> Any:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 8.00 GiB")
+
+    monkeypatch.setattr(sweep, "train_fused", oom)
+
+    result = run_sweep(tiny_sweep_config(tiny_lm_dir), settings, show_progress=False)
+
+    assert [c["status"] for c in result.candidates] == ["trained", "trained"]
 
 
 @pytest.mark.parametrize(
