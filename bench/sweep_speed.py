@@ -2,6 +2,11 @@
 
     python bench/sweep_speed.py                                   # the main job's sweep, embedded model
     python bench/sweep_speed.py --random-init --steps 32          # same architecture, random weights
+    python bench/sweep_speed.py --trainers fused peft --steps 8   # both trainers side by side, ratio
+
+``--trainers`` runs the same sweep once per trainer (``fused``: every rate in one pass over one base
+model; ``peft``: one transformers Trainer run per rate, the base model loaded once) in this process
+and prints the wall-time ratio.
 
 ``--random-init`` builds the base model from the embedded model's config with random weights, so
 the speed of the training path can be measured where the packaged weights are not available (for
@@ -59,6 +64,7 @@ def main() -> None:
     parser.add_argument("--random-init", action="store_true")
     parser.add_argument("--steps", type=int, default=None, help="override max_steps")
     parser.add_argument("--rates", type=float, nargs="*", default=None, help="override learning_rates")
+    parser.add_argument("--trainers", nargs="+", default=None, choices=["fused", "peft"])
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="evalgate-bench-"))
@@ -81,10 +87,19 @@ def main() -> None:
     shape = f"{config.max_steps} steps x batch {config.batch_size}"
     print(f"sweep: {config.base_model}, {shape}, rates {config.learning_rates}")
 
+    walls = {}
+    for trainer in args.trainers or [config.trainer]:
+        walls[trainer] = timed_sweep(dataclasses.replace(config, trainer=trainer, name=trainer), settings)
+    if len(walls) == 2:
+        (first, first_wall), (second, second_wall) = walls.items()
+        print(f"{second} / {first} wall time: {second_wall / first_wall:.2f}x")
+
+
+def timed_sweep(config: SweepConfig, settings: Settings) -> float:
+    """Run ``config``; print a line per candidate and the total; return the wall time in seconds."""
     started = time.perf_counter()
     result = run_sweep(config, settings, show_progress=False)
     total = time.perf_counter() - started
-
     for candidate in result.candidates:
         training = candidate["training"]
         losses = training.get("loss") or [float("nan")]
@@ -93,7 +108,8 @@ def main() -> None:
             f"steps {training.get('steps', 0):>3}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  "
             f"{training.get('tokens_per_second', 0):>8.1f} tok/s  {training.get('wall_seconds', 0):>7.1f} s"
         )
-    print(f"total sweep wall time (model load included): {total:.1f} s")
+    print(f"trainer {config.trainer}: sweep wall time (model load included) {total:.1f} s")
+    return total
 
 
 if __name__ == "__main__":

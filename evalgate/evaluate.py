@@ -28,6 +28,7 @@ from evalgate.evaluation_records import (
     candidate_info,
     dataset_version_id,
     finish_run,
+    finished_base_run,
     open_run,
     run_records,
     store_generations,
@@ -175,12 +176,36 @@ def _evaluate_all(context: _Context, candidates: Sequence[CandidateInfo]) -> lis
     """The base run, then one run per candidate (answers of all models generated up front)."""
     targets: list[CandidateInfo | None] = [None, *candidates]
     answers, generated = _answers(context, targets)
-    base = _run(context, None, answers[None], generated[None], answers[None], base_run_id=None)
+    base = _stored_base_run(context, generated[None]) or _run(
+        context, None, answers[None], generated[None], answers[None], base_run_id=None
+    )
     results = [base]
     for candidate in candidates:
         key = candidate.id
         results.append(_run(context, candidate, answers[key], generated[key], answers[None], base.run_id))
     return results
+
+
+def _stored_base_run(context: _Context, generated: int) -> RunResult | None:
+    """The base model's finished run of an earlier evaluation, when this one would store the same:
+    same model, dataset version, decoding, and evaluators at the same versions (default evaluators
+    only, and only when no base answer had to be generated)."""
+    if context.options.factory is not None or generated:
+        return None
+    from evaluators import registry
+
+    names = _names(context, None)
+    found = finished_base_run(
+        context.store.sessions,
+        version_id=context.version_id,
+        fingerprint=context.pool.fingerprint(None),
+        decoding=context.decoding().to_dict(),
+        evaluator_versions={name: registry.get(name).version for name in names},
+    )
+    if found is None:
+        return None
+    run_id, summary = found
+    return RunResult(run_id, None, "base", 0, summary)
 
 
 def _answers(

@@ -121,6 +121,35 @@ def open_run(
         return run.id
 
 
+def finished_base_run(
+    sessions: sessionmaker[Session],
+    *,
+    version_id: int,
+    fingerprint: str,
+    decoding: dict[str, Any],
+    evaluator_versions: Mapping[str, str],
+) -> tuple[int, dict[str, Any]] | None:
+    """The newest finished base-model run with this model, dataset version and decoding, scored by
+    exactly these evaluators at these versions: ``(id, summary)``, or None. Such a run is what a new
+    one would store again, so it can stand for the base model in a later evaluation."""
+    with session_scope(sessions) as session:
+        runs = session.scalars(
+            select(EvaluationRun)
+            .where(
+                EvaluationRun.candidate_id.is_(None),
+                EvaluationRun.dataset_version_id == version_id,
+                EvaluationRun.model_fingerprint == fingerprint,
+                EvaluationRun.status == "finished",
+            )
+            .order_by(EvaluationRun.id.desc())
+        )
+        for run in runs:
+            scored = {name: info.get("version") for name, info in run.summary.get("evaluators", {}).items()}
+            if run.decoding == decoding and scored == dict(evaluator_versions):
+                return run.id, dict(run.summary)
+    return None
+
+
 def store_scores(sessions: sessionmaker[Session], run_id: int, scores: Iterable[StoredScore]) -> None:
     """Write per-row scores of one run."""
     with session_scope(sessions) as session:

@@ -184,6 +184,18 @@ def test_base_is_generated_once_for_two_candidates_and_reruns_hit_the_cache(
         assert session.scalar(select(func.count()).select_from(Generation)) == 3 * 7
 
 
+def test_the_base_run_is_reused_until_the_evaluators_change(settings: Settings, sweep_id: int) -> None:
+    first = evaluate_sweep(sweep_id, settings, _options("json_validation", factory=None))
+    second = evaluate_sweep(sweep_id, settings, _options("json_validation", factory=None))
+    other = evaluate_sweep(sweep_id, settings, _options("json_validation", "answer_accuracy", factory=None))
+
+    assert second[0].run_id == first[0].run_id and second[0].generated_rows == 0
+    assert all(run.summary["baseline_run_id"] == first[0].run_id for run in second[1:])
+    assert second[1].run_id != first[1].run_id  # candidates get runs of their own each time
+    assert other[0].run_id not in (first[0].run_id, second[0].run_id)
+    assert set(other[0].summary["evaluators"]) == {"json_validation", "answer_accuracy"}
+
+
 def test_perplexity_is_lower_for_references_the_candidate_was_trained_on(
     settings: Settings, sweep_id: int
 ) -> None:

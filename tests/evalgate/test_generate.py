@@ -16,6 +16,7 @@ from evalgate.generate import (
     candidate_fingerprint,
     end_of_turn_ids,
     generate_answers,
+    generate_mixed_adapters,
     generate_per_adapter,
 )
 from evalgate.models import load_model
@@ -100,6 +101,27 @@ def test_per_adapter_generation_matches_the_base_with_adapters_disabled(tiny_lm_
     assert answers[None] == base_answers == answers["identity"]
     assert answers["noisy"] != base_answers
     assert peft_model.active_adapter == "noisy"
+
+
+def _random_lora(alpha: int) -> LoraConfig:
+    return LoraConfig(r=4, lora_alpha=alpha, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+
+
+def test_mixed_adapter_batches_give_each_adapter_the_answers_of_the_loop(tiny_lm_dir: Path) -> None:
+    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    torch.manual_seed(0)
+    model = get_peft_model(model, _random_lora(alpha=64), adapter_name="noisy")
+    model.add_adapter("louder", _random_lora(alpha=256))
+    model.eval()
+    adapters: list[str | None] = [None, "noisy", "louder"]
+    progress: list[int] = []
+
+    looped = generate_per_adapter(model, tokenizer, ROWS, adapters, DECODING)
+    mixed = generate_mixed_adapters(model, tokenizer, ROWS, adapters, DECODING, progress.append)
+
+    assert mixed == looped
+    assert looped["noisy"] != looped[None] != looped["louder"]
+    assert sum(progress) == len(ROWS) * len(adapters)
 
 
 def test_cache_key_depends_on_model_dataset_and_decoding() -> None:
