@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import torch
-from sweep_speed import machine, random_init_copy  # bench/ is on sys.path when run as a script
+from common import machine, random_init_copy  # bench/ is on sys.path when run as a script
 
 from evalgate.decoding import DecodingSettings
 from evalgate.generate import generate_answers

@@ -13,20 +13,21 @@ weights (so every model answers differently), or the folders given with ``--adap
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from common import machine, random_init_copy
 from generation_speed import suite_rows  # bench/ is on sys.path when run as a script
 from peft import LoraConfig, PeftModel, get_peft_model
-from sweep_speed import machine, random_init_copy
 
 from evalgate.decoding import DecodingSettings
-from evalgate.generate import AdapterGenerate, generate_mixed_adapters, generate_per_adapter
+from evalgate.generate import AdapterGenerate, generate_per_adapter
+from evalgate.mixed_generation import generate_mixed_adapters
 from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
 from evalgate.models import load_model, pick_device, pick_dtype, resolve_model
-from evalgate.settings import get_settings
 
 
 def with_adapters(model: Any, count: int, folders: list[Path]) -> tuple[Any, list[str | None]]:
@@ -81,7 +82,7 @@ def main() -> None:
     parser.add_argument("--model-source", default=None)
     args = parser.parse_args()
 
-    home = get_settings().home
+    home = Path(os.environ.get("EVALGATE_HOME", "~/.evalgate")).expanduser()  # no settings: runs without a DB
     ref = EMBEDDED_DEFAULT_MODEL
     if args.random_init:
         source = args.model_source or resolve_model(EMBEDDED_DEFAULT_MODEL, home)
@@ -113,10 +114,13 @@ def main() -> None:
             f"{tokens / wall:8.1f} new tok/s"
         )
     (loop_wall, loop_answers), (mixed_wall, mixed_answers) = results.values()
-    print(
-        f"mixed / loop speed-up: {loop_wall / mixed_wall:.2f}x; "
-        f"identical answers: {loop_answers == mixed_answers}"
-    )
+    pairs = [
+        (a, b)
+        for model in loop_answers
+        for a, b in zip(loop_answers[model], mixed_answers[model], strict=True)
+    ]
+    same = sum(a.text == b.text for a, b in pairs)
+    print(f"mixed / loop speed-up: {loop_wall / mixed_wall:.2f}x; identical answers: {same} of {len(pairs)}")
 
 
 if __name__ == "__main__":

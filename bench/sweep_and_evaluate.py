@@ -25,12 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from sweep_speed import machine, random_init_copy  # bench/ is on sys.path when run as a script
+from common import machine, random_init_copy  # bench/ is on sys.path when run as a script
 
 from evalgate.ci_config import CiConfig
 from evalgate.db.migrate import upgrade
 from evalgate.evaluate import EvaluationOptions, evaluate_sweep
-from evalgate.generate import generate_mixed_adapters, generate_per_adapter
+from evalgate.generate import generate_per_adapter
+from evalgate.mixed_generation import generate_mixed_adapters
 from evalgate.models import EMBEDDED_DEFAULT_MODEL, resolve_model
 from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_JOB_CONFIG
 from evalgate.settings import Settings

@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from common import machine, random_init_copy  # bench/ is on sys.path when run as a script
 
 from evalgate.db.migrate import upgrade
 from evalgate.models import EMBEDDED_DEFAULT_MODEL, pick_device, pick_dtype, resolve_model
@@ -32,25 +30,6 @@ from evalgate.settings import Settings
 from evalgate.store import DatasetStore
 from evalgate.sweep import run_sweep
 from evalgate.sweep_config import SweepConfig
-
-
-def machine() -> str:
-    """CPU, core count, GPU (if any) and library versions, for the record."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, {gpu}, "
-        f"torch {torch.__version__}"
-    )
-
-
-def random_init_copy(source: str, out_dir: Path, seed: int = 0) -> str:
-    """A model folder with ``source``'s config and tokenizer and freshly initialised weights."""
-    torch.manual_seed(seed)
-    config = AutoConfig.from_pretrained(source)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.save_pretrained(out_dir)
-    AutoTokenizer.from_pretrained(source).save_pretrained(out_dir)
-    return str(out_dir)
 
 
 def main() -> None:

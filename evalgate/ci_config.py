@@ -116,8 +116,11 @@ class EvaluationSettings:
     device: str = "auto"
     precision: str = "auto"
     seed: int = 0
+    mixed_adapters: bool = True
+    """Answer with the base model and every candidate in one batched pass (False: one per model)."""
 
     def __post_init__(self) -> None:
+        _require(isinstance(self.mixed_adapters, bool), "evaluation.mixed_adapters", "must be true or false")
         for key, least in (("max_new_tokens", 1), ("batch_size", 1), ("seed", 0)):
             value = getattr(self, key)
             _require(_is_int(value) and value >= least, f"evaluation.{key}", f"must be an integer >= {least}")

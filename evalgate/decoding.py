@@ -27,6 +27,9 @@ class DecodingSettings:
     """Always False: greedy decoding, so answers are deterministic."""
     stop: str = "end_of_turn"
     """Decoding stops at the chat template's end-of-turn token (or EOS)."""
+    mixed_adapters: bool = False
+    """Several models answered each prompt batch in one pass (``evalgate.mixed_generation``). The
+    inputs are the same, but the larger batch may round low-order bits differently (bf16 on a GPU)."""
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1:

@@ -45,6 +45,7 @@ from evalgate.generate import (
     cache_key,
     generate_per_adapter,
 )
+from evalgate.mixed_generation import generate_mixed_adapters
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore, VersionInfo
 from evaluators.base import Evaluator, ScoredRow
@@ -68,8 +69,11 @@ class EvaluationOptions:
     seed: int = 0
     """Seed of the bootstrap intervals (stored in the summary)."""
     resamples: int = DEFAULT_RESAMPLES
-    generator: AdapterGenerate = generate_per_adapter
-    """How answers of several adapters are generated (swap in a mixed-adapter batch here)."""
+    mixed_adapters: bool = True
+    """Generate the answers of the base model and the candidates in one batched pass
+    (``evalgate.mixed_generation``) rather than one pass per model."""
+    generator: AdapterGenerate | None = None
+    """How answers of several adapters are generated; None: as ``mixed_adapters`` says."""
     factory: EvaluatorFactory | None = None
     """Builds an evaluator by name; None: ``evalgate.evaluator_factory.build_evaluator`` or the registry."""
 
@@ -104,7 +108,13 @@ class _Context:
             batch_size=self.options.batch_size,
             dtype=str(self.pool.dtype).removeprefix("torch."),
             device=self.pool.device.split(":", 1)[0],
+            mixed_adapters=self.options.mixed_adapters,
         )
+
+    def generator(self) -> AdapterGenerate:
+        if self.options.generator is not None:
+            return self.options.generator
+        return generate_mixed_adapters if self.options.mixed_adapters else generate_per_adapter
 
 
 def evaluate_model(
@@ -226,7 +236,7 @@ def _answers(
         adapters = [context.pool.adapter(t) for t in todo]
         model, tokenizer = context.pool.load()
         advance = _task(context.progress, "generate", len(rows) * len(todo))
-        fresh = context.options.generator(model, tokenizer, rows, adapters, decoding, advance)
+        fresh = context.generator()(model, tokenizer, rows, adapters, decoding, advance)
         for target, adapter in zip(todo, adapters, strict=True):
             new = {
                 r["id"]: a

@@ -74,18 +74,18 @@ def generate_answers(
     on_batch: BatchDone | None = None,
 ) -> list[Answer]:
     """Greedy answers of ``model`` (as it is: a PeftModel uses its active adapter) to ``rows``."""
-    encoded, batches = _prompt_batches(tokenizer, rows, decoding.batch_size)
+    encoded, batches = prompt_batches(tokenizer, rows, decoding.batch_size)
     stops = end_of_turn_ids(tokenizer)
     answers: dict[int, Answer] = {}
     for batch in batches:
-        texts = _generate_batch(model, tokenizer, [encoded[i] for i in batch], decoding, stops)
+        texts = generate_batch(model, tokenizer, [encoded[i] for i in batch], decoding, stops)
         answers.update(zip(batch, texts, strict=True))
         if on_batch is not None:
             on_batch(len(batch))
     return [answers[index] for index in range(len(rows))]
 
 
-def _prompt_batches(
+def prompt_batches(
     tokenizer: PreTrainedTokenizerBase, rows: Sequence[Mapping[str, Any]], batch_size: int
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of every row's prompt, and batches of row indices in order of prompt length."""
@@ -96,16 +96,14 @@ def _prompt_batches(
     return encoded, [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
-def _generate_batch(
+def generate_batch(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
     encoded: list[list[int]],
     decoding: DecodingSettings,
     stops: list[int],
-    **extra: Any,
 ) -> list[Answer]:
-    """One left-padded batch through ``model.generate`` (``extra``: more arguments to it, such as
-    peft's ``adapter_names``); decode each row's new tokens up to its stop."""
+    """One left-padded batch through ``model.generate``; decode each row's new tokens up to its stop."""
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0])
     width = max(len(ids) for ids in encoded)
     input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded])
@@ -123,7 +121,6 @@ def _generate_batch(
             top_k=None,
             eos_token_id=stops,
             pad_token_id=pad_id,
-            **extra,
         )
     return [_decode(tokenizer, row[width:].tolist(), stops) for row in output]
 
@@ -141,9 +138,9 @@ def _decode(tokenizer: PreTrainedTokenizerBase, new_ids: list[int], stops: list[
 class AdapterGenerate(Protocol):
     """Answers of several models that share one base: ``None`` is the base, a name an adapter.
 
-    ``generate_mixed_adapters`` answers every model's copy of a prompt batch in one pass (peft's
-    mixed-adapter batches); ``generate_per_adapter`` loops over ``set_adapter``. Both give each
-    model the same prompt batches, padded the same way.
+    ``generate_per_adapter`` loops over ``set_adapter``; ``evalgate.mixed_generation`` answers every
+    model's copy of a prompt batch in one pass. Both give each model the same prompt batches, padded
+    the same way.
     """
 
     def __call__(
@@ -171,38 +168,6 @@ def generate_per_adapter(
         with active_adapter(model, adapter):
             results[adapter] = generate_answers(model, tokenizer, rows, decoding, on_batch)
     return results
-
-
-BASE_ADAPTER = "__base__"
-"""peft's name for "no adapter" in a mixed-adapter batch."""
-
-
-def generate_mixed_adapters(
-    model: Any,
-    tokenizer: PreTrainedTokenizerBase,
-    rows: Sequence[Mapping[str, Any]],
-    adapters: Sequence[str | None],
-    decoding: DecodingSettings,
-    on_batch: BatchDone | None = None,
-) -> dict[str | None, list[Answer]]:
-    """Like ``generate_per_adapter``, but each prompt batch is answered by every adapter in one
-    ``generate`` call: the batch is repeated once per adapter and each copy's rows are routed to its
-    adapter (``adapter_names=``, inference only). Each copy is padded exactly as the batch alone."""
-    if len(adapters) < 2 or not hasattr(model, "disable_adapter"):
-        return generate_per_adapter(model, tokenizer, rows, adapters, decoding, on_batch)
-    encoded, batches = _prompt_batches(tokenizer, rows, decoding.batch_size)
-    stops = end_of_turn_ids(tokenizer)
-    answers: dict[str | None, dict[int, Answer]] = {adapter: {} for adapter in adapters}
-    for batch in batches:
-        names = [adapter or BASE_ADAPTER for adapter in adapters for _ in batch]
-        prompts = [encoded[i] for _ in adapters for i in batch]
-        texts = _generate_batch(model, tokenizer, prompts, decoding, stops, adapter_names=names)
-        for position, adapter in enumerate(adapters):
-            chunk = texts[position * len(batch) : (position + 1) * len(batch)]
-            answers[adapter].update(zip(batch, chunk, strict=True))
-        if on_batch is not None:
-            on_batch(len(batch) * len(adapters))
-    return {adapter: [found[i] for i in range(len(rows))] for adapter, found in answers.items()}
 
 
 @contextlib.contextmanager

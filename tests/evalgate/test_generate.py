@@ -16,9 +16,9 @@ from evalgate.generate import (
     candidate_fingerprint,
     end_of_turn_ids,
     generate_answers,
-    generate_mixed_adapters,
     generate_per_adapter,
 )
+from evalgate.mixed_generation import CannotStack, generate_mixed_adapters, stacked_adapters
 from evalgate.models import load_model
 
 ROWS: list[dict[str, Any]] = [
@@ -122,6 +122,23 @@ def test_mixed_adapter_batches_give_each_adapter_the_answers_of_the_loop(tiny_lm
     assert mixed == looped
     assert looped["noisy"] != looped[None] != looped["louder"]
     assert sum(progress) == len(ROWS) * len(adapters)
+
+
+def test_adapters_of_different_ranks_fall_back_to_the_loop(tiny_lm_dir: Path) -> None:
+    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    torch.manual_seed(0)
+    model = get_peft_model(model, _random_lora(alpha=64), adapter_name="rank4")
+    model.add_adapter(
+        "rank8", LoraConfig(r=8, lora_alpha=64, target_modules=["q_proj"], init_lora_weights=False)
+    )
+    model.eval()
+    adapters: list[str | None] = [None, "rank4", "rank8"]
+
+    with pytest.raises(CannotStack, match="ranks"), stacked_adapters(model, adapters):
+        pass
+    assert generate_mixed_adapters(model, tokenizer, ROWS, adapters, DECODING) == generate_per_adapter(
+        model, tokenizer, ROWS, adapters, DECODING
+    )
 
 
 def test_cache_key_depends_on_model_dataset_and_decoding() -> None:
