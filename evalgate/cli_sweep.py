@@ -80,7 +80,9 @@ def lr_find(
     config = SweepConfig.from_yaml(config_path)
     settings = ready_settings()
     store = DatasetStore.from_settings(settings)
-    setup = prepare_training(config, settings.home, train_rows(store, store.get(config.dataset)))
+    setup = prepare_training(
+        config, settings.home, train_rows(store, store.get(config.dataset), config.self_replay)
+    )
     test = find_rates(
         setup.base,
         setup.tokenizer,

@@ -120,7 +120,7 @@ def run_sweep_ray(
     options = RayOptions(dict(resources_per_trial or {"cpu": 1}), asha, max_concurrent)
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
-    rows, eval_rows = split_rows(store, version, asha)
+    rows, eval_rows = split_rows(store, version, asha, config.self_replay)
     rates = _sweep_rates(config, settings, rows)
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     pending = _claim_pending(store.sessions, sweep_id, rates, config.base_model)
@@ -143,10 +143,10 @@ def run_sweep_ray(
 
 
 def split_rows(
-    store: DatasetStore, version: VersionInfo, asha: bool
+    store: DatasetStore, version: VersionInfo, asha: bool, self_replay: tuple[str, ...] = ()
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
     """Train rows and, with ASHA, validation rows (the validation split, else a held-out tail)."""
-    rows = [dict(row) for row in train_rows(store, version)]
+    rows = [dict(row) for row in train_rows(store, version, self_replay)]
     if not asha:
         return rows, None
     splits = store.load(version.label)

@@ -27,6 +27,7 @@ from transformers import PreTrainedModel
 from evalgate.fused_train import CHECKPOINT_FILE, FusedRun, fused_unsupported, train_fused
 from evalgate.models import load_model, model_fingerprint, pick_device, pick_dtype
 from evalgate.progress import training_progress
+from evalgate.self_replay import with_self_replay
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore, VersionInfo
 from evalgate.sweep_config import SweepConfig
@@ -73,10 +74,14 @@ class SweepResult:
     candidates: list[dict[str, Any]]
 
 
-def train_rows(store: DatasetStore, version: VersionInfo) -> list[Mapping[str, Any]]:
-    """The version's train rows that have a reference answer; refuse an empty train split."""
+def train_rows(
+    store: DatasetStore, version: VersionInfo, self_replay: Sequence[str] = ()
+) -> list[Mapping[str, Any]]:
+    """The version's train rows that have a reference answer (or are in a ``self_replay`` cohort,
+    which the base model answers); refuse an empty train split."""
     splits = store.load(version.label)
-    rows = [row for row in splits["train"] if row["reference"]] if "train" in splits else []
+    train = splits.get("train", [])
+    rows = [row for row in train if row["reference"] or row["cohort"] in self_replay]
     if not rows:
         raise TrainingInputError(f"{version.label} has no train rows with a reference answer to train on")
     return rows
@@ -109,6 +114,8 @@ def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str
     base, tokenizer = load_model(config.base_model, home, dtype=dtype, device=device)
     tokenizer.padding_side = "right"
     check_sequence_length(base, config.max_seq_length)
+    if config.self_replay:
+        rows = with_self_replay(base, tokenizer, rows, config.self_replay)
     return TrainingSetup(
         base, tokenizer, tokenize_rows(tokenizer, rows, config.max_seq_length), device, dtype
     )
@@ -149,7 +156,7 @@ def run_sweep(
     """
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
-    setup = prepare_training(config, settings.home, train_rows(store, version))
+    setup = prepare_training(config, settings.home, train_rows(store, version, config.self_replay))
     rates = sweep_rates(config, setup)
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     status = "failed"

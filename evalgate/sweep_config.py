@@ -118,6 +118,9 @@ class SweepConfig:
     """Gradient clipping norm."""
     checkpoint_every: int = 10
     """Save a resumable checkpoint every N optimizer steps."""
+    self_replay: tuple[str, ...] = ()
+    """Cohorts of the train split answered by the base model itself before training (their own
+    references are ignored): self-distilled replay, see ``evalgate.self_replay``."""
     trainer: str = "auto"
     """fused: every rate in one process over one base model (``evalgate.fused_train``); peft: one
     transformers Trainer run per rate; auto: fused where the model allows it, else peft."""
@@ -160,6 +163,14 @@ class SweepConfig:
             lora["target_modules"] = tuple(lora["target_modules"])
         if "learning_rates" in data:
             data["learning_rates"] = tuple(_as_rate(rate) for rate in data["learning_rates"] or ())
+        if "self_replay" in data:
+            cohorts = data["self_replay"]
+            _require(
+                isinstance(cohorts, list | tuple) and all(isinstance(c, str) and c for c in cohorts),
+                "self_replay",
+                f"must be a list of cohort names, got {cohorts!r}",
+            )
+            data["self_replay"] = tuple(cohorts)
         try:
             return cls(**data, lora=LoraSettings(**lora), scheduler=SchedulerSettings(**scheduler))
         except TypeError as error:
