@@ -221,9 +221,11 @@ def fused_adapters(
     layer_of = _layer_of_modules(layers)
     indices = sorted({layer_of[id(module.base)] for module in modules.values()})
     expander = BatchExpander(list(layers)[indices[0] :], count)
+    base.train()  # LoRA dropout is active in training mode, as under the transformers Trainer
     try:
         yield base, FusedAdapters(modules, expander, count)
     finally:
+        base.eval()
         expander.remove()
         for name, linear in originals.items():
             base.set_submodule(name, linear)

@@ -20,6 +20,14 @@ def test_example_config_loads_with_lora_and_scheduler_handed_through() -> None:
         config.seed = 3  # type: ignore[misc]
 
 
+def test_self_replay_and_trainer_are_checked() -> None:
+    assert SweepConfig.from_dict({"dataset": "d", "self_replay": ["replay"]}).self_replay == ("replay",)
+    with pytest.raises(ConfigError, match="self_replay: must be a list of cohort names"):
+        SweepConfig.from_dict({"dataset": "d", "self_replay": "replay"})
+    with pytest.raises(ConfigError, match="trainer: 'ray' is not one of"):
+        SweepConfig.from_dict({"dataset": "d", "trainer": "ray"})
+
+
 def test_rates_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("dataset: d\nlearning_rates: [3e-4, 1e-2]\n")
