@@ -5,30 +5,24 @@
 
 Synthetic answers: the reference for target rows (JSON), "The answer is <first accepted string>."
 for ood rows, a refusal for safety rows. The MiniLM embedder is loaded once before timing; each
-evaluator scores all rows in one ``score`` call (so embedding is batched) after one warm-up row.
+evaluator scores all rows in one ``score`` call (so embedding is batched) after one warm-up row,
+then, side by side, one ``score`` call per row (the obvious way to call it), and the ratio is
+printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
-import torch
+from common import machine  # bench/ is on sys.path when run as a script
 
 from evalgate.embeddings import default_embedder
 from evalgate.evaluator_factory import RUNNER_BUILT_EVALUATORS, build_evaluator
 from evalgate.paths import BUNDLED_SUITE_DIR
 from evaluators import registry
 from evaluators.base import ScoredRow
-
-
-def machine() -> str:
-    """CPU, torch threads and GPU, for the record."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {torch.get_num_threads()} torch threads, {gpu}, torch {torch.__version__}"
 
 
 def synthetic_answer(record: dict) -> str:
@@ -70,10 +64,18 @@ def main() -> None:
         evaluator.score(rows[:1])
         started = time.perf_counter()
         results = evaluator.score(rows)
-        seconds = time.perf_counter() - started
+        batched = time.perf_counter() - started
+        started = time.perf_counter()
+        for row in rows:
+            evaluator.score([row])
+        one_by_one = time.perf_counter() - started
         scored = [r.score for r in results if r.score is not None]
         mean = f"{sum(scored) / len(scored):.3f}" if scored else "-"
-        print(f"  {name:<20} {len(rows) / seconds:8.1f} rows/s   applies to {len(scored):3d}   mean {mean}")
+        print(
+            f"  {name:<20} {len(rows) / batched:8.1f} rows/s batched, "
+            f"{len(rows) / one_by_one:8.1f} one by one ({one_by_one / batched:5.1f}x)   "
+            f"applies to {len(scored):3d}   mean {mean}"
+        )
 
 
 if __name__ == "__main__":
