@@ -93,6 +93,7 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=4, help="number of rates trained")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--k1", action="store_true", help="also compare a single rate")
+    parser.add_argument("--top-layers", type=int, default=None, help="LoRA on the last N layers only")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--random-init", action="store_true")
     parser.add_argument("--model-source", default=None)
@@ -107,6 +108,10 @@ def main() -> None:
             args.model_source or resolve_model(EMBEDDED_DEFAULT_MODEL, home), out / "random"
         )
     rates = tuple(float(rate) for rate in np.logspace(-5, -3, args.k))
+    if args.top_layers:
+        config = dataclasses.replace(
+            config, lora=dataclasses.replace(config.lora, top_layers=args.top_layers)
+        )
     config = dataclasses.replace(
         config, learning_rates=rates, max_steps=args.steps, checkpoint_every=10_000, precision=args.precision
     )
