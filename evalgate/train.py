@@ -69,7 +69,7 @@ class TrainingOutcome:
         """JSON-ready summary stored on the candidate row."""
         return {
             "steps": self.steps,
-            "loss": self.losses,
+            "loss": [loss if math.isfinite(loss) else None for loss in self.losses],  # JSON has no NaN
             "learning_rate": self.learning_rates,
             "wall_seconds": round(self.wall_seconds, 2),
             "tokens_per_second": round(self.tokens_per_second, 1),
