@@ -125,6 +125,7 @@ class EvaluationOptionsIn(Strict):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 0
+    mixed_adapters: bool = True
 
 
 class EvaluationIn(Strict):
