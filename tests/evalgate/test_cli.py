@@ -128,10 +128,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes(
         text=True,
     )
     deadline = time.monotonic() + 90
-    while (
-        not list(home.glob("artifacts/sweeps/*/lr-0.01/checkpoints/checkpoint-*"))
-        and time.monotonic() < deadline
-    ):
+    while not list(home.glob("artifacts/sweeps/*/fused-checkpoint.pt")) and time.monotonic() < deadline:
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
