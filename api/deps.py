@@ -6,7 +6,10 @@ from the ``evalgate_token`` cookie that ``POST /login`` sets (HttpOnly, SameSite
 only: the JSON routes never look at the cookie, so no cross-site form can write with it.
 
 A verified token is remembered for ``TOKEN_CACHE_SECONDS`` so a busy client costs one hash per request
-instead of one query; a revocation takes effect within that time.
+instead of one query; a revocation takes effect within that time. Cache and database both find a token
+by its sha256 digest and confirm it with a constant-time comparison (``evalgate.tokens.digests_match``).
+Every verified request is charged to its token's rate limit, and every failed one to its client
+address's (``api/ratelimit.py``): over either, 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from api.ratelimit import Limits
 from evalgate.db.session import session_scope
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore
-from evalgate.tokens import TokenInfo, grants, hash_token, lookup
+from evalgate.tokens import TokenInfo, digests_match, grants, hash_token, lookup
 
 TOKEN_CACHE_SECONDS = 5.0
 COOKIE = "evalgate_token"
@@ -40,14 +44,21 @@ class AppState:
     settings: Settings
     sessions: sessionmaker[Session]
     store: DatasetStore
-    _tokens: dict[str, tuple[TokenInfo, float]] = field(default_factory=dict)
+    limits: Limits = field(init=False)
+    _tokens: dict[str, tuple[str, TokenInfo, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.limits = Limits.from_settings(self.settings)
 
     def cached(self, token: str) -> TokenInfo | None:
         """The token's verification if it is still fresh in the cache, else None (no database access)."""
+        digest = hash_token(token)
         with self._lock:
-            found = self._tokens.get(hash_token(token))
-        return found[0] if found is not None and found[1] > time.monotonic() else None
+            found = self._tokens.get(digest)
+        if found is None or not digests_match(found[0], digest):
+            return None
+        return found[1] if found[2] > time.monotonic() else None
 
     def verify(self, token: str) -> TokenInfo | None:
         """The live token with this secret (cached briefly), or None."""
@@ -61,8 +72,27 @@ class AppState:
             if info is None:
                 self._tokens.pop(digest, None)
             else:
-                self._tokens[digest] = (info, now + TOKEN_CACHE_SECONDS)
+                self._tokens[digest] = (digest, info, now + TOKEN_CACHE_SECONDS)
         return info
+
+    def authenticate(self, token: str, client: str) -> TokenInfo | None:
+        """``verify`` under the rate limits: a live token is charged one request, an unknown one counts
+        as a failure of ``client`` (whose spent failure budget refuses it before any lookup). 429 over
+        either limit."""
+        info = self.cached(token)
+        if info is None:
+            self.limits.check_failures(client)
+            info = self.verify(token)
+            if info is None:
+                self.limits.record_failure(client)
+                return None
+        self.limits.charge_token(hash_token(token))
+        return info
+
+
+def client_address(request: Request) -> str:
+    """The client's address as the server sees it (the key of its failed-authentication budget)."""
+    return request.client.host if request.client is not None else "unknown"
 
 
 async def get_state(request: Request) -> AppState:
@@ -98,22 +128,27 @@ def require(scope: str) -> Callable[..., Awaitable[TokenInfo]]:
     """
 
     async def check(
+        request: Request,
         credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
         state: AppState = Depends(get_state),
     ) -> TokenInfo:
         info = None
         if credentials is not None:
-            info = state.cached(credentials.credentials)
-            if info is None:
-                info = await run_in_threadpool(state.verify, credentials.credentials)
+            token, client = credentials.credentials, client_address(request)
+            if state.cached(token) is not None:
+                info = state.authenticate(token, client)
+            else:
+                info = await run_in_threadpool(state.authenticate, token, client)
         return admit(credentials, info, scope)
 
     return check
 
 
-def check_read(credentials: HTTPAuthorizationCredentials | None, state: AppState) -> TokenInfo:
+def check_read(
+    credentials: HTTPAuthorizationCredentials | None, state: AppState, client: str = "unknown"
+) -> TokenInfo:
     """``require("read")`` called directly: the bearer check of a route that also serves browsers."""
-    info = state.verify(credentials.credentials) if credentials is not None else None
+    info = state.authenticate(credentials.credentials, client) if credentials is not None else None
     return admit(credentials, info, "read")
 
 
@@ -125,9 +160,9 @@ def viewer(
     """A dashboard page's reader: the bearer header (checked like ``require("read")``: 401 when bad),
     else the ``evalgate_token`` cookie; without a live token a browser is sent to ``/login`` (303)."""
     if credentials is not None:
-        return check_read(credentials, state)
+        return check_read(credentials, state, client_address(request))
     token = request.cookies.get(COOKIE)
-    info = state.verify(token) if token else None
+    info = state.authenticate(token, client_address(request)) if token else None
     if info is None or not grants(info.scope, "read"):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise HTTPException(

@@ -1,4 +1,5 @@
-"""Domain errors to HTTP: 404 unknown ids, 409 conflicts, 413 too large, 422 bad input with its path.
+"""Domain errors to HTTP: 404 unknown ids, 409 conflicts, 413 too large, 422 bad input with its path,
+503 (with ``Retry-After``) while the database cannot be reached.
 
 Every error body has FastAPI's shape, ``{"detail": ...}``; for 422 the detail is a list of
 ``{"loc": [...], "msg": ..., "type": ...}`` like request-validation errors, so clients parse one form.
@@ -6,11 +7,14 @@ Every error body has FastAPI's shape, ``{"detail": ...}``; for 422 the detail is
 
 from __future__ import annotations
 
+import logging
 import re
+import sqlite3
 from collections.abc import Sequence
 
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from evalgate.candidates import AdapterLocationError
@@ -32,6 +36,11 @@ BAD_INPUT: dict[type[Exception], tuple[str, ...]] = {
     TokenError: ("body",),
 }
 _KEY_PATH = re.compile(r"^([A-Za-z_][\w./\[\]-]*): ")
+DATABASE_RETRY_AFTER_SECONDS = 2
+"""What a 503 asks clients to wait: about as long as a PostgreSQL restart takes."""
+SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open database file",
+                      "disk I/O error")  # fmt: skip
+log = logging.getLogger(__name__)
 
 
 class PayloadTooLarge(Exception):
@@ -58,8 +67,47 @@ def _path_of(message: str) -> list[str | int]:
     return parts
 
 
+def database_unavailable(error: Exception) -> bool:
+    """True when ``error`` says the database cannot be reached or is busy (worth retrying), not that a
+    statement is wrong: a lost or refused connection, an exhausted pool, a locked SQLite file.
+
+    SQLite reports syntax errors and missing tables as ``OperationalError`` too, so its messages are
+    matched; for server databases every ``OperationalError`` and ``InterfaceError`` counts.
+    """
+    if isinstance(error, sa.TimeoutError):
+        return True
+    if not isinstance(error, sa.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if isinstance(error.orig, sqlite3.Error):
+        return str(error.orig).startswith(SQLITE_UNAVAILABLE)
+    return isinstance(error, sa.OperationalError | sa.InterfaceError)
+
+
+def unavailable_response() -> JSONResponse:
+    """The 503 every route answers while the database is away."""
+    seconds = DATABASE_RETRY_AFTER_SECONDS
+    return JSONResponse(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        content={"detail": f"database unavailable; retry in {seconds} s"},
+        headers={"Retry-After": str(seconds)},
+    )
+
+
 def install(app: FastAPI) -> None:
     """Register the domain-error handlers on ``app``."""
+
+    @app.exception_handler(sa.DBAPIError)
+    @app.exception_handler(sa.TimeoutError)
+    async def database_error(request: Request, error: Exception) -> JSONResponse:
+        if not database_unavailable(error):
+            raise error
+        cause = getattr(error, "orig", None) or error
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        log.warning("%s %s: database unavailable (%s: %s)", request.method, request.url.path,
+                    type(cause).__name__, reason)  # fmt: skip
+        return unavailable_response()
 
     @app.exception_handler(LookupError)
     async def not_found(_: Request, error: LookupError) -> JSONResponse:

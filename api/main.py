@@ -10,6 +10,11 @@ route but ``/healthz`` and ``/login`` needs a token (``evalgate tokens create NA
 read|write|admin``). The OpenAPI document is at ``/openapi.json``, interactive docs at ``/docs``.
 Training, generation and evaluation never run inside a request: they are jobs, run by ``evalgate
 worker`` processes.
+
+Hardening: every token is rate-limited (``api/ratelimit.py``, 429 with ``Retry-After``); while the
+database is unreachable every route answers 503 with ``Retry-After`` and the service recovers by itself
+when it returns (``api/errors.py``); no CORS headers are sent unless ``EVALGATE_CORS_ORIGINS`` lists the
+browser origins allowed to call the API.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ import evalgate.quiet  # noqa: F401  (before the HF imports: silences their tqdm
 
 # isort: split
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.status import HTTP_503_SERVICE_UNAVAILABLE
 
 from api import errors
 from api.deps import AppState
@@ -57,14 +64,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_upload_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+            max_age=600,
+        )
 
-    @app.get("/healthz", response_model=HealthPublic, tags=["health"])
-    def health() -> HealthPublic:
+    @app.get(
+        "/healthz",
+        response_model=HealthPublic,
+        tags=["health"],
+        responses={503: {"model": HealthPublic, "description": "the database is unreachable"}},
+    )
+    def health(response: Response) -> HealthPublic:
+        """Up (200) or database unreachable (503 with ``Retry-After``); and the schema revision."""
         url = settings.resolved_database_url
         head = head_revision(url)
         try:
             revision = current_revision(url)
         except SQLAlchemyError:
+            response.status_code = HTTP_503_SERVICE_UNAVAILABLE
+            response.headers["Retry-After"] = str(errors.DATABASE_RETRY_AFTER_SECONDS)
             return HealthPublic(
                 status="database unavailable", database="down", schema_revision=None, schema_head=head
             )

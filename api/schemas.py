@@ -1,22 +1,94 @@
-"""Request and response bodies of the REST API (pydantic models, shown in the OpenAPI schema)."""
+"""Request and response bodies of the REST API (pydantic models, shown in the OpenAPI schema), and
+the checks that keep input the database cannot store (NUL characters, NaN, ids past its integers)
+from reaching it: such input is a 422 naming the parameter or field, never a 500."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalgate.db.models import Candidate, EvaluationRun, Job
 from evalgate.gate_service import PromotionInfo, StoredDecision
-from evalgate.store import VersionInfo
+from evalgate.store import VersionInfo, VersionRef
+
+MAX_ID = 2**31 - 1
+"""Largest id the database can hold (id columns are 32-bit INTEGER on PostgreSQL): past it, a 422."""
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def unstorable(value: Any, where: str = "") -> str | None:
+    """Why ``value`` (nested dicts and lists walked) cannot be stored, naming the place, or None.
+
+    PostgreSQL text and JSONB refuse NUL characters, and JSON has no NaN or Infinity (Python's parser
+    accepts them), so such input is refused up front with its location instead of failing in the
+    database.
+    """
+    if isinstance(value, str):
+        return f"{where or 'value'}: NUL character (\\u0000) not allowed" if "\x00" in value else None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'value'}: {value} is not a JSON number (no NaN or Infinity)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = f"{where}.{key}" if where else str(key)
+            problem = unstorable(str(key), inner + " (key)") or unstorable(item, inner)
+            if problem:
+                return problem
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            problem = unstorable(item, f"{where}[{index}]")
+            if problem:
+                return problem
+    return None
+
+
+async def storable_parameters(request: Request) -> None:
+    """422 for a path or query parameter holding a NUL character, naming it (a router dependency:
+    PostgreSQL text cannot hold NUL, and these values reach queries as they are)."""
+    given = [("path", name, str(value)) for name, value in request.path_params.items()]
+    given += [("query", name, value) for name, value in request.query_params.multi_items()]
+    for location, name, value in given:
+        if "\x00" in name or "\x00" in value:
+            message = "NUL character (\\u0000) not allowed"
+            raise RequestValidationError([{"loc": (location, name), "msg": message, "type": "value_error"}])
+
+
+STORABLE = Depends(storable_parameters)
+
+
+def version_ref(text: str, loc: tuple[str, ...]) -> VersionRef:
+    """``NAME[@vN]`` parsed; a malformed one, or a version number past ``MAX_ID``, is a 422 at ``loc``."""
+    try:
+        ref = VersionRef.parse(text)
+    except ValueError as error:
+        message = str(error)
+    else:
+        if ref.number is None or ref.number <= MAX_ID:
+            return ref
+        message = f"version number in {text!r} is over {MAX_ID}"
+    raise RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 class Strict(BaseModel):
-    """Request bodies reject unknown fields, so a typo is a 422 instead of being ignored."""
+    """Request bodies reject unknown fields, so a typo is a 422 instead of being ignored, and values
+    the database cannot store (``unstorable``), so those are a 422 naming the place, not a 500."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = unstorable(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 # ------------------------------------------------------------------------------------------- datasets
@@ -90,10 +162,21 @@ class CandidateIn(Strict):
     name: str = Field(min_length=1, max_length=200)
     base_model: str = Field(min_length=1, description="The base model the adapter was trained on.")
     adapter_uri: str = Field(min_length=1, description="Absolute path of the PEFT adapter folder.")
-    learning_rate: float | None = Field(default=None, gt=0)
+    learning_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     training: dict[str, Any] = Field(
         default_factory=dict, description="Training metadata; `loss_curve` (numbers) is diagnosed."
     )
+
+    @field_validator("training", mode="after")
+    @classmethod
+    def _loss_curve_is_numbers(cls, training: dict[str, Any]) -> dict[str, Any]:
+        curve = training.get("loss_curve")
+        if curve is not None and not (
+            isinstance(curve, list)
+            and all(isinstance(x, int | float) and not isinstance(x, bool) for x in curve)
+        ):
+            raise ValueError("loss_curve must be a list of numbers")
+        return training
 
 
 class CandidateOut(BaseModel):
@@ -124,17 +207,25 @@ class EvaluationOptionsIn(Strict):
     batch_size: int = Field(default=8, ge=1, le=1024)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     mixed_adapters: bool = True
 
 
 class EvaluationIn(Strict):
-    candidate_id: int | None = Field(
+    candidate_id: BodyId | None = Field(
         default=None, description="Evaluate this candidate (and the base model)."
     )
     dataset: str | None = Field(default=None, description="NAME@vN; required with candidate_id.")
-    sweep_id: int | None = Field(default=None, description="Or: every trained candidate of this sweep.")
+    sweep_id: BodyId | None = Field(default=None, description="Or: every trained candidate of this sweep.")
     options: EvaluationOptionsIn = Field(default_factory=EvaluationOptionsIn)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> EvaluationIn:
+        if (self.candidate_id is None) == (self.sweep_id is None):
+            raise ValueError("give candidate_id (with dataset) or sweep_id, not both")
+        if self.candidate_id is not None and self.dataset is None:
+            raise ValueError("dataset (NAME@vN) is required with candidate_id")
+        return self
 
 
 class EvaluationOut(BaseModel):
@@ -157,9 +248,9 @@ class EvaluationOut(BaseModel):
 
 
 class DecideIn(Strict):
-    candidate_id: int
+    candidate_id: BodyId
     policy: dict[str, Any] = Field(description="A gate policy, as in examples/policy.yaml.")
-    baseline: Literal["auto", "base", "promoted"] | int = Field(
+    baseline: Literal["auto", "base", "promoted"] | BodyId = Field(
         default="auto",
         description="auto: the last promoted candidate of the same base model, else the base model; "
         "or an evaluation run id.",

@@ -1,6 +1,7 @@
 """Candidates trained outside evalgate: register an adapter folder so it can be evaluated and gated.
 
     register_candidate(sessions, settings, CandidateRegistration(name=..., base_model=..., ...))
+    register_candidate_once(sessions, settings, registration)   # (id, created): safe to repeat
 
 The adapter must be a local PEFT folder (``adapter_config.json`` inside) that resolves, symlinks
 followed, inside the artifact root or one of ``Settings.adapter_roots``: a path that climbs out with
@@ -9,11 +10,16 @@ followed, inside the artifact root or one of ``Settings.adapter_roots``: a path 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from evalgate.db.models import Candidate
@@ -22,6 +28,8 @@ from evalgate.model_refs import model_fingerprint
 from evalgate.settings import Settings
 
 ADAPTER_CONFIG = "adapter_config.json"
+_REGISTERING = threading.Lock()
+"""Serialises ``register_candidate_once`` where there are no advisory locks (SQLite)."""
 
 
 class AdapterLocationError(ValueError):
@@ -44,18 +52,32 @@ def resolve_adapter(location: str, settings: Settings) -> Path:
     """The adapter folder ``location`` resolved inside an allowed root; ``AdapterLocationError`` if not."""
     if "://" in location and not location.startswith("file://"):
         raise AdapterLocationError(f"adapter_uri {location!r}: only local folders are supported")
-    raw = Path(location.removeprefix("file://")).expanduser()
-    if not raw.is_absolute():
-        raise AdapterLocationError(f"adapter_uri {location!r}: give an absolute path")
-    resolved = raw.resolve()
+    resolved = _resolve(location)
     roots = settings.allowed_adapter_roots
     if not any(resolved.is_relative_to(root) for root in roots):
         shown = ", ".join(str(root) for root in roots)
         raise AdapterLocationError(
             f"adapter_uri {location!r} resolves to {resolved}, outside the allowed roots ({shown})"
         )
-    if not (resolved / ADAPTER_CONFIG).is_file():
+    try:
+        found = (resolved / ADAPTER_CONFIG).is_file()
+    except OSError as error:  # a name too long for the file system, say
+        raise AdapterLocationError(f"adapter_uri {location!r}: cannot be read ({error.strerror})") from None
+    if not found:
         raise AdapterLocationError(f"adapter_uri {location!r}: no {ADAPTER_CONFIG} in {resolved}")
+    return resolved
+
+
+def _resolve(location: str) -> Path:
+    """The absolute path ``location`` names, symlinks followed; ``AdapterLocationError`` for a relative
+    path, a symlink loop, an unknown ``~user``, a NUL byte or a name the file system refuses."""
+    try:
+        raw = Path(location.removeprefix("file://")).expanduser()
+        resolved = raw.resolve() if raw.is_absolute() else None
+    except (RuntimeError, OSError, ValueError) as error:
+        raise AdapterLocationError(f"adapter_uri {location!r}: cannot be resolved ({error})") from None
+    if resolved is None:
+        raise AdapterLocationError(f"adapter_uri {location!r}: give an absolute path")
     return resolved
 
 
@@ -64,27 +86,69 @@ def register_candidate(
 ) -> int:
     """Store the candidate (status ``trained``, its adapter fingerprinted); returns its id."""
     folder = resolve_adapter(registration.adapter_uri, settings)
+    with session_scope(sessions) as session:
+        return _insert(session, registration, folder, model_fingerprint(str(folder)))
+
+
+def _insert(session: Session, registration: CandidateRegistration, folder: Path, fingerprint: str) -> int:
+    """Add the candidate row (its rate and loss curve checked first); its id."""
     if registration.learning_rate is not None and not (
         math.isfinite(registration.learning_rate) and registration.learning_rate > 0
     ):
         raise ValueError(f"learning_rate must be a positive number, got {registration.learning_rate}")
     training = dict(registration.training)
-    diagnosis = _diagnose(training.get("loss_curve"))
-    with session_scope(sessions) as session:
-        candidate = Candidate(
-            sweep_id=None,
-            name=registration.name,
-            base_model=registration.base_model,
-            learning_rate=registration.learning_rate,
-            adapter_uri=str(folder),
-            adapter_hash=model_fingerprint(str(folder)),
-            status="trained",
-            diagnosis=diagnosis,
-            training=training,
+    candidate = Candidate(
+        sweep_id=None,
+        name=registration.name,
+        base_model=registration.base_model,
+        learning_rate=registration.learning_rate,
+        adapter_uri=str(folder),
+        adapter_hash=fingerprint,
+        status="trained",
+        diagnosis=_diagnose(training.get("loss_curve")),
+        training=training,
+    )
+    session.add(candidate)
+    session.flush()
+    return candidate.id
+
+
+def register_candidate_once(
+    sessions: sessionmaker[Session], settings: Settings, registration: CandidateRegistration
+) -> tuple[int, bool]:
+    """Register the candidate unless an identical registration exists; ``(id, created)``.
+
+    Identical means the same name, base model, adapter folder and adapter content (fingerprint),
+    learning rate and training record. This makes registering safe to repeat: a client whose POST
+    was cut off (a restart, a dropped connection) sends it again and gets the candidate the first one
+    created, never a duplicate. Two racing repeats cannot both insert: on PostgreSQL a
+    transaction-scoped advisory lock on the registration's identity serialises them across processes;
+    on SQLite (served by one process) a process-wide lock does.
+    """
+    folder = resolve_adapter(registration.adapter_uri, settings)
+    fingerprint = model_fingerprint(str(folder))
+    identity = [registration.name, registration.base_model, str(folder), fingerprint]
+    bind = sessions.kw.get("bind")
+    postgres = bind is not None and bind.dialect.name == "postgresql"
+    with nullcontext() if postgres else _REGISTERING, session_scope(sessions) as session:
+        if postgres:
+            key = int.from_bytes(hashlib.sha256(json.dumps(identity).encode()).digest()[:8], signed=True)
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        same = session.scalars(
+            select(Candidate).where(
+                Candidate.sweep_id.is_(None),
+                Candidate.name == registration.name,
+                Candidate.base_model == registration.base_model,
+                Candidate.adapter_uri == str(folder),
+                Candidate.adapter_hash == fingerprint,
+            )
         )
-        session.add(candidate)
-        session.flush()
-        return candidate.id
+        for candidate in same:
+            if candidate.learning_rate == registration.learning_rate and candidate.training == dict(
+                registration.training
+            ):
+                return candidate.id, False
+        return _insert(session, registration, folder, fingerprint), True
 
 
 def _diagnose(curve: Any) -> str | None:

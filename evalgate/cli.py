@@ -36,7 +36,13 @@ from evalgate import cli_ci, cli_evaluate, cli_gate, cli_score, cli_service, cli
 from evalgate.ci_config import CiConfig
 from evalgate.cli_datasets import app as datasets_app
 from evalgate.cli_datasets import counts_table
-from evalgate.db.migrate import SchemaNotReadyError, ensure_schema, upgrade
+from evalgate.db.migrate import (
+    SchemaNotReadyError,
+    current_revision,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
 from evalgate.gate import GateRefusal
 from evalgate.gate_policy import PolicyError
 from evalgate.model_refs import ModelError
@@ -94,6 +100,18 @@ def db_upgrade(revision: str = "head") -> None:
     console.print(f"database at {revision}")
 
 
+@db_app.command("current")
+def db_current() -> None:
+    """Print the configured database's migration revision and the newest one; exit 1 when behind."""
+    settings = get_settings()
+    url = settings.resolved_database_url
+    current, head = current_revision(url), head_revision(url)
+    console.print(f"database {settings.display_database_url}\nrevision {current}\nhead     {head}")
+    if current != head:
+        errors.print("the database is not at head: run evalgate db upgrade")
+        raise typer.Exit(1)
+
+
 @typer_app.command()
 def demo(
     config_path: Annotated[
@@ -104,7 +122,7 @@ def demo(
     """The main job on the embedded default: import the bundled suite, sweep 4 learning rates, evaluate
     the base model and each candidate, gate them, recommend one, and write the report."""
     settings = ready_settings()
-    console.print(f"evalgate home: {settings.home}\ndatabase: {settings.resolved_database_url}")
+    console.print(f"evalgate home: {settings.home}\ndatabase: {settings.display_database_url}")
     files = sorted(str(path) for path in BUNDLED_SUITE_DIR.glob("*.jsonl"))
     result = DatasetStore.from_settings(settings).add(
         BUNDLED_SUITE_NAME,

@@ -94,6 +94,22 @@ def export(
     console.print(f"exported {ref} to {path}")
 
 
+@app.command("verify")
+def verify(
+    name: Annotated[
+        str | None, typer.Argument(help="One dataset's versions (default: every dataset).")
+    ] = None,
+) -> None:
+    """Re-hash every stored file against its recorded sha256 (after a restore, or on a schedule);
+    exit 1 naming each missing or changed file."""
+    problems = open_store().verify(name)
+    for problem in problems:
+        console.print(problem, markup=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print("every dataset file matches its recorded sha256")
+
+
 def counts_table(info: VersionInfo) -> Table:
     """Rows per cohort (rows of the table) and split (columns)."""
     splits = sorted({split for counts in info.counts.values() for split in counts})

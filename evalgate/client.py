@@ -12,7 +12,11 @@
         gate.promote(candidate["id"])
 
 Requests that get 429 or 503, or cannot connect, are retried with exponential back-off, honouring
-``Retry-After``. A GET is also retried after a read timeout; a POST is not, as it may have landed.
+``Retry-After``. A request that may have reached the server (read timeout, dropped connection) is
+retried only when repeating it is harmless: a GET, and the two POSTs that are idempotent by design,
+``decide`` (the same candidate run, baseline and policy return the stored decision) and
+``register_candidate`` (the same registration returns the candidate it created). Other POSTs (a sweep,
+an evaluation, an upload, a promotion) are not repeated blindly, as the first one may have landed.
 Any other error status raises ``ApiError`` carrying the status and the server's detail.
 """
 
@@ -26,6 +30,11 @@ from typing import Any
 import httpx
 
 RETRY_STATUSES = (429, 503)
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+"""The request never reached the server: always safe to repeat."""
+MAYBE_SENT = (httpx.ReadError, httpx.WriteError, httpx.ReadTimeout, httpx.WriteTimeout,
+              httpx.RemoteProtocolError)  # fmt: skip
+"""The connection failed after (part of) the request went out: the server may have acted on it."""
 FINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
 
 
@@ -105,7 +114,7 @@ class Client:
         """Register an externally trained adapter (a folder inside the server's artifact roots)."""
         body = {"name": name, "base_model": base_model, "adapter_uri": adapter_uri,
                 "learning_rate": learning_rate, "training": dict(training or {})}  # fmt: skip
-        return self._request("POST", "/candidates", json=body)
+        return self._request("POST", "/candidates", json=body, idempotent=True)
 
     def submit_sweep(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Queue a sweep; returns its job."""
@@ -151,7 +160,7 @@ class Client:
     ) -> dict[str, Any]:
         """The gate's decision for the candidate's latest evaluation, with its evidence."""
         body = {"candidate_id": candidate_id, "policy": dict(policy), "baseline": baseline}
-        return self._request("POST", "/gate/decide", json=body)
+        return self._request("POST", "/gate/decide", json=body, idempotent=True)
 
     def decision(self, decision_id: int) -> dict[str, Any]:
         return self._request("GET", f"/gate/decisions/{decision_id}")
@@ -183,13 +192,14 @@ class Client:
 
     # --------------------------------------------------------------------------------------- transport
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> Any:
+        """Send, retrying as the module docstring says; ``idempotent`` marks a POST safe to repeat."""
+        repeatable = idempotent or method == "GET"
         for attempt in range(self.retries + 1):
             try:
                 response = self.http.request(method, path, **kwargs)
-            except (httpx.ConnectError, httpx.ReadTimeout, httpx.RemoteProtocolError) as error:
-                sent = not isinstance(error, httpx.ConnectError)
-                if attempt == self.retries or (sent and method != "GET"):
+            except (*NOT_SENT, *MAYBE_SENT) as error:
+                if attempt == self.retries or (isinstance(error, MAYBE_SENT) and not repeatable):
                     raise  # a POST that may have reached the server is not repeated blindly
                 self.sleep(self.backoff * 2**attempt)
                 continue

@@ -20,19 +20,19 @@ from typing import Any
 
 from rich.progress import Progress
 
-from evalgate.aggregate import DEFAULT_RESAMPLES, delta_table, summarise
+from evalgate.aggregate import DEFAULT_RESAMPLES, ScoreRecord, delta_table, summarise
 from evalgate.evaluation_records import (
     CandidateInfo,
+    RunKey,
     StoredScore,
     cached_generations,
     candidate_info,
     dataset_version_id,
-    finish_run,
     finished_base_run,
-    open_run,
+    resumed_run,
     run_records,
     store_generations,
-    store_scores,
+    store_run,
     sweep_candidates,
 )
 from evalgate.forgetting import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION, ood_kl, reference_logprobs
@@ -101,6 +101,8 @@ class _Context:
     options: EvaluationOptions
     factory: EvaluatorFactory
     progress: Progress | None
+    resume_key: str | None = None
+    """Names this evaluation across attempts (a job's id): a retry takes up the runs stored before."""
 
     def decoding(self) -> DecodingSettings:
         return DecodingSettings(
@@ -135,11 +137,15 @@ def evaluate_candidate(
     settings: Settings,
     options: EvaluationOptions | None = None,
     progress: Progress | None = None,
+    resume_key: str | None = None,
 ) -> list[RunResult]:
-    """Evaluate the base model then the candidate on ``dataset``; returns [base run, candidate run]."""
+    """Evaluate the base model then the candidate on ``dataset``; returns [base run, candidate run].
+
+    With ``resume_key`` (the same on every attempt, e.g. a job's id), runs an earlier attempt stored
+    are taken up instead of stored again."""
     store = DatasetStore.from_settings(settings)
     candidate = candidate_info(store.sessions, candidate_id)
-    context = _context(candidate.base_model, dataset, settings, options, progress)
+    context = _context(candidate.base_model, dataset, settings, options, progress, resume_key)
     return _evaluate_all(context, [candidate])
 
 
@@ -148,12 +154,14 @@ def evaluate_sweep(
     settings: Settings,
     options: EvaluationOptions | None = None,
     progress: Progress | None = None,
+    resume_key: str | None = None,
 ) -> list[RunResult]:
-    """Evaluate the base model and every trained candidate of a sweep on the sweep's dataset version."""
+    """Evaluate the base model and every trained candidate of a sweep on the sweep's dataset version
+    (``resume_key`` as in ``evaluate_candidate``)."""
     store = DatasetStore.from_settings(settings)
     label, base_model, ids = sweep_candidates(store.sessions, sweep_id)
     candidates = [candidate_info(store.sessions, candidate_id) for candidate_id in ids]
-    context = _context(base_model, label, settings, options, progress)
+    context = _context(base_model, label, settings, options, progress, resume_key)
     return _evaluate_all(context, candidates)
 
 
@@ -163,6 +171,7 @@ def _context(
     settings: Settings,
     options: EvaluationOptions | None,
     progress: Progress | None,
+    resume_key: str | None = None,
 ) -> _Context:
     options = options or EvaluationOptions()
     store = DatasetStore.from_settings(settings)
@@ -179,6 +188,7 @@ def _context(
         options=options,
         factory=options.factory or default_factory(settings),
         progress=progress,
+        resume_key=resume_key,
     )
 
 
@@ -186,14 +196,30 @@ def _evaluate_all(context: _Context, candidates: Sequence[CandidateInfo]) -> lis
     """The base run, then one run per candidate (answers of all models generated up front)."""
     targets: list[CandidateInfo | None] = [None, *candidates]
     answers, generated = _answers(context, targets)
-    base = _stored_base_run(context, generated[None]) or _run(
-        context, None, answers[None], generated[None], answers[None], base_run_id=None
+    base = (
+        _resumed(context, None)
+        or _stored_base_run(context, generated[None])
+        or _run(context, None, answers[None], generated[None], answers[None], base_run_id=None)
     )
     results = [base]
     for candidate in candidates:
         key = candidate.id
-        results.append(_run(context, candidate, answers[key], generated[key], answers[None], base.run_id))
+        results.append(
+            _resumed(context, candidate)
+            or _run(context, candidate, answers[key], generated[key], answers[None], base.run_id)
+        )
     return results
+
+
+def _resumed(context: _Context, target: CandidateInfo | None) -> RunResult | None:
+    """The run an earlier attempt of this evaluation (same ``resume_key``) stored for ``target``."""
+    if context.resume_key is None:
+        return None
+    found = resumed_run(context.store.sessions, _run_key(context, target), context.resume_key)
+    if found is None:
+        return None
+    run_id, summary = found
+    return RunResult(run_id, _id(target), _label(target), int(summary.get("generated_rows", 0)), summary)
 
 
 def _stored_base_run(context: _Context, generated: int) -> RunResult | None:
@@ -256,41 +282,41 @@ def _run(
     base_answers: dict[str, Answer],
     base_run_id: int | None,
 ) -> RunResult:
-    """One evaluation run: score, store, aggregate; marked failed (and re-raised) on any error."""
-    decoding = context.decoding()
+    """One evaluation run: score, then store the run whole (``store_run``); on any error a failed run
+    is stored with the reason and the error re-raised."""
     sessions = context.store.sessions
-    run_id = open_run(
-        sessions,
-        candidate_id=_id(candidate),
-        version_id=context.version_id,
-        fingerprint=context.pool.fingerprint(candidate),
-        decoding=decoding.to_dict(),
-    )
-    label = "base" if candidate is None else candidate.name
+    key, label = _run_key(context, candidate), _label(candidate)
     try:
         names = _names(context, candidate)
         advance = _task(context.progress, f"score {label}", len(names))
         scores, evaluators = _score(context, candidate, answers, base_answers, names, advance)
-        store_scores(sessions, run_id, scores)
-        summary = _summary(context, run_id, base_run_id, evaluators, generated)
-        summary["generation_key"] = _key(context, candidate, decoding)
     except BaseException as error:
-        finish_run(sessions, run_id, "failed", {"error": f"{type(error).__name__}: {error}"})
+        failure = {"error": f"{type(error).__name__}: {error}"}
+        store_run(sessions, key, "failed", [], lambda *_: failure)
         raise
-    finish_run(sessions, run_id, "finished", summary)
+    base_records = run_records(sessions, base_run_id) if base_run_id is not None else None
+
+    def summarize(run_id: int, records: list[ScoreRecord]) -> dict[str, Any]:
+        summary = _summary(context, records, base_run_id, base_records, evaluators, generated)
+        summary["generation_key"] = _key(context, candidate, context.decoding())
+        if context.resume_key is not None:
+            summary["resume_key"] = context.resume_key
+        return summary
+
+    run_id, summary = store_run(sessions, key, "finished", scores, summarize)
     return RunResult(run_id, _id(candidate), label, generated, summary)
 
 
 def _summary(
     context: _Context,
-    run_id: int,
+    records: list[ScoreRecord],
     base_run_id: int | None,
+    base_records: list[ScoreRecord] | None,
     evaluators: dict[str, dict[str, Any]],
     generated: int,
 ) -> dict[str, Any]:
-    """Aggregates of the run (and paired deltas vs the base run), JSON-ready."""
+    """Aggregates of the run's ``records`` (and paired deltas vs the base run's), JSON-ready."""
     seed, resamples = context.options.seed, context.options.resamples
-    records = run_records(context.store.sessions, run_id)
     summary: dict[str, Any] = {
         "dataset": context.version.label,
         "dataset_hash": context.version.content_hash,
@@ -302,8 +328,7 @@ def _summary(
         "evaluators": evaluators,
         "aggregates": summarise(records, seed=seed, resamples=resamples),
     }
-    if base_run_id is not None:
-        base_records = run_records(context.store.sessions, base_run_id)
+    if base_run_id is not None and base_records is not None:
         deltas = delta_table(records, base_records, seed=seed, resamples=resamples, zero_baseline=[OOD_KL])
         summary["baseline_run_id"] = base_run_id
         summary["deltas"] = deltas
@@ -311,6 +336,16 @@ def _summary(
             name: by_cohort["ood"] for name, by_cohort in deltas.items() if "ood" in by_cohort
         }
     return summary
+
+
+def _run_key(context: _Context, target: CandidateInfo | None) -> RunKey:
+    return RunKey(
+        _id(target), context.version_id, context.pool.fingerprint(target), context.decoding().to_dict()
+    )
+
+
+def _label(target: CandidateInfo | None) -> str:
+    return "base" if target is None else target.name
 
 
 def _names(context: _Context, candidate: CandidateInfo | None) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,16 @@ class CandidateInfo:
     adapter_uri: str
     adapter_hash: str
     learning_rate: float | None
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """Which model's answers on which dataset version, decoded how, an evaluation run scores."""
+
+    candidate_id: int | None
+    version_id: int
+    fingerprint: str
+    decoding: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -98,29 +108,6 @@ def dataset_version_id(sessions: sessionmaker[Session], name: str, number: int) 
         return found
 
 
-def open_run(
-    sessions: sessionmaker[Session],
-    *,
-    candidate_id: int | None,
-    version_id: int,
-    fingerprint: str,
-    decoding: dict[str, Any],
-) -> int:
-    """A new evaluation run in status ``running``; returns its id."""
-    with session_scope(sessions) as session:
-        run = EvaluationRun(
-            candidate_id=candidate_id,
-            dataset_version_id=version_id,
-            model_fingerprint=fingerprint,
-            decoding=decoding,
-            status="running",
-            summary={},
-        )
-        session.add(run)
-        session.flush()
-        return run.id
-
-
 def finished_base_run(
     sessions: sessionmaker[Session],
     *,
@@ -150,12 +137,35 @@ def finished_base_run(
     return None
 
 
-def store_scores(sessions: sessionmaker[Session], run_id: int, scores: Iterable[StoredScore]) -> None:
-    """Write per-row scores of one run."""
+def store_run(
+    sessions: sessionmaker[Session],
+    run: RunKey,
+    status: str,
+    scores: Iterable[StoredScore],
+    summarize: Callable[[int, list[ScoreRecord]], dict[str, Any]],
+) -> tuple[int, dict[str, Any]]:
+    """Write a whole evaluation run in one transaction: the run, its per-row scores and the summary
+    ``summarize(run_id, records)`` makes of them; returns its id and summary.
+
+    A run is never visible half-written: a worker killed while storing it leaves nothing, and one
+    killed between runs leaves only complete, finished runs (which a retry takes up, see
+    ``resumed_run``), never a ``running`` run nobody will finish.
+    """
     with session_scope(sessions) as session:
+        row = EvaluationRun(
+            candidate_id=run.candidate_id,
+            dataset_version_id=run.version_id,
+            model_fingerprint=run.fingerprint,
+            decoding=run.decoding,
+            status=status,
+            summary={},
+            finished_at=utcnow(),
+        )
+        session.add(row)
+        session.flush()
         session.add_all(
             RowScore(
-                evaluation_run_id=run_id,
+                evaluation_run_id=row.id,
                 row_id=s.row_id,
                 cohort=s.cohort,
                 evaluator=s.evaluator,
@@ -166,29 +176,49 @@ def store_scores(sessions: sessionmaker[Session], run_id: int, scores: Iterable[
             )
             for s in scores
         )
+        session.flush()
+        summary = summarize(row.id, _records(session, row.id))
+        row.summary = summary
+        return row.id, summary
 
 
-def finish_run(
-    sessions: sessionmaker[Session], run_id: int, status: str, summary: dict[str, Any] | None = None
-) -> None:
-    """Mark a run finished or failed, with its summary."""
+def resumed_run(
+    sessions: sessionmaker[Session], run: RunKey, resume_key: str
+) -> tuple[int, dict[str, Any]] | None:
+    """The finished run of this model, dataset version and decoding that an earlier attempt of the
+    same evaluation (``resume_key``, e.g. its job) already stored: ``(id, summary)``, or None."""
     with session_scope(sessions) as session:
-        run = session.get_one(EvaluationRun, run_id)
-        run.status = status
-        if summary is not None:
-            run.summary = summary
-        run.finished_at = utcnow()
+        found = session.scalars(
+            select(EvaluationRun)
+            .where(
+                EvaluationRun.candidate_id.is_(None)
+                if run.candidate_id is None
+                else EvaluationRun.candidate_id == run.candidate_id,
+                EvaluationRun.dataset_version_id == run.version_id,
+                EvaluationRun.model_fingerprint == run.fingerprint,
+                EvaluationRun.status == "finished",
+            )
+            .order_by(EvaluationRun.id)
+        )
+        for stored in found:
+            if stored.decoding == run.decoding and stored.summary.get("resume_key") == resume_key:
+                return stored.id, dict(stored.summary)
+    return None
 
 
 def run_records(sessions: sessionmaker[Session], run_id: int) -> list[ScoreRecord]:
     """The per-row scores of a run, for aggregation and pairing."""
     with session_scope(sessions) as session:
-        found = session.execute(
-            select(RowScore.evaluator, RowScore.cohort, RowScore.row_id, RowScore.score, RowScore.passed)
-            .where(RowScore.evaluation_run_id == run_id)
-            .order_by(RowScore.evaluator, RowScore.row_id)
-        ).all()
-        return [ScoreRecord(*values) for values in found]
+        return _records(session, run_id)
+
+
+def _records(session: Session, run_id: int) -> list[ScoreRecord]:
+    found = session.execute(
+        select(RowScore.evaluator, RowScore.cohort, RowScore.row_id, RowScore.score, RowScore.passed)
+        .where(RowScore.evaluation_run_id == run_id)
+        .order_by(RowScore.evaluator, RowScore.row_id)
+    ).all()
+    return [ScoreRecord(*values) for values in found]
 
 
 def run_summary(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:

@@ -20,7 +20,6 @@ the same rates resumes from it. Ctrl-C or ``should_stop()`` saves a checkpoint a
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -35,6 +34,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import PreTrainedModel
 
 from evalgate.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
+from evalgate.disk_writes import write_file, write_folder
 from evalgate.fused_lora import FusedAdapters, decoder_layers, export_adapter, fused_adapters
 from evalgate.sweep_config import SchedulerSettings, SweepConfig
 from evalgate.train import (
@@ -186,10 +186,7 @@ class _Loop:
             "scheduler": self.scheduler.state_dict(),
             "curves": [asdict(curve) for curve in self.curves],
         }
-        partial = self.run.checkpoint.with_suffix(".partial")
-        self.run.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(state, partial)
-        os.replace(partial, self.run.checkpoint)
+        write_file(self.run.checkpoint, "the training checkpoint", lambda path: torch.save(state, path))
 
     def restore(self) -> bool:
         """Load the checkpoint when it is for the same rates; False when there is none to use."""
@@ -309,9 +306,22 @@ def train_fused(
     outcomes = []
     for k, rate in enumerate(run.rates):
         folder = output_root / f"lr-{rate:g}" / ADAPTER_DIR
-        base = export_adapter(base, run.config, states[k], folder)
+        base = _export(base, run.config, states[k], folder, rate)
         outcomes.append(_outcome(loop.curves[k], folder, wall, loop.tokens))
     return base, outcomes
+
+
+def _export(
+    base: PreTrainedModel, config: SweepConfig, state: dict[str, torch.Tensor], folder: Path, rate: float
+) -> PreTrainedModel:
+    """``export_adapter`` all or nothing (``evalgate.disk_writes``); returns the bare base model."""
+    restored: list[PreTrainedModel] = []
+    write_folder(
+        folder,
+        f"the adapter of lr={rate:g}",
+        lambda path: restored.append(export_adapter(base, config, state, Path(path))),
+    )
+    return restored[0]
 
 
 def _outcome(curve: AdapterCurve, folder: Path, wall: float, tokens: float) -> TrainingOutcome:

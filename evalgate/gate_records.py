@@ -135,16 +135,29 @@ def store_decision(
 ) -> int:
     """Append a decision with its evidence; returns its id."""
     with session_scope(sessions) as session:
-        row = GateDecision(
-            candidate_id=candidate_id,
-            baseline_run_id=baseline_run_id,
-            candidate_run_id=run_id,
-            policy=policy.to_dict(),
-            policy_hash=policy.sha256,
-            verdict=decision.verdict,
-            evidence=decision.evidence,
-            decided_by=decided_by,
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+        return add_decision(session, candidate_id, run_id, baseline_run_id, policy, decision, decided_by)
+
+
+def add_decision(
+    session: Session,
+    candidate_id: int,
+    run_id: int,
+    baseline_run_id: int,
+    policy: GatePolicy,
+    decision: Decision,
+    decided_by: str = "",
+) -> int:
+    """Add the decision row to ``session`` (flushed, not committed); returns its id."""
+    row = GateDecision(
+        candidate_id=candidate_id,
+        baseline_run_id=baseline_run_id,
+        candidate_run_id=run_id,
+        policy=policy.to_dict(),
+        policy_hash=policy.sha256,
+        verdict=decision.verdict,
+        evidence=decision.evidence,
+        decided_by=decided_by,
+    )
+    session.add(row)
+    session.flush()
+    return row.id

@@ -18,11 +18,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from evalgate.db.locks import serialised
 from evalgate.db.models import Candidate, EvaluationRun, GateDecision, Promotion
 from evalgate.db.session import session_scope
 from evalgate.gate import GateRefusal
 from evalgate.gate_policy import GatePolicy
-from evalgate.gate_records import decide_runs, store_decision
+from evalgate.gate_records import add_decision, decide_runs
 
 BASELINE_CHOICES = ("auto", "base", "promoted")
 
@@ -68,7 +69,11 @@ def decide_candidate(
     baseline: str | int = "auto",
     decided_by: str = "",
 ) -> StoredDecision:
-    """Decide the candidate's latest finished run against ``baseline`` (a choice or a run id); store it."""
+    """Decide the candidate's latest finished run against ``baseline`` (a choice or a run id); store it.
+
+    Idempotent: the same runs and policy return the stored decision. Two identical requests racing
+    each other store one decision: the insert re-checks under a lock on (runs, policy hash).
+    """
     with session_scope(sessions) as session:  # one session for the lookups: the stored path is hot
         run_id, base_model = _latest_run(session, candidate_id)
         baseline_run_id = _baseline_run(session, run_id, base_model, candidate_id, baseline)
@@ -76,9 +81,13 @@ def decide_candidate(
     if existing is not None:
         return existing
     decision = decide_runs(sessions, run_id, baseline_run_id, policy)
-    decision_id = store_decision(
-        sessions, candidate_id, run_id, baseline_run_id, policy, decision, decided_by=decided_by
-    )
+    with serialised(sessions, "decision", run_id, baseline_run_id, policy.sha256) as session:
+        existing = _find_decision(session, run_id, baseline_run_id, policy.sha256)
+        if existing is not None:
+            return existing
+        decision_id = add_decision(
+            session, candidate_id, run_id, baseline_run_id, policy, decision, decided_by=decided_by
+        )
     return get_decision(sessions, decision_id)
 
 

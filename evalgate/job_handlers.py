@@ -78,13 +78,14 @@ def run_evaluation_job(settings: Settings, context: JobContext, payload: dict[st
 
     options = EvaluationOptions(**payload.get("options", {}))
     progress = JobProgress(context, check=True)
+    resume = f"job {context.job.id}"  # a retried attempt takes up the runs an earlier one stored
     if payload.get("sweep_id") is not None:
         context.log(f"evaluating sweep {payload['sweep_id']}")
-        runs = evaluate_sweep(int(payload["sweep_id"]), settings, options, progress)
+        runs = evaluate_sweep(int(payload["sweep_id"]), settings, options, progress, resume)
     else:
         context.log(f"evaluating candidate {payload['candidate_id']} on {payload['dataset']}")
         runs = evaluate_candidate(
-            int(payload["candidate_id"]), payload["dataset"], settings, options, progress
+            int(payload["candidate_id"]), payload["dataset"], settings, options, progress, resume
         )
     for run in runs:
         context.log(f"run {run.run_id} ({run.label}): {run.generated_rows} answers generated")

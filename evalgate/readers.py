@@ -22,6 +22,8 @@ from evalgate.rows import DatasetInputError, missing_columns
 
 Record = tuple[str, Any]
 FORMATS = ("jsonl", "csv", "parquet", "hf")
+UNCONVERTIBLE = (ValueError, OverflowError, pa.ArrowException)
+"""What turning a Parquet value into Python may raise: a timestamp or date past year 9999, say."""
 
 
 def detect_format(path: str) -> str:
@@ -88,11 +90,18 @@ def _read_jsonl(path: str, text: str) -> Iterator[Record]:
         if not line.strip():
             continue
         try:
-            yield f"line {number}", json.loads(line)
+            record = json.loads(line)
         except json.JSONDecodeError as error:
             raise DatasetInputError(
                 path, f"malformed JSON: {error.msg} (column {error.colno})", where=f"line {number}"
             ) from None
+        except RecursionError:
+            raise DatasetInputError(
+                path, "malformed JSON: nested too deeply", where=f"line {number}"
+            ) from None
+        except ValueError as error:  # an integer of over 4300 digits
+            raise DatasetInputError(path, f"malformed JSON: {error}", where=f"line {number}") from None
+        yield f"line {number}", record
 
 
 def _read_csv(path: str, text: str) -> Iterator[Record]:
@@ -117,12 +126,33 @@ def _read_csv(path: str, text: str) -> Iterator[Record]:
 
 def _read_parquet(path: str, data: bytes) -> Iterator[Record]:
     try:
-        table = pq.read_table(pa.BufferReader(data))
-    except (pa.ArrowException, OSError) as error:
+        table = pq.ParquetFile(pa.BufferReader(data)).read()
+        names = table.column_names
+    except (pa.ArrowException, OSError, ValueError) as error:  # ValueError: a name that is not UTF-8
         raise DatasetInputError(path, f"unreadable Parquet file: {error}") from None
-    _check_columns(path, table.column_names, where="schema")
-    for number, record in enumerate(table.to_pylist(), start=1):
-        yield f"row {number}", record
+    _check_columns(path, names, where="schema")
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise DatasetInputError(path, f"duplicate column(s): {', '.join(duplicated)}", where="schema")
+    columns = [_column_values(path, name, table.column(name)) for name in names]
+    for number, values in enumerate(zip(*columns, strict=True), start=1):
+        yield f"row {number}", dict(zip(names, values, strict=True))
+
+
+def _column_values(path: str, name: str, column: pa.ChunkedArray) -> list[Any]:
+    """The column as Python values; a value Python cannot hold is an error naming its row and field."""
+    try:
+        return column.to_pylist()
+    except UNCONVERTIBLE:
+        pass
+    for number, scalar in enumerate(column, start=1):
+        try:
+            scalar.as_py()
+        except UNCONVERTIBLE as error:
+            raise DatasetInputError(
+                path, f"value cannot be read: {error}", where=f"row {number}", field=name
+            ) from None
+    raise DatasetInputError(path, "values cannot be read", where="schema", field=name)
 
 
 def _read_hf_folder(path: str) -> Iterator[Record]:

@@ -18,14 +18,15 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import datasets
 from jsonschema import SchemaError
 from jsonschema.validators import validator_for
 
 FIELDS = ("id", "question", "context", "reference", "cohort", "split", "json_schema", "metadata")
-SPLITS = ("train", "validation", "eval", "test")
+Split = Literal["train", "validation", "eval", "test"]
+SPLITS: tuple[str, ...] = get_args(Split)
 KNOWN_COHORTS = ("target", "ood", "safety")
 COHORT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 ALIASES = {
@@ -46,7 +47,7 @@ class DatasetInputError(ValueError):
 
     def __init__(self, source: str, message: str, *, where: str | None = None, field: str | None = None):
         self.source, self.where, self.field, self.message = source, where, field, message
-        parts = [source] + ([where] if where else []) + ([f"field '{field}'"] if field else [])
+        parts = [source] + ([where] if where else []) + ([f"field {field!r}"] if field else [])
         super().__init__(": ".join([*parts, message]))
 
 
@@ -94,7 +95,17 @@ def normalise_row(raw: Any, defaults: RowDefaults, source: str, where: str) -> d
     for field in ("id", "question", "context", "reference"):
         if len(row[field] or "") > defaults.max_field_chars:
             raise fail(field, f"longer than the limit of {defaults.max_field_chars} characters")
+    for field, text in row.items():
+        _check_unicode(text or "", field, fail)
     return row
+
+
+def _check_unicode(text: str, field: str, fail: Fail) -> None:
+    """Refuse text that UTF-8 cannot encode: a lone surrogate, which JSON's ``\\ud800`` escapes can carry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise fail(field, f"not valid Unicode: lone surrogate U+{ord(text[error.start]):04X}") from None
 
 
 def _metadata_json(metadata: dict[str, Any], fail: Fail) -> str:
@@ -106,6 +117,9 @@ def _metadata_json(metadata: dict[str, Any], fail: Fail) -> str:
             raise fail(
                 str(key), f"value of type {type(value).__name__} cannot be stored as JSON metadata"
             ) from None
+        except RecursionError:
+            raise fail(str(key), "nested too deeply to be stored as JSON metadata") from None
+        _check_unicode(json.dumps({key: value}, ensure_ascii=False), str(key), fail)
     return json.dumps(metadata, sort_keys=True, ensure_ascii=False)
 
 
@@ -167,6 +181,10 @@ def _json_object(value: Any, field: str, fail: Fail) -> dict[str, Any]:
             value = json.loads(value)
         except json.JSONDecodeError as error:
             raise fail(field, f"not valid JSON: {error.msg} at char {error.pos}") from None
+        except RecursionError:
+            raise fail(field, "not valid JSON: nested too deeply") from None
+        except ValueError as error:  # an integer of over 4300 digits
+            raise fail(field, f"not valid JSON: {error}") from None
     if not isinstance(value, dict):
         raise fail(field, f"expected a JSON object, got {type(value).__name__}")
     return value
@@ -180,4 +198,6 @@ def _json_schema(value: Any, fail: Fail) -> str | None:
         validator_for(schema).check_schema(schema)
     except SchemaError as error:
         raise fail("json_schema", f"not a valid JSON Schema: {error.message}") from None
+    except RecursionError:
+        raise fail("json_schema", "not a valid JSON Schema: nested too deeply to check") from None
     return json.dumps(schema, sort_keys=True, ensure_ascii=False)

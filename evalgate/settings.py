@@ -12,9 +12,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 MIB = 1024 * 1024
 
@@ -52,6 +55,27 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=60.0, gt=0)
     """A running job whose worker has not heartbeated for this long is requeued (or failed)."""
 
+    rate_limit_per_second: float = Field(default=100.0, ge=0)
+    """Requests per second one API token may make, sustained (token bucket); 0 turns the limit off."""
+
+    rate_limit_burst: int = Field(default=500, gt=0)
+    """Requests one API token may make at once before ``rate_limit_per_second`` applies."""
+
+    auth_failures_per_minute: float = Field(default=60.0, ge=0)
+    """Requests with an unknown or revoked token (or a failed login) one client address may make per
+    minute, in bursts of as many; 0 turns the limit off."""
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Browser origins allowed to call the API cross-site (``https://ci.example.com``); comma-separated
+    in the environment. Empty (the default): no CORS headers at all, so browsers refuse cross-site calls."""
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
     @field_validator("home", mode="after")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
@@ -61,6 +85,15 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         """The database URL in force: the explicit one, else SQLite under ``home``."""
         return self.database_url or f"sqlite:///{self.home / 'evalgate.db'}"
+
+    @property
+    def display_database_url(self) -> str:
+        """The database URL in force with any password masked: the form to print or log."""
+        url = self.resolved_database_url
+        try:
+            return make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:  # not a URL SQLAlchemy can parse: show only its scheme
+            return url.split(":", 1)[0] + "://***"
 
     @property
     def resolved_artifact_root(self) -> str:

@@ -29,6 +29,7 @@ from evalgate.readers import read_records
 from evalgate.rows import DatasetInputError, RowDefaults, normalise_row
 from evalgate.settings import Settings, get_settings
 from evalgate.store_files import (
+    DatasetIntegrityError,
     Row,
     content_hash,
     read_verified_split,
@@ -251,6 +252,18 @@ class DatasetStore:
     def rows(self, ref: VersionRef | str) -> dict[str, Row]:
         """All rows of a version keyed by id (hash-verified)."""
         return {row["id"]: row for split in self.load(ref).values() for row in split}
+
+    def verify(self, name: str | None = None) -> list[str]:
+        """Re-read and re-hash every stored file (of every version of ``name``, or of all datasets);
+        one line per file that is missing or changed, empty when all are intact. Run after a restore."""
+        problems = []
+        for info in self.versions(name):
+            for split, entry in sorted(info.files.items()):
+                try:
+                    read_verified_split(info.storage_uri, entry)
+                except DatasetIntegrityError as error:
+                    problems.append(f"{info.label} {split}: {error}")
+        return problems
 
     def _find_by_hash(self, name: str, digest: str) -> VersionInfo | None:
         with session_scope(self.sessions) as session:

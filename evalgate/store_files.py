@@ -83,7 +83,7 @@ def read_verified_split(folder: str, entry: dict[str, Any]) -> pa.Table:
     url = f"{folder}/{entry['path']}"
     fs, path = fsspec.core.url_to_fs(url)
     if not fs.exists(path):
-        raise DatasetIntegrityError(f"dataset file missing: {url}")
+        raise DatasetIntegrityError(f"dataset file missing: {url} (recorded sha256 {entry['sha256']})")
     with fs.open(path, "rb") as handle:
         data: bytes = handle.read()
     actual = hashlib.sha256(data).hexdigest()

@@ -14,6 +14,7 @@ rate that runs out of memory is marked ``failed`` with the reason; either way th
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from evalgate.sweep_records import (
     relabel_within_sweep,
 )
 from evalgate.train import (
+    ADAPTER_DIR,
     AnswerOnlyCollator,
     TrainingInputError,
     TrainingInterrupted,
@@ -220,13 +222,11 @@ def _train_fused(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) 
         for candidate_id in pending.values():
             finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
         raise
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
         if _is_out_of_memory(error):
             raise _FusedOutOfMemory(str(error)) from error
-        for candidate_id in pending.values():
-            finish_candidate(
-                sessions, candidate_id, status="failed", error=f"{type(error).__name__}: {error}"
-            )
+        for rate, candidate_id in pending.items():
+            _fail_candidate(run, candidate_id, rate, error)
         raise
     for candidate_id, outcome in zip(pending.values(), outcomes, strict=True):
         _record_outcome(sessions, candidate_id, outcome)
@@ -271,16 +271,23 @@ def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTraine
     except TrainingInterrupted as interrupted:
         finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
         raise
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as error:
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
         if not _is_out_of_memory(error):
-            finish_candidate(
-                sessions, candidate_id, status="failed", error=f"{type(error).__name__}: {error}"
-            )
+            _fail_candidate(run, candidate_id, rate, error)
             raise
         finish_candidate(sessions, candidate_id, status="failed", error=f"out of memory: {error}")
         return _detach(model, run.setup.device)
     _record_outcome(sessions, candidate_id, outcome)
     return _detach(model, run.setup.device)
+
+
+def _fail_candidate(run: _SweepRun, candidate_id: int, rate: float, error: BaseException) -> None:
+    """Mark the candidate failed with the reason, and remove any adapter folder of its rate, so no
+    folder is left that the database does not account for (a retry writes it again)."""
+    shutil.rmtree(run.root / f"lr-{rate:g}" / ADAPTER_DIR, ignore_errors=True)
+    finish_candidate(
+        run.store.sessions, candidate_id, status="failed", error=f"{type(error).__name__}: {error}"
+    )
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

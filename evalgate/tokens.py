@@ -4,12 +4,15 @@
 
 Scopes are ordered ``read < write < admin``: a token grants its own scope and every lower one.
 Tokens are 32 random bytes (URL-safe), so a plain sha256 of the token is a safe stored form: there is
-nothing to brute-force that a slow hash would protect.
+nothing to brute-force that a slow hash would protect. The secret itself is never stored, logged or
+compared: a request's token is hashed, the row is found by its digest (an index match), and the stored
+digest is checked against the computed one with ``hmac.compare_digest`` (constant time).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +49,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def digests_match(stored: str, computed: str) -> bool:
+    """Whether two token digests are equal, compared in constant time (no early exit on a mismatch)."""
+    return hmac.compare_digest(stored.encode(), computed.encode())
+
+
 def grants(held: str, needed: str) -> bool:
     """True when scope ``held`` includes scope ``needed`` (read < write < admin)."""
     return SCOPES.index(held) >= SCOPES.index(needed)
@@ -68,10 +76,11 @@ def create_token(sessions: sessionmaker[Session], name: str, scope: str) -> str:
 
 def lookup(session: Session, token: str) -> TokenInfo | None:
     """The live (not revoked) token with this secret, or None."""
+    digest = hash_token(token)
     row = session.scalars(
-        select(ApiToken).where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+        select(ApiToken).where(ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None))
     ).first()
-    return _info(row) if row is not None else None
+    return _info(row) if row is not None and digests_match(row.token_hash, digest) else None
 
 
 def list_tokens(sessions: sessionmaker[Session]) -> list[TokenInfo]:

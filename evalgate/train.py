@@ -34,6 +34,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 
 from evalgate.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
+from evalgate.disk_writes import reported_writes, write_folder
 from evalgate.progress import ProgressCallback
 from evalgate.prompting import render_completion, render_prompt
 from evalgate.sweep_config import SweepConfig
@@ -345,13 +346,13 @@ def train_candidate(
     trainer.remove_callback(PrinterCallback)  # progress and curves are ours: no raw log dicts on stdout
     checkpoint = last_complete_checkpoint(output_dir / CHECKPOINT_DIR)
     started = time.perf_counter()
-    with ctrl_c_sets_flag(curve):
+    with ctrl_c_sets_flag(curve), reported_writes(output_dir / CHECKPOINT_DIR, "training checkpoints"):
         trainer.train(resume_from_checkpoint=checkpoint)
     wall = time.perf_counter() - started
     if curve.interrupted:
         raise TrainingInterrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved")
     adapter_dir = output_dir / ADAPTER_DIR
-    model.save_pretrained(str(adapter_dir))
+    write_folder(adapter_dir, f"the adapter of lr={rate:g}", model.save_pretrained)
     return _outcome(trainer, curve, adapter_dir, wall)
 
 

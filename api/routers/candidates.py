@@ -2,29 +2,42 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 from sqlalchemy import select
 
 from api.deps import READ, WRITE, AppState, get_state
-from api.schemas import CandidateIn, CandidateOut
-from evalgate.candidates import CandidateRegistration, register_candidate
+from api.schemas import STORABLE, CandidateIn, CandidateOut, PathId, QueryId
+from evalgate.candidates import CandidateRegistration, register_candidate_once
 from evalgate.db.models import Candidate
 from evalgate.db.session import session_scope
 
-router = APIRouter(prefix="/candidates", tags=["candidates"])
+router = APIRouter(prefix="/candidates", tags=["candidates"], dependencies=[STORABLE])
 
 
-@router.post("", response_model=CandidateOut, status_code=status.HTTP_201_CREATED, dependencies=[WRITE])
-def register(body: CandidateIn, state: AppState = Depends(get_state)) -> CandidateOut:
-    """Register an adapter folder inside an allowed root (422 when outside, missing or not an adapter)."""
-    candidate_id = register_candidate(
+@router.post(
+    "",
+    response_model=CandidateOut,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[WRITE],
+    responses={200: {"model": CandidateOut, "description": "An identical registration existed: that one"}},
+)
+def register(body: CandidateIn, response: Response, state: AppState = Depends(get_state)) -> CandidateOut:
+    """Register an adapter folder inside an allowed root (422 when outside, missing or not an adapter).
+
+    Safe to repeat: an identical registration (same name, base model, adapter folder and content,
+    learning rate and training record) answers 200 with the candidate already registered, so a client
+    may resend a POST whose answer it never got without creating a duplicate.
+    """
+    candidate_id, created = register_candidate_once(
         state.sessions, state.settings, CandidateRegistration(**body.model_dump())
     )
+    if not created:
+        response.status_code = status.HTTP_200_OK
     return get_candidate(candidate_id, state)
 
 
 @router.get("/{candidate_id}", response_model=CandidateOut, dependencies=[READ])
-def get_candidate(candidate_id: int, state: AppState = Depends(get_state)) -> CandidateOut:
+def get_candidate(candidate_id: PathId, state: AppState = Depends(get_state)) -> CandidateOut:
     """One candidate with its training record."""
     with session_scope(state.sessions) as session:
         candidate = session.get(Candidate, candidate_id)
@@ -35,7 +48,7 @@ def get_candidate(candidate_id: int, state: AppState = Depends(get_state)) -> Ca
 
 @router.get("", response_model=list[CandidateOut], dependencies=[READ])
 def list_candidates(
-    sweep_id: int | None = None, limit: int = 100, state: AppState = Depends(get_state)
+    sweep_id: QueryId = None, limit: int = 100, state: AppState = Depends(get_state)
 ) -> list[CandidateOut]:
     """Candidates, newest first (optionally of one sweep)."""
     query = select(Candidate).order_by(Candidate.id.desc()).limit(max(1, min(limit, 1000)))

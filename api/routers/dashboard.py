@@ -21,15 +21,16 @@ from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
-from api.deps import COOKIE, AppState, bearer, check_read, get_state, viewer
+from api.deps import COOKIE, AppState, bearer, check_read, client_address, get_state, viewer
 from api.routers.sweeps import get_sweep
+from api.schemas import STORABLE, PathId
 from evalgate.report import build_sweep_view
 from evalgate.report_history import dataset_history, dataset_rows, sweep_rows
 from evalgate.report_pages import history_page, index_page, login_page, message_page, rows_page, sweep_page
 from evalgate.report_rows import candidate_rows_view
 from evalgate.tokens import TokenInfo
 
-router = APIRouter(include_in_schema=False, tags=["dashboard"])
+router = APIRouter(include_in_schema=False, tags=["dashboard"], dependencies=[STORABLE])
 COOKIE_SECONDS = 12 * 3600
 MAX_LOGIN_BODY = 8192
 HEADERS = {
@@ -54,14 +55,14 @@ def home(state: AppState = Depends(get_state), token: TokenInfo = Depends(viewer
 
 @router.get("/sweeps/{sweep_id}", response_model=None)
 def sweep(
-    sweep_id: int,
+    sweep_id: PathId,
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
     state: AppState = Depends(get_state),
 ) -> Response | dict[str, Any]:
     """The sweep page for browsers; the JSON API's ``GET /sweeps/{id}`` for everyone else."""
     if "text/html" not in request.headers.get("accept", ""):
-        check_read(credentials, state)
+        check_read(credentials, state, client_address(request))
         return get_sweep(sweep_id, state)
     token = viewer(request, credentials, state)
     try:
@@ -73,7 +74,7 @@ def sweep(
 
 @router.get("/candidates/{candidate_id}/rows")
 def candidate_rows(
-    candidate_id: int,
+    candidate_id: PathId,
     evaluator: str | None = None,
     cohort: str | None = None,
     limit: int = 50,
@@ -117,7 +118,7 @@ async def login(request: Request, state: AppState = Depends(get_state)) -> Respo
     body = await request.body()
     fields = parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"))
     token, target = fields.get("token", [""])[0].strip(), safe_next(fields.get("next", ["/"])[0])
-    info = state.verify(token) if token else None
+    info = state.authenticate(token, client_address(request)) if token else None
     if info is None:
         return html(login_page(target, "Unknown or revoked token."), status.HTTP_401_UNAUTHORIZED)
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER, headers=HEADERS)

@@ -4,42 +4,55 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from sqlalchemy import select
 
 from api.deps import READ, WRITE, AppState, get_state
 from api.routers.jobs import job_out
-from api.schemas import EvaluationIn, EvaluationOut, JobOut
-from evalgate.db.models import EvaluationRun, RowScore, Sweep
+from api.schemas import MAX_ID, STORABLE, EvaluationIn, EvaluationOut, JobOut, PathId, QueryId, version_ref
+from evalgate.db.models import Candidate, EvaluationRun, RowScore, Sweep
 from evalgate.db.session import session_scope
-from evalgate.evaluation_records import candidate_info
 from evalgate.job_handlers import EVALUATE
 from evalgate.jobs import enqueue
 
-router = APIRouter(prefix="/evaluations", tags=["evaluations"])
+router = APIRouter(prefix="/evaluations", tags=["evaluations"], dependencies=[STORABLE])
 
 
 @router.post("", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, dependencies=[WRITE])
 def start_evaluation(body: EvaluationIn, state: AppState = Depends(get_state)) -> JobOut:
-    """Queue the evaluation of a candidate on ``dataset`` (with the base model), or of a whole sweep."""
-    if (body.candidate_id is None) == (body.sweep_id is None):
-        raise ValueError("give candidate_id (with dataset) or sweep_id")
+    """Queue the evaluation of a candidate on ``dataset`` (with the base model), or of a whole sweep.
+
+    404 for an unknown candidate, sweep or dataset version; 409 for a candidate without an adapter.
+    """
     payload: dict[str, Any] = {"options": body.options.model_dump()}
     if body.sweep_id is not None:
         with session_scope(state.sessions) as session:
             if session.get(Sweep, body.sweep_id) is None:
                 raise LookupError(f"sweep {body.sweep_id} not found")
         payload["sweep_id"] = body.sweep_id
-    else:
-        if body.dataset is None:
-            raise ValueError("dataset (NAME@vN) is required with candidate_id")
-        candidate_info(state.sessions, body.candidate_id)  # type: ignore[arg-type]
-        payload.update(candidate_id=body.candidate_id, dataset=state.store.get(body.dataset).label)
+    elif body.candidate_id is not None and body.dataset is not None:
+        ref = version_ref(body.dataset, ("body", "dataset"))  # its shape first: a 422 before any 404
+        _check_trained(state, body.candidate_id)
+        dataset = state.store.get(ref)
+        payload.update(candidate_id=body.candidate_id, dataset=dataset.label)
     return job_out(state, enqueue(state.sessions, EVALUATE, payload))
 
 
+def _check_trained(state: AppState, candidate_id: int) -> None:
+    """404 for an unknown candidate, 409 for one that has no adapter to evaluate."""
+    with session_scope(state.sessions) as session:
+        candidate = session.get(Candidate, candidate_id)
+        if candidate is None:
+            raise LookupError(f"candidate {candidate_id} not found")
+        if not candidate.adapter_uri or not candidate.adapter_hash:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT,
+                f"candidate {candidate_id} ({candidate.status}) has no trained adapter",
+            )
+
+
 @router.get("/{run_id}", response_model=EvaluationOut, dependencies=[READ])
-def get_evaluation(run_id: int, state: AppState = Depends(get_state)) -> EvaluationOut:
+def get_evaluation(run_id: PathId, state: AppState = Depends(get_state)) -> EvaluationOut:
     """A run's status and summary (per evaluator x cohort: mean, interval, delta vs the base run)."""
     with session_scope(state.sessions) as session:
         run = session.get(EvaluationRun, run_id)
@@ -50,7 +63,7 @@ def get_evaluation(run_id: int, state: AppState = Depends(get_state)) -> Evaluat
 
 @router.get("", response_model=list[EvaluationOut], dependencies=[READ])
 def list_evaluations(
-    candidate_id: int | None = None, limit: int = 50, state: AppState = Depends(get_state)
+    candidate_id: QueryId = None, limit: int = 50, state: AppState = Depends(get_state)
 ) -> list[EvaluationOut]:
     """Runs, newest first (optionally of one candidate)."""
     query = select(EvaluationRun).order_by(EvaluationRun.id.desc()).limit(max(1, min(limit, 500)))
@@ -62,10 +75,10 @@ def list_evaluations(
 
 @router.get("/{run_id}/scores", dependencies=[READ])
 def row_scores(
-    run_id: int,
+    run_id: PathId,
     evaluator: str | None = None,
     cohort: str | None = None,
-    offset: int = 0,
+    offset: int = Query(0, ge=0, le=MAX_ID),
     limit: int = 500,
     state: AppState = Depends(get_state),
 ) -> list[dict[str, Any]]:

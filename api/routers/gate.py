@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from api.deps import READ, AppState, get_state, require
-from api.schemas import DecideIn, DecisionOut, PromotionOut
+from api.schemas import STORABLE, DecideIn, DecisionOut, PathId, PromotionOut, QueryId
 from evalgate.gate_policy import GatePolicy
 from evalgate.gate_service import current_baseline, decide_candidate, get_decision, list_decisions, promote
 from evalgate.tokens import TokenInfo
 
-router = APIRouter(prefix="/gate", tags=["gate"])
+router = APIRouter(prefix="/gate", tags=["gate"], dependencies=[STORABLE])
 write = require("write")
 
 
@@ -35,14 +35,14 @@ def decide(
 
 
 @router.get("/decisions/{decision_id}", response_model=DecisionOut, dependencies=[READ])
-def get_one(decision_id: int, state: AppState = Depends(get_state)) -> DecisionOut:
+def get_one(decision_id: PathId, state: AppState = Depends(get_state)) -> DecisionOut:
     """One decision with its evidence (never changed after it was made)."""
     return DecisionOut.of(get_decision(state.sessions, decision_id))
 
 
 @router.get("/decisions", response_model=list[DecisionOut], dependencies=[READ])
 def list_all(
-    candidate_id: int | None = None, limit: int = 100, state: AppState = Depends(get_state)
+    candidate_id: QueryId = None, limit: int = 100, state: AppState = Depends(get_state)
 ) -> list[DecisionOut]:
     """Decisions, newest first (optionally of one candidate)."""
     return [DecisionOut.of(d) for d in list_decisions(state.sessions, candidate_id, max(1, min(limit, 1000)))]
@@ -54,7 +54,7 @@ def list_all(
     responses={409: {"description": "The candidate's latest decision is not a pass"}},
 )
 def promote_candidate(
-    candidate_id: int, state: AppState = Depends(get_state), token: TokenInfo = Depends(write)
+    candidate_id: PathId, state: AppState = Depends(get_state), token: TokenInfo = Depends(write)
 ) -> PromotionOut:
     """Make the candidate the baseline for later decisions on its base model."""
     return PromotionOut.of(promote(state.sessions, candidate_id, promoted_by=token.name))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 
 from api.deps import READ, WRITE, AppState, get_state
-from api.schemas import JobOut
+from api.schemas import STORABLE, JobOut, PathId
 from evalgate.db.models import JOB_STATUSES, Job
 from evalgate.db.session import session_scope
 from evalgate.jobs import request_cancel
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[STORABLE])
 
 
 def job_out(state: AppState, job_id: int) -> JobOut:
@@ -24,7 +25,7 @@ def job_out(state: AppState, job_id: int) -> JobOut:
 
 
 @router.get("/{job_id}", response_model=JobOut, dependencies=[READ])
-def get_job(job_id: int, state: AppState = Depends(get_state)) -> JobOut:
+def get_job(job_id: PathId, state: AppState = Depends(get_state)) -> JobOut:
     """A job's status, attempts, progress, log tail, result or error."""
     return job_out(state, job_id)
 
@@ -33,9 +34,10 @@ def get_job(job_id: int, state: AppState = Depends(get_state)) -> JobOut:
 def list_jobs(
     status: str | None = None, limit: int = 50, state: AppState = Depends(get_state)
 ) -> list[JobOut]:
-    """Jobs, newest first, optionally of one status."""
+    """Jobs, newest first, optionally of one status (422 for a status that does not exist)."""
     if status is not None and status not in JOB_STATUSES:
-        raise ValueError(f"status must be one of {JOB_STATUSES}")
+        message = f"status must be one of {', '.join(JOB_STATUSES)}, got {status!r}"
+        raise RequestValidationError([{"loc": ("query", "status"), "msg": message, "type": "value_error"}])
     query = select(Job).order_by(Job.id.desc()).limit(max(1, min(limit, 500)))
     if status is not None:
         query = query.where(Job.status == status)
@@ -44,7 +46,7 @@ def list_jobs(
 
 
 @router.post("/{job_id}/cancel", response_model=JobOut, dependencies=[WRITE])
-def cancel_job(job_id: int, state: AppState = Depends(get_state)) -> JobOut:
+def cancel_job(job_id: PathId, state: AppState = Depends(get_state)) -> JobOut:
     """Cancel a queued job now, or ask a running job to stop (409 when it already ended)."""
     request_cancel(state.sessions, job_id)
     return job_out(state, job_id)

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from api.deps import READ, WRITE, AppState, get_state
 from api.routers.jobs import job_out
-from api.schemas import JobOut, SweepIn
+from api.schemas import STORABLE, JobOut, PathId, SweepIn, version_ref
 from evalgate.db.models import Sweep
 from evalgate.db.session import session_scope
 from evalgate.job_handlers import SWEEP
@@ -17,19 +17,21 @@ from evalgate.jobs import enqueue
 from evalgate.sweep_config import SweepConfig
 from evalgate.sweep_records import candidate_rows
 
-router = APIRouter(prefix="/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[STORABLE])
 
 
 @router.post("", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, dependencies=[WRITE])
 def submit_sweep(body: SweepIn, state: AppState = Depends(get_state)) -> JobOut:
     """Validate the config and its dataset, then queue the sweep; follow it at ``/jobs/{id}``."""
     config = SweepConfig.from_dict(body.config)
-    state.store.get(config.dataset)  # 404 now rather than a failed job later
+    state.store.get(
+        version_ref(config.dataset, ("body", "config", "dataset"))
+    )  # 404 now, not a failed job later
     return job_out(state, enqueue(state.sessions, SWEEP, {"config": config.to_dict()}))
 
 
 @router.get("/{sweep_id}", dependencies=[READ])
-def get_sweep(sweep_id: int, state: AppState = Depends(get_state)) -> dict[str, Any]:
+def get_sweep(sweep_id: PathId, state: AppState = Depends(get_state)) -> dict[str, Any]:
     """A sweep's status, config and candidates (rate, status, diagnosis, loss curve)."""
     with session_scope(state.sessions) as session:
         sweep = session.get(Sweep, sweep_id)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from api.deps import ADMIN, AppState, get_state
-from api.schemas import TokenCreated, TokenIn, TokenOut
+from api.schemas import STORABLE, TokenCreated, TokenIn, TokenOut
 from evalgate.tokens import create_token, list_tokens, revoke_token
 
-router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[ADMIN])
+router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[ADMIN, STORABLE])
 
 
 @router.post("", response_model=TokenCreated, status_code=status.HTTP_201_CREATED)

@@ -25,6 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from evalgate.db.append_only import guard
 from evalgate.db.base import Base, CreatedAtMixin, JsonType, utcnow
 
 HASH_LEN = 64
@@ -197,7 +198,8 @@ class GateDecision(CreatedAtMixin, Base):
 
 
 class Promotion(CreatedAtMixin, Base):
-    """A candidate made the baseline of its base model; the newest promotion per base model wins."""
+    """A candidate made the baseline of its base model; the newest promotion per base model wins.
+    Append-only: the rows are the history of baselines."""
 
     __tablename__ = "promotion"
 
@@ -207,6 +209,9 @@ class Promotion(CreatedAtMixin, Base):
     decision_id: Mapped[int] = mapped_column(ForeignKey("gate_decision.id"))
     """The passing decision that allowed the promotion."""
     promoted_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+guard(GateDecision, Promotion)  # the database refuses changes too (row triggers, see migrations)
 
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")

@@ -1,4 +1,10 @@
-"""Engines and sessions for SQLite (embedded default) and PostgreSQL (production)."""
+"""Engines and sessions for SQLite (embedded default) and PostgreSQL (production).
+
+PostgreSQL engines ping a pooled connection before handing it out (``pool_pre_ping``), so after a
+server restart the dead connections are replaced and the service recovers by itself; a new connection
+gives up after ``POSTGRES_CONNECT_TIMEOUT_SECONDS`` (unless the URL sets ``connect_timeout``) so a
+request to a server that does not answer fails fast instead of hanging.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,13 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from evalgate.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -30,7 +38,12 @@ def make_engine(url: str, **engine_options: Any) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, **engine_options)
         event.listen(engine, "connect", _tune_sqlite)
         return engine
-    return create_engine(url, pool_pre_ping=True, **engine_options)
+    connect_args: dict[str, Any] = {}
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
+    connect_args.update(engine_options.pop("connect_args", {}))
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **engine_options)
 
 
 @lru_cache(maxsize=8)

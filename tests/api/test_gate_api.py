@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from concurrent.futures import ThreadPoolExecutor
 
 from fastapi.testclient import TestClient
 
@@ -43,6 +44,18 @@ def test_deciding_again_returns_the_stored_decision(
         **first,
         "reused": False,
     }
+
+
+def test_identical_decisions_requested_at_once_store_one_decision(
+    api: TestClient, tokens: dict[str, str], gate_data: GateData
+) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda _: decide(api, tokens["write"], gate_data.good), range(16)))
+
+    assert [answer.status_code for answer in answers] == [200] * 16
+    assert len({answer.json()["id"] for answer in answers}) == 1
+    listed = api.get("/gate/decisions", headers=bearer(tokens["read"])).json()
+    assert len(listed) == 1
 
 
 def test_forgetting_blocks_and_promotion_is_refused_with_409(

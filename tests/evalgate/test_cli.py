@@ -57,6 +57,36 @@ def test_unknown_version_exits_2(tmp_path: Path, database_url: str) -> None:
     assert result.returncode == 2 and "no dataset named 'nothing'" in result.stderr
 
 
+def test_datasets_verify_names_a_tampered_file_and_exits_1(
+    tmp_path: Path, database_url: str, write_jsonl
+) -> None:
+    home = tmp_path / "home"
+    _evalgate(
+        home, database_url, "datasets", "add", "kept", write_jsonl("a.jsonl", [{"id": "a", "question": "q"}])
+    )
+    assert _evalgate(home, database_url, "datasets", "verify").returncode == 0
+
+    stored = next(home.rglob("*.parquet"))
+    stored.write_bytes(stored.read_bytes() + b"x")
+    result = _evalgate(home, database_url, "datasets", "verify", "kept")
+
+    assert result.returncode == 1
+    assert "kept@v1 eval" in result.stdout and "modified after it was stored" in result.stdout
+
+
+def test_db_current_reports_the_revision_and_exits_1_when_behind(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    from evalgate.db.migrate import head_revision, upgrade
+
+    upgrade(url, "base")
+    behind = _evalgate(tmp_path / "home", url, "db", "current")
+    assert behind.returncode == 1 and "not at head" in behind.stderr
+
+    upgrade(url)
+    current = _evalgate(tmp_path / "home", url, "db", "current")
+    assert current.returncode == 0 and f"revision {head_revision(url)}" in current.stdout
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_demo_runs_the_main_job_and_imports_the_bundled_suite_once(
     tmp_path: Path, database_url: str, tiny_lm_dir: Path
