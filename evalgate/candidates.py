@@ -10,26 +10,21 @@ followed, inside the artifact root or one of ``Settings.adapter_roots``: a path 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import threading
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from evalgate.db.locks import serialised
 from evalgate.db.models import Candidate
 from evalgate.db.session import session_scope
 from evalgate.model_refs import model_fingerprint
 from evalgate.settings import Settings
 
 ADAPTER_CONFIG = "adapter_config.json"
-_REGISTERING = threading.Lock()
-"""Serialises ``register_candidate_once`` where there are no advisory locks (SQLite)."""
 
 
 class AdapterLocationError(ValueError):
@@ -121,19 +116,13 @@ def register_candidate_once(
     Identical means the same name, base model, adapter folder and adapter content (fingerprint),
     learning rate and training record. This makes registering safe to repeat: a client whose POST
     was cut off (a restart, a dropped connection) sends it again and gets the candidate the first one
-    created, never a duplicate. Two racing repeats cannot both insert: on PostgreSQL a
-    transaction-scoped advisory lock on the registration's identity serialises them across processes;
-    on SQLite (served by one process) a process-wide lock does.
+    created, never a duplicate. Two racing repeats cannot both insert: the check and the insert hold
+    the lock of the registration's identity (``evalgate.db.locks.serialised``).
     """
     folder = resolve_adapter(registration.adapter_uri, settings)
     fingerprint = model_fingerprint(str(folder))
-    identity = [registration.name, registration.base_model, str(folder), fingerprint]
-    bind = sessions.kw.get("bind")
-    postgres = bind is not None and bind.dialect.name == "postgresql"
-    with nullcontext() if postgres else _REGISTERING, session_scope(sessions) as session:
-        if postgres:
-            key = int.from_bytes(hashlib.sha256(json.dumps(identity).encode()).digest()[:8], signed=True)
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    identity = (registration.name, registration.base_model, str(folder), fingerprint)
+    with serialised(sessions, "candidate", *identity) as session:
         same = session.scalars(
             select(Candidate).where(
                 Candidate.sweep_id.is_(None),

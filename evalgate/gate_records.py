@@ -44,7 +44,8 @@ def gate_sweep(sessions: sessionmaker[Session], sweep_id: int, policy: GatePolic
         if run_id is not None:
             baseline_id = base_run_of(sessions, run_id)
             decision = decide_runs(sessions, run_id, baseline_id, policy)
-            store_decision(sessions, candidate_id, run_id, baseline_id, policy, decision)
+            with session_scope(sessions) as session:
+                add_decision(session, candidate_id, run_id, baseline_id, policy, decision)
         decisions[label] = (candidate_id, decision)
         outcomes.append(CandidateOutcome(label, decision, status))
     return SweepVerdicts(decisions, recommend(policy, outcomes))
@@ -122,20 +123,6 @@ def _sweep_runs(sessions: sessionmaker[Session], sweep_id: int) -> list[tuple[in
             ).first()
             result.append((candidate.id, candidate.name, candidate.status, run_id))
         return result
-
-
-def store_decision(
-    sessions: sessionmaker[Session],
-    candidate_id: int,
-    run_id: int,
-    baseline_run_id: int,
-    policy: GatePolicy,
-    decision: Decision,
-    decided_by: str = "",
-) -> int:
-    """Append a decision with its evidence; returns its id."""
-    with session_scope(sessions) as session:
-        return add_decision(session, candidate_id, run_id, baseline_run_id, policy, decision, decided_by)
 
 
 def add_decision(

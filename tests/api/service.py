@@ -8,8 +8,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from evalgate.settings import Settings
 
@@ -37,6 +40,26 @@ def sweep_config(tiny_lm_dir: Path, max_steps: int) -> dict[str, Any]:
             "max_steps": max_steps, "batch_size": 4, "max_seq_length": 96, "checkpoint_every": 2,
             "precision": "fp32", "device": "cpu",
             "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}}  # fmt: skip
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    """Poll ``url``/healthz until it answers 200; ``RuntimeError`` with the log's tail if the server
+    exits first, ``TimeoutError`` if it is not up within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited {process.returncode}:\n{_tail(log)}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"no answer from {url}/healthz in {timeout:.0f} s:\n{_tail(log)}")
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-3000:] if log.exists() else ""
 
 
 def free_port() -> int:

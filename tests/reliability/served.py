@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 from sqlalchemy import select
 
@@ -29,7 +27,7 @@ from evalgate.db.session import engine_for, session_scope
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore
 from evalgate.tokens import create_token
-from tests.api.service import Service, free_port
+from tests.api.service import Service, free_port, wait_until_healthy
 from tests.reliability.load import LoadPlan
 from tests.scored_runs import add_candidate, add_run
 
@@ -107,17 +105,8 @@ class ServedApi:
         """Start a serve process (log ``api-N.log``) and wait until ``/healthz`` answers 200."""
         self.starts += 1
         self.process = self.service.start(f"api-{self.starts}", "serve", "--port", str(self.port))
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"evalgate serve exited {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError(f"evalgate serve not ready after {READY_TIMEOUT:.0f} s:\n{self.log_tail()}")
+        log = self.service.logs / f"api-{self.starts}.log"
+        wait_until_healthy(self.url, self.process, log, READY_TIMEOUT)
 
     def stop(self, sig: signal.Signals) -> int:
         """Send ``sig`` to the serve process and wait for it to end; its exit code."""

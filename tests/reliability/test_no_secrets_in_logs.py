@@ -13,7 +13,6 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from evalgate.client import Client, JobFailed
 from evalgate.settings import Settings
-from tests.api.service import Service, free_port, sweep_config, write_rows
+from tests.api.service import Service, free_port, sweep_config, wait_until_healthy, write_rows
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.slow]
 DEBUG_SERVE = """
@@ -35,19 +34,6 @@ sys.argv[0] = "evalgate"
 evalgate.cli.app()
 """
 """``evalgate serve`` with every logger at DEBUG (uvicorn's own stay at the level ``serve`` gives them)."""
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"no answer from {url}: {log.read_text(errors='replace')[-3000:]}")
 
 
 def _use_tokens(url: str, admin: str, tmp_path: Path, tiny_model: Path) -> tuple[list[str], list[str]]:
@@ -97,7 +83,7 @@ def test_no_token_or_database_password_appears_in_any_log(database_url: str, tmp
         server = subprocess.Popen(command, env=running.env, stdout=sink, stderr=subprocess.STDOUT)
     running.processes.append(server)
     try:
-        _wait_until_up(f"http://127.0.0.1:{port}", server, log)
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, log, 60)
         made, shown = _use_tokens(f"http://127.0.0.1:{port}", admin, tmp_path, tmp_path / "no-such-model")
     finally:
         running.stop()
