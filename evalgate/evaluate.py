@@ -3,18 +3,17 @@
     evalgate evaluate --sweep 3          # base model + every trained candidate of sweep 3
     evaluate_sweep(3, settings)          # the same from Python
 
-Reads top to bottom: resolve the dataset version's eval rows; for each model (the base, then each
-candidate) open an ``evaluation_run``; take its answers from the generation cache or generate the missing
-ones (all models in one call of the ``AdapterGenerate`` strategy); run every applicable evaluator; for
-candidates add the ``ood_kl`` forgetting signal; store per-row scores and the aggregates (with paired
-deltas vs the base run for candidates). The model is loaded only when something needs it: missing
-answers, perplexity, or ood_kl.
+Reads top to bottom: resolve the dataset version's eval rows; take every model's answers (the base,
+then each candidate) from the generation cache or generate the missing ones (all models in one call of
+the ``AdapterGenerate`` strategy); per model, run every applicable evaluator and, for candidates, the
+``ood_kl`` forgetting signal (``evalgate.evaluation_scoring``); store the run whole in one transaction:
+per-row scores and the aggregates (with paired deltas vs the base run for candidates). The model is
+loaded only when something needs it: missing answers, perplexity, or ood_kl.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +23,6 @@ from evalgate.aggregate import DEFAULT_RESAMPLES, ScoreRecord, delta_table, summ
 from evalgate.evaluation_records import (
     CandidateInfo,
     RunKey,
-    StoredScore,
     cached_generations,
     candidate_info,
     dataset_version_id,
@@ -35,25 +33,19 @@ from evalgate.evaluation_records import (
     store_run,
     sweep_candidates,
 )
-from evalgate.forgetting import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION, ood_kl, reference_logprobs
+from evalgate.evaluation_scoring import EvaluatorFactory, Scorer, default_factory
+from evalgate.forgetting import OOD_KL
 from evalgate.generate import (
     AdapterGenerate,
     Answer,
     DecodingSettings,
     ModelPool,
-    active_adapter,
     cache_key,
     generate_per_adapter,
 )
 from evalgate.mixed_generation import generate_mixed_adapters
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore, VersionInfo
-from evaluators.base import Evaluator, ScoredRow
-from evaluators.perplexity import Perplexity
-
-Row = Mapping[str, Any]
-EvaluatorFactory = Callable[[str], Evaluator]
-Advance = Callable[[int], None] | None
 
 
 @dataclass(frozen=True)
@@ -289,7 +281,8 @@ def _run(
     try:
         names = _names(context, candidate)
         advance = _task(context.progress, f"score {label}", len(names))
-        scores, evaluators = _score(context, candidate, answers, base_answers, names, advance)
+        scorer = Scorer(context.rows, context.pool, context.factory)
+        scores, evaluators = scorer.score(candidate, answers, base_answers, names, advance)
     except BaseException as error:
         failure = {"error": f"{type(error).__name__}: {error}"}
         store_run(sessions, key, "failed", [], lambda *_: failure)
@@ -373,118 +366,3 @@ def _task(progress: Progress | None, description: str, total: int) -> Callable[[
         return None
     task = progress.add_task(description, total=total)
     return lambda done: progress.advance(task, done)
-
-
-# --------------------------------------------------------------------------------------------- scoring
-
-
-def default_factory(settings: Settings) -> EvaluatorFactory:
-    """``evalgate.evaluator_factory.build_evaluator`` (default models injected) when present, else the
-    registry's plain constructor."""
-    try:
-        from evalgate.evaluator_factory import build_evaluator  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        from evaluators import registry
-
-        return registry.create
-    return lambda name: build_evaluator(name, settings)  # type: ignore[no-any-return,unused-ignore]
-
-
-def _score(
-    context: _Context,
-    candidate: CandidateInfo | None,
-    answers: dict[str, Answer],
-    base_answers: dict[str, Answer],
-    names: Sequence[str],
-    advance: Advance,
-) -> tuple[list[StoredScore], dict[str, dict[str, Any]]]:
-    """Every evaluator on the rows of its cohorts; ``ood_kl`` on the ood rows (candidates only)."""
-    rows = [_scored_row(row, answers[row["id"]].text) for row in context.rows]
-    scores: list[StoredScore] = []
-    described: dict[str, dict[str, Any]] = {}
-    for name in names:
-        if name == OOD_KL:
-            scores += _ood_kl_scores(context, candidate, base_answers)
-            described[name] = {
-                "version": OOD_KL_VERSION,
-                "higher_is_better": False,
-                "threshold": OOD_KL_THRESHOLD,
-            }
-        else:
-            evaluator = _build(context, candidate, name)
-            scores += _evaluate_rows(evaluator, rows)
-            described[name] = {
-                "version": evaluator.version,
-                "higher_is_better": evaluator.higher_is_better,
-                "threshold": evaluator.threshold,
-            }
-        if advance is not None:
-            advance(1)
-    return scores, described
-
-
-def _build(context: _Context, candidate: CandidateInfo | None, name: str) -> Evaluator:
-    """The evaluator ``name``; perplexity gets the loaded model (with the candidate's adapter active)."""
-    if name != Perplexity.name:
-        return context.factory(name)
-    adapter = context.pool.adapter(candidate)
-    model, tokenizer = context.pool.load()
-    inner = reference_logprobs(model, tokenizer)
-
-    def logprobs(rows: Sequence[ScoredRow]) -> list[list[float]]:
-        with active_adapter(model, adapter):
-            return inner(rows)
-
-    return Perplexity(logprobs)
-
-
-def _evaluate_rows(evaluator: Evaluator, rows: Sequence[ScoredRow]) -> list[StoredScore]:
-    applicable = [r for r in rows if evaluator.cohorts is None or r.cohort in evaluator.cohorts]
-    results = evaluator.score(applicable) if applicable else []
-    if len(results) != len(applicable):
-        raise RuntimeError(
-            f"evaluator {evaluator.name} returned {len(results)} scores for {len(applicable)} rows"
-        )
-    return [
-        StoredScore(
-            row.id,
-            row.cohort,
-            evaluator.name,
-            evaluator.version,
-            result.score,
-            result.passed,
-            dict(result.detail),
-        )
-        for row, result in zip(applicable, results, strict=True)
-    ]
-
-
-def _ood_kl_scores(
-    context: _Context, candidate: CandidateInfo | None, base_answers: dict[str, Answer]
-) -> list[StoredScore]:
-    """Per ood row, KL(base || candidate) per token on the prompt + base answer."""
-    rows = [row for row in context.rows if row["cohort"] == "ood"]
-    if candidate is None or not rows:
-        return []
-    adapter = context.pool.adapter(candidate)
-    model, tokenizer = context.pool.load()
-    assert adapter is not None
-    values = ood_kl(model, tokenizer, rows, [base_answers[row["id"]].text for row in rows], adapter)
-    return [
-        StoredScore(row["id"], "ood", OOD_KL, OOD_KL_VERSION, value, value <= OOD_KL_THRESHOLD, {})
-        for row, value in zip(rows, values, strict=True)
-    ]
-
-
-def _scored_row(row: Row, answer: str) -> ScoredRow:
-    metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
-    return ScoredRow(
-        id=row["id"],
-        question=row["question"],
-        answer=answer,
-        context=row.get("context") or "",
-        reference=row.get("reference"),
-        cohort=row.get("cohort") or "target",
-        json_schema=row.get("json_schema"),
-        metadata=metadata if isinstance(metadata, dict) else {},
-    )

@@ -1,0 +1,145 @@
+"""Scoring one model's answers on a dataset version's eval rows: every evaluator on the rows of its
+cohorts, and the ``ood_kl`` forgetting signal on the ood rows (candidates only).
+
+    scorer = Scorer(rows, pool, factory)
+    scores, described = scorer.score(candidate, answers, base_answers, ["json_valid", "ood_kl"])
+
+Per-row scores only: aggregation and storage are the evaluation run's (``evalgate.evaluate``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evalgate.evaluation_records import CandidateInfo, StoredScore
+from evalgate.forgetting import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION, ood_kl, reference_logprobs
+from evalgate.generate import Answer, ModelPool, active_adapter
+from evalgate.settings import Settings
+from evaluators.base import Evaluator, ScoredRow
+from evaluators.perplexity import Perplexity
+
+Row = Mapping[str, Any]
+EvaluatorFactory = Callable[[str], Evaluator]
+Advance = Callable[[int], None] | None
+
+
+def default_factory(settings: Settings) -> EvaluatorFactory:
+    """``evalgate.evaluator_factory.build_evaluator`` (default models injected) when present, else the
+    registry's plain constructor."""
+    try:
+        from evalgate.evaluator_factory import build_evaluator  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        from evaluators import registry
+
+        return registry.create
+    return lambda name: build_evaluator(name, settings)  # type: ignore[no-any-return,unused-ignore]
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Scores any model of ``pool`` on ``rows`` (one dataset version's eval rows)."""
+
+    rows: Sequence[Row]
+    pool: ModelPool
+    factory: EvaluatorFactory
+
+    def score(
+        self,
+        candidate: CandidateInfo | None,
+        answers: dict[str, Answer],
+        base_answers: dict[str, Answer],
+        names: Sequence[str],
+        advance: Advance = None,
+    ) -> tuple[list[StoredScore], dict[str, dict[str, Any]]]:
+        """Every evaluator in ``names`` on the rows of its cohorts; ``ood_kl`` on the ood rows
+        (candidates only). Returns the per-row scores and each evaluator's version and direction."""
+        rows = [_scored_row(row, answers[row["id"]].text) for row in self.rows]
+        scores: list[StoredScore] = []
+        described: dict[str, dict[str, Any]] = {}
+        for name in names:
+            if name == OOD_KL:
+                scores += self._ood_kl_scores(candidate, base_answers)
+                described[name] = {
+                    "version": OOD_KL_VERSION,
+                    "higher_is_better": False,
+                    "threshold": OOD_KL_THRESHOLD,
+                }
+            else:
+                evaluator = self._build(candidate, name)
+                scores += _evaluate_rows(evaluator, rows)
+                described[name] = {
+                    "version": evaluator.version,
+                    "higher_is_better": evaluator.higher_is_better,
+                    "threshold": evaluator.threshold,
+                }
+            if advance is not None:
+                advance(1)
+        return scores, described
+
+    def _build(self, candidate: CandidateInfo | None, name: str) -> Evaluator:
+        """The evaluator ``name``; perplexity gets the loaded model (the candidate's adapter active)."""
+        if name != Perplexity.name:
+            return self.factory(name)
+        adapter = self.pool.adapter(candidate)
+        model, tokenizer = self.pool.load()
+        inner = reference_logprobs(model, tokenizer)
+
+        def logprobs(rows: Sequence[ScoredRow]) -> list[list[float]]:
+            with active_adapter(model, adapter):
+                return inner(rows)
+
+        return Perplexity(logprobs)
+
+    def _ood_kl_scores(
+        self, candidate: CandidateInfo | None, base_answers: dict[str, Answer]
+    ) -> list[StoredScore]:
+        """Per ood row, KL(base || candidate) per token on the prompt + base answer."""
+        rows = [row for row in self.rows if row["cohort"] == "ood"]
+        if candidate is None or not rows:
+            return []
+        adapter = self.pool.adapter(candidate)
+        model, tokenizer = self.pool.load()
+        assert adapter is not None
+        values = ood_kl(model, tokenizer, rows, [base_answers[row["id"]].text for row in rows], adapter)
+        return [
+            StoredScore(row["id"], "ood", OOD_KL, OOD_KL_VERSION, value, value <= OOD_KL_THRESHOLD, {})
+            for row, value in zip(rows, values, strict=True)
+        ]
+
+
+def _evaluate_rows(evaluator: Evaluator, rows: Sequence[ScoredRow]) -> list[StoredScore]:
+    applicable = [r for r in rows if evaluator.cohorts is None or r.cohort in evaluator.cohorts]
+    results = evaluator.score(applicable) if applicable else []
+    if len(results) != len(applicable):
+        raise RuntimeError(
+            f"evaluator {evaluator.name} returned {len(results)} scores for {len(applicable)} rows"
+        )
+    return [
+        StoredScore(
+            row.id,
+            row.cohort,
+            evaluator.name,
+            evaluator.version,
+            result.score,
+            result.passed,
+            dict(result.detail),
+        )
+        for row, result in zip(applicable, results, strict=True)
+    ]
+
+
+def _scored_row(row: Row, answer: str) -> ScoredRow:
+    metadata = json.loads(row["metadata"]) if row.get("metadata") else {}
+    return ScoredRow(
+        id=row["id"],
+        question=row["question"],
+        answer=answer,
+        context=row.get("context") or "",
+        reference=row.get("reference"),
+        cohort=row.get("cohort") or "target",
+        json_schema=row.get("json_schema"),
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )
