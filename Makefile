@@ -43,8 +43,13 @@ lint: setup
 migrations-check: setup
 	EVALGATE_TEST_POSTGRES_URL=$(EVALGATE_TEST_POSTGRES_URL) $(BIN)/python -m tests.migrations_check
 
+# The reliability tests record what they injected, sent and generated; their figures are printed last
+# (bench/reliability.py exits 1 if a request was lost, an input got a 5xx or a fault was not survived).
+FIGURES := $(CURDIR)/.reliability-figures.jsonl
 pytest: setup
-	$(BIN)/pytest
+	rm -f $(FIGURES)
+	EVALGATE_FIGURES_FILE=$(FIGURES) $(BIN)/pytest
+	$(BIN)/python bench/reliability.py --figures $(FIGURES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

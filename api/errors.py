@@ -3,19 +3,26 @@
 
 Every error body has FastAPI's shape, ``{"detail": ...}``; for 422 the detail is a list of
 ``{"loc": [...], "msg": ..., "type": ...}`` like request-validation errors, so clients parse one form.
+Request-validation errors echo the bad input; values JSON cannot carry (NaN, infinities, lone
+surrogates, undecodable bytes) are echoed as text, so a 422 is never turned into a 500 by its own body.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from evalgate.candidates import AdapterLocationError
 from evalgate.gate import GateRefusal
@@ -53,6 +60,34 @@ def validation_error(loc: Sequence[str | int], message: str, kind: str = "value_
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         content={"detail": [{"loc": list(loc), "msg": message, "type": kind}]},
     )
+
+
+def encodable(value: Any) -> Any:
+    """``value`` made safe for a strict UTF-8 JSON body: non-finite floats as ``"NaN"``,
+    ``"Infinity"`` or ``"-Infinity"`` (how the request spelled them), lone surrogates and undecodable
+    bytes as backslash escapes; other objects through FastAPI's ``jsonable_encoder``, then the same."""
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {str(encodable(key)): encodable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [encodable(item) for item in value]
+    try:
+        return encodable(jsonable_encoder(value))
+    except Exception:  # an object FastAPI cannot encode still gets a readable echo
+        return encodable(repr(value))
 
 
 def _path_of(message: str) -> list[str | int]:
@@ -98,6 +133,12 @@ def unavailable_response() -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Register the domain-error handlers on ``app``."""
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": encodable(error.errors())}
+        )
+
     @app.exception_handler(sa.DBAPIError)
     @app.exception_handler(sa.TimeoutError)
     async def database_error(request: Request, error: Exception) -> JSONResponse:
@@ -132,10 +173,18 @@ def install(app: FastAPI) -> None:
         return JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={"detail": str(error)})
 
 
-class BodySizeLimit:
-    """ASGI middleware: 413 for a request whose declared Content-Length is over ``limit`` bytes.
+def too_large_response(message: str) -> JSONResponse:
+    """A 413 with ``message`` as its detail."""
+    return JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={"detail": message})
 
-    Streamed bodies without a length are counted by the upload route itself.
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a request body over ``limit`` bytes, before the app reads it whole.
+
+    A declared ``Content-Length`` over the limit is refused before any byte is read. A body without
+    one (chunked) is counted as the app pulls it: past the limit, the 413 is sent (when no response
+    has started), the app is told the client went away, and whatever it sends afterwards is dropped.
+    The upload route also counts its stream, so it stops even when mounted without this middleware.
     """
 
     def __init__(self, app: ASGIApp, limit: int):
@@ -143,15 +192,61 @@ class BodySizeLimit:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            length = dict(scope["headers"]).get(b"content-length")
-            if length is not None and length.isdigit() and int(length) > self.limit:
-                response = JSONResponse(
-                    status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-                    content={
-                        "detail": f"request body of {int(length)} bytes is over the {self.limit}-byte limit"
-                    },
-                )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            message = f"request body of {int(length)} bytes is over the {self.limit}-byte limit"
+            await too_large_response(message)(scope, receive, send)
+            return
+        await _CountedRequest(self, scope, receive, send).run()
+
+
+class _CountedRequest:
+    """One request under ``BodySizeLimit``: its body bytes counted, its response passed on until the
+    limit is passed."""
+
+    def __init__(self, guard: BodySizeLimit, scope: Scope, receive: Receive, send: Send):
+        self.app, self.limit = guard.app, guard.limit
+        self.scope, self.outer_receive, self.outer_send = scope, receive, send
+        self.received = 0
+        self.started = False
+        self.refused = False
+
+    async def run(self) -> None:
+        """Run the app; a disconnect it raises after the refusal is the one this class told it of."""
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnect:
+            if not self.refused:
+                raise
+
+    async def receive(self) -> Message:
+        """The next body message, counted; past the limit (and ever after), a disconnect."""
+        if self.refused:
+            return {"type": "http.disconnect"}
+        message = await self.outer_receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.limit:
+                await self.refuse()
+                return {"type": "http.disconnect"}
+        return message
+
+    async def refuse(self) -> None:
+        """Answer 413 (unless the app already started its response) and stop reading the body."""
+        self.refused = True
+        if self.started:
+            return
+        self.started = True
+        message = f"request body passed the {self.limit}-byte limit after {self.received} bytes"
+        await too_large_response(message)(self.scope, self.outer_receive, self.outer_send)
+
+    async def send(self, message: Message) -> None:
+        """Pass the app's response on, unless the 413 has answered in its place."""
+        if self.refused:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.outer_send(message)

@@ -64,16 +64,12 @@ STORABLE = Depends(storable_parameters)
 
 
 def version_ref(text: str, loc: tuple[str, ...]) -> VersionRef:
-    """``NAME[@vN]`` parsed; a malformed one, or a version number past ``MAX_ID``, is a 422 at ``loc``."""
+    """``NAME[@vN]`` parsed; a malformed one (a version number the database cannot hold included) is a
+    422 at ``loc``."""
     try:
-        ref = VersionRef.parse(text)
+        return VersionRef.parse(text)
     except ValueError as error:
-        message = str(error)
-    else:
-        if ref.number is None or ref.number <= MAX_ID:
-            return ref
-        message = f"version number in {text!r} is over {MAX_ID}"
-    raise RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
+        raise RequestValidationError([{"loc": loc, "msg": str(error), "type": "value_error"}]) from None
 
 
 class Strict(BaseModel):

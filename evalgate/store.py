@@ -38,6 +38,9 @@ from evalgate.store_files import (
 )
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+VERSION_PATTERN = re.compile(r"v?([0-9]+)")
+MAX_VERSION = 2**31 - 1
+"""The largest version number: the version and id columns are 32-bit integers."""
 REGISTER_ATTEMPTS = 8
 
 
@@ -54,13 +57,17 @@ class VersionRef:
 
     @classmethod
     def parse(cls, text: str) -> VersionRef:
-        """Parse ``NAME[@vN|@N|@latest]``."""
+        """Parse ``NAME[@vN|@N|@latest]``; N is ASCII digits from 1 to ``MAX_VERSION``, so a number the
+        database cannot hold is refused here, naming the ref, not as an overflow in a query."""
         name, _, version = text.partition("@")
         if not version or version == "latest":
             return cls(name)
-        digits = version.removeprefix("v")
-        if not digits.isdigit() or int(digits) < 1:
-            raise ValueError(f"bad version {version!r} in {text!r}: expected vN with N >= 1, or latest")
+        match = VERSION_PATTERN.fullmatch(version)
+        digits = match.group(1).lstrip("0") if match else ""
+        if not digits or len(digits) > len(str(MAX_VERSION)) or int(digits) > MAX_VERSION:
+            raise ValueError(
+                f"bad version {version!r} in {text!r}: expected vN with 1 <= N <= {MAX_VERSION}, or latest"
+            )
         return cls(name, int(digits))
 
 

@@ -103,6 +103,17 @@ def test_unknown_version_names_the_available_ones(store: DatasetStore, write_jso
         store.load("other")
 
 
+@pytest.mark.parametrize("version", ["v0", "v2147483648", "v99999999999999999999", "v-1", "vx", "v\u0663"])
+def test_a_version_number_the_database_cannot_hold_is_refused_naming_the_ref(
+    store: DatasetStore, write_jsonl, version: str
+) -> None:
+    store.add("suite", [write_jsonl("a.jsonl", _rows(3))])
+
+    with pytest.raises(ValueError, match=f"bad version '{version}' in 'suite@{version}'.*2147483647"):
+        store.get(f"suite@{version}")
+    assert VersionRef.parse("suite@v2147483647").number == 2**31 - 1  # the largest still parses
+
+
 def test_diff_reports_added_removed_and_changed_rows(store: DatasetStore, write_jsonl) -> None:
     old = _rows(6)
     new = [dict(row) for row in old[1:]] + [{"id": "extra", "question": "new one"}]
