@@ -17,6 +17,7 @@ import httpx
 from evalgate.settings import Settings
 
 LEASE_SECONDS = 4
+SLOW_WORKER = Path(__file__).resolve().parent.parent / "slow_worker"
 ANSWERS = ['{"name": "Ann", "quantity": 3}', '{"name": "Bo", "quantity": 1}']
 EVALUATION = {"evaluators": ["exact_match", "perplexity"], "max_new_tokens": 8, "batch_size": 4,
               "device": "cpu", "precision": "fp32"}  # fmt: skip
@@ -84,10 +85,16 @@ class Service:
                               text=True, timeout=120, check=True)  # fmt: skip
         return done.stdout.strip()
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        """Start a long-running evalgate command, logging to ``<logs>/<name>.log``."""
+    def start(self, name: str, *args: str, seconds_per_step: float = 0.0) -> subprocess.Popen[bytes]:
+        """Start a long-running evalgate command, logging to ``<logs>/<name>.log``; with
+        ``seconds_per_step``, each training step and generate call of it sleeps that long first
+        (``tests/slow_worker``), so a test can stop it mid-task."""
+        env = self.env
+        if seconds_per_step > 0:
+            path = os.pathsep.join(filter(None, [str(SLOW_WORKER), env.get("PYTHONPATH")]))
+            env = {**env, "PYTHONPATH": path, "EVALGATE_TEST_SECONDS_PER_STEP": str(seconds_per_step)}
         log = (self.logs / f"{name}.log").open("wb")
-        process = subprocess.Popen([sys.executable, "-m", "evalgate", *args], env=self.env, stdout=log,
+        process = subprocess.Popen([sys.executable, "-m", "evalgate", *args], env=env, stdout=log,
                                    stderr=subprocess.STDOUT)  # fmt: skip
         self.processes.append(process)
         return process

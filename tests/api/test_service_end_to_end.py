@@ -82,7 +82,7 @@ def test_a_worker_killed_mid_sweep_leaves_a_job_another_worker_finishes(
     service: tuple[Service, Client], tiny_lm_dir: Path
 ) -> None:
     running, client = service
-    first = running.start("worker-1", "worker", "--name", "w1")
+    first = running.start("worker-1", "worker", "--name", "w1", seconds_per_step=0.1)
     job = client.submit_sweep(sweep_config(tiny_lm_dir, 160))
 
     _wait_for_progress(client, job["id"], steps=4)

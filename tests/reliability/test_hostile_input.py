@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,9 @@ def asgi_request(
         "client": ("127.0.0.1", 1),
         "server": ("testserver", 80),
     }
-    anyio.run(app, scope, receive, send)
+    # in a thread of its own: another test's event loop (Playwright's) may be running in this one
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(anyio.run, app, scope, receive, send).result()
     start = next(message for message in answer if message["type"] == "http.response.start")
     return start["status"], sent["bytes"]
 

@@ -107,7 +107,7 @@ def test_a_worker_killed_mid_training_leaves_one_complete_candidate_per_rate(
     service: tuple[Service, Client], settings: Settings, tiny_lm_dir: Path, trainer: str
 ) -> None:
     running, client = service
-    first = running.start("worker-1", "worker", "--name", "w1")
+    first = running.start("worker-1", "worker", "--name", "w1", seconds_per_step=0.25)
     config = {**sweep_config(tiny_lm_dir, STEPS), "learning_rates": RATES, "trainer": trainer}
     job = client.submit_sweep(config)
 
@@ -169,7 +169,7 @@ def test_a_worker_killed_mid_evaluation_leaves_one_complete_run_per_model(
     rows = _eval_rows(extra=40)
     (tmp_path / "many.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     client.upload_dataset("tiny-many", tmp_path / "many.jsonl")
-    first = running.start("worker-1", "worker", "--name", "w1")
+    first = running.start("worker-1", "worker", "--name", "w1", seconds_per_step=0.1)
     config = {**sweep_config(tiny_lm_dir, 4), "dataset": "tiny-many@v1", "learning_rates": RATES}
     swept = client.wait_for_job(client.submit_sweep(config)["id"], timeout=300)
     candidates = [c["id"] for c in swept["result"]["candidates"]]
