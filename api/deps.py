@@ -53,19 +53,38 @@ class AppState:
 
     def cached(self, token: str) -> TokenInfo | None:
         """The token's verification if it is still fresh in the cache, else None (no database access)."""
+        return self._cached(hash_token(token))
+
+    def verify(self, token: str) -> TokenInfo | None:
+        """The live token with this secret (cached briefly), or None."""
         digest = hash_token(token)
+        return self._cached(digest) or self._look_up(token, digest)
+
+    def authenticate(self, token: str, client: str) -> TokenInfo | None:
+        """``verify`` under the rate limits: a live token is charged one request, an unknown one counts
+        as a failure of ``client`` (whose spent failure budget refuses it before any lookup). 429 over
+        either limit."""
+        digest = hash_token(token)
+        info = self._cached(digest)
+        if info is None:
+            self.limits.check_failures(client)
+            info = self._look_up(token, digest)
+            if info is None:
+                self.limits.record_failure(client)
+                return None
+        self.limits.charge_token(digest)
+        return info
+
+    def _cached(self, digest: str) -> TokenInfo | None:
         with self._lock:
             found = self._tokens.get(digest)
         if found is None or not digests_match(found[0], digest):
             return None
         return found[1] if found[2] > time.monotonic() else None
 
-    def verify(self, token: str) -> TokenInfo | None:
-        """The live token with this secret (cached briefly), or None."""
-        cached = self.cached(token)
-        if cached is not None:
-            return cached
-        digest, now = hash_token(token), time.monotonic()
+    def _look_up(self, token: str, digest: str) -> TokenInfo | None:
+        """The database's answer for the token (``digest`` its sha256), remembered for a few seconds."""
+        now = time.monotonic()
         with session_scope(self.sessions) as session:
             info = lookup(session, token)
         with self._lock:
@@ -73,20 +92,6 @@ class AppState:
                 self._tokens.pop(digest, None)
             else:
                 self._tokens[digest] = (digest, info, now + TOKEN_CACHE_SECONDS)
-        return info
-
-    def authenticate(self, token: str, client: str) -> TokenInfo | None:
-        """``verify`` under the rate limits: a live token is charged one request, an unknown one counts
-        as a failure of ``client`` (whose spent failure budget refuses it before any lookup). 429 over
-        either limit."""
-        info = self.cached(token)
-        if info is None:
-            self.limits.check_failures(client)
-            info = self.verify(token)
-            if info is None:
-                self.limits.record_failure(client)
-                return None
-        self.limits.charge_token(hash_token(token))
         return info
 
 
