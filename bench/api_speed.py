@@ -235,9 +235,13 @@ def free_port() -> int:
 
 @contextmanager
 def serve(url: str, home: Path, workers: int) -> Iterator[Server]:
-    """``uvicorn api.main:app`` with ``workers`` workers on a free port, until the block ends."""
+    """``uvicorn api.main:app`` with ``workers`` workers on a free port, until the block ends.
+
+    The per-token rate limit is off (``EVALGATE_RATE_LIMIT_PER_SECOND=0``, unless the environment sets
+    it): one token drives all connections here, and what is measured is the server, not the limit."""
     port, log = free_port(), home / f"uvicorn-{workers}.log"
-    env = {**os.environ, "EVALGATE_DATABASE_URL": url, "EVALGATE_HOME": str(home)}
+    env = {"EVALGATE_RATE_LIMIT_PER_SECOND": "0", **os.environ, "EVALGATE_DATABASE_URL": url,
+           "EVALGATE_HOME": str(home)}  # fmt: skip
     command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", HOST, "--port", str(port),
                "--workers", str(workers), "--no-access-log", "--log-level", "info"]  # fmt: skip
     with log.open("w") as log_file:
