@@ -47,6 +47,11 @@ DATABASE_RETRY_AFTER_SECONDS = 2
 """What a 503 asks clients to wait: about as long as a PostgreSQL restart takes."""
 SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open database file",
                       "disk I/O error")  # fmt: skip
+LOST_CONNECTION = ("server closed the connection", "connection is closed", "connection is lost",
+                   "connection was closed", "consuming input failed", "terminating connection",
+                   "lost synchronization", "invalid transaction", "this connection is closed",
+                   "connection reset", "broken pipe")  # fmt: skip
+"""Phrases of driver and ORM errors that mean the connection died, whatever the error's class."""
 log = logging.getLogger(__name__)
 
 
@@ -107,17 +112,27 @@ def database_unavailable(error: Exception) -> bool:
     statement is wrong: a lost or refused connection, an exhausted pool, a locked SQLite file.
 
     SQLite reports syntax errors and missing tables as ``OperationalError`` too, so its messages are
-    matched; for server databases every ``OperationalError`` and ``InterfaceError`` counts.
+    matched; for server databases every ``OperationalError`` and ``InterfaceError`` counts, and so does
+    any other error that names a lost connection: a driver's plain ``DatabaseError`` ("server closed the
+    connection unexpectedly"), and the ORM's ``PendingRollbackError`` / ``ResourceClosedError`` that
+    follow when a connection dies mid-transaction. ``/healthz`` and every route then agree on 503.
     """
-    if isinstance(error, sa.TimeoutError):
+    if isinstance(error, sa.TimeoutError | sa.DisconnectionError):
         return True
     if not isinstance(error, sa.DBAPIError):
-        return False
+        return isinstance(error, sa.SQLAlchemyError) and _names_lost_connection(str(error))
     if error.connection_invalidated:
         return True
     if isinstance(error.orig, sqlite3.Error):
         return str(error.orig).startswith(SQLITE_UNAVAILABLE)
-    return isinstance(error, sa.OperationalError | sa.InterfaceError)
+    return isinstance(error, sa.OperationalError | sa.InterfaceError) or _names_lost_connection(
+        str(error.orig)
+    )
+
+
+def _names_lost_connection(message: str) -> bool:
+    lowered = message.lower()
+    return any(phrase in lowered for phrase in LOST_CONNECTION)
 
 
 def unavailable_response() -> JSONResponse:
@@ -139,8 +154,7 @@ def install(app: FastAPI) -> None:
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": encodable(error.errors())}
         )
 
-    @app.exception_handler(sa.DBAPIError)
-    @app.exception_handler(sa.TimeoutError)
+    @app.exception_handler(sa.SQLAlchemyError)
     async def database_error(request: Request, error: Exception) -> JSONResponse:
         if not database_unavailable(error):
             raise error

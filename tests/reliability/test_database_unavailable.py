@@ -25,6 +25,7 @@ from sqlalchemy.engine import make_url
 from api import deps
 from api.errors import DATABASE_RETRY_AFTER_SECONDS, database_unavailable
 from api.main import create_app
+from api.routers import dashboard
 from evalgate.db.session import POSTGRES_CONNECT_TIMEOUT_SECONDS, engine_for
 from evalgate.settings import Settings
 from evalgate.tokens import create_token
@@ -44,6 +45,7 @@ class Relay:
         self.target, self.port = target, free_port()
         self.sockets: list[socket.socket] = []
         self.listener: socket.socket | None = None
+        self.lock = threading.Lock()  # a connection accepted while ``cut`` runs is reset too
         self.restore()
 
     def restore(self) -> None:
@@ -55,11 +57,11 @@ class Relay:
     def cut(self) -> None:
         """Stop listening and reset every open connection, as a crashed server would."""
         assert self.listener is not None
-        self.listener.close()
-        for sock in self.sockets:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            sock.close()
-        self.sockets.clear()
+        with self.lock:
+            self.listener.close()
+            for sock in self.sockets:
+                _reset(sock)
+            self.sockets.clear()
 
     def _accept(self, listener: socket.socket) -> None:
         while listener.fileno() != -1:
@@ -70,9 +72,20 @@ class Relay:
             except OSError:
                 return
             upstream = socket.create_connection(self.target)
-            self.sockets += [client, upstream]
+            with self.lock:
+                if listener.fileno() == -1:  # cut while this connection was being set up
+                    _reset(client)
+                    _reset(upstream)
+                    return
+                self.sockets += [client, upstream]
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close ``sock`` with a TCP reset, as a crashed server's connections end."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()
 
 
 def _pipe(source: socket.socket, sink: socket.socket) -> None:
@@ -197,3 +210,39 @@ def test_sql_errors_that_retrying_cannot_fix_stay_server_errors(tmp_path: Path) 
     assert database_unavailable(locked)
     closed = sa.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
     assert database_unavailable(closed)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa.DatabaseError("SELECT 1", {}, Exception("server closed the connection unexpectedly")),
+        sa.InternalError("SELECT 1", {}, Exception("consuming input failed: Connection reset by peer")),
+        sa.PendingRollbackError("Can't reconnect until invalid transaction is rolled back."),
+        sa.ResourceClosedError("This Connection is closed"),
+        sa.DisconnectionError("connection invalidated"),
+    ],
+    ids=["plain-database-error", "internal-error", "pending-rollback", "resource-closed", "disconnection"],
+)
+def test_errors_that_name_a_lost_connection_are_unavailable_whatever_their_class(error: Exception) -> None:
+    assert database_unavailable(error)
+
+
+def test_orm_misuse_that_names_no_connection_stays_a_server_error() -> None:
+    assert not database_unavailable(sa.ResourceClosedError("This result object does not return rows."))
+    assert not database_unavailable(sa.InvalidRequestError("Object is already attached to session 2"))
+    assert not database_unavailable(sa.IntegrityError("INSERT", {}, Exception("duplicate key value")))
+
+
+def test_a_lost_connection_the_orm_reports_is_a_503_on_the_dashboard_home(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = TestClient(create_app(settings), raise_server_exceptions=False)
+    token = create_token(api.app.state.evalgate.sessions, "viewer", "read")  # type: ignore[attr-defined]
+
+    def connection_lost(*_: object) -> None:
+        raise sa.PendingRollbackError("Can't reconnect until invalid transaction is rolled back.")
+
+    monkeypatch.setattr(dashboard, "sweep_rows", connection_lost)
+    home = api.get("/", headers={**bearer(token), "Accept": "text/html"})
+
+    _assert_unavailable(home, "/")
