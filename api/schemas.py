@@ -200,6 +200,9 @@ class CandidateOut(BaseModel):
 class EvaluationOptionsIn(Strict):
     evaluators: list[str] | None = None
     max_new_tokens: int = Field(default=96, ge=1, le=4096)
+    cohort_max_new_tokens: dict[str, Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=dict, description="Answer budgets of named cohorts; others get max_new_tokens."
+    )
     batch_size: int = Field(default=8, ge=1, le=1024)
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,8 @@ class EvaluationSettings:
     evaluators: tuple[str, ...] | None = None
     """Evaluator names; None: every registered evaluator, plus ood_kl for candidates."""
     max_new_tokens: int = 96
+    cohort_max_new_tokens: Mapping[str, int] = field(default_factory=dict)
+    """Answer budgets of named cohorts, e.g. ``{ood: 24}``; other cohorts get ``max_new_tokens``."""
     batch_size: int = 8
     device: str = "auto"
     precision: str = "auto"
@@ -124,6 +127,17 @@ class EvaluationSettings:
         for key, least in (("max_new_tokens", 1), ("batch_size", 1), ("seed", 0)):
             value = getattr(self, key)
             _require(_is_int(value) and value >= least, f"evaluation.{key}", f"must be an integer >= {least}")
+        _require(
+            isinstance(self.cohort_max_new_tokens, Mapping),
+            "evaluation.cohort_max_new_tokens",
+            "must be a mapping of cohort name to token budget",
+        )
+        for cohort, budget in self.cohort_max_new_tokens.items():
+            _require(
+                _is_int(budget) and budget >= 1,
+                f"evaluation.cohort_max_new_tokens.{cohort}",
+                f"must be an integer >= 1, got {budget!r}",
+            )
         device_ok = isinstance(self.device, str) and DEVICE.match(self.device) is not None
         _require(
             device_ok, "evaluation.device", f"{self.device!r} is not one of auto, cpu, cuda, cuda:N, mps"
@@ -143,6 +157,7 @@ class EvaluationSettings:
         """The options as the REST API and ``EvaluationOptions`` take them."""
         data = {item.name: getattr(self, item.name) for item in fields(self)}
         data["evaluators"] = list(self.evaluators) if self.evaluators is not None else None
+        data["cohort_max_new_tokens"] = dict(self.cohort_max_new_tokens)
         return data
 
 

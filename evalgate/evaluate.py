@@ -13,7 +13,7 @@ loaded only when something needs it: missing answers, perplexity, or ood_kl.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,8 @@ class EvaluationOptions:
     evaluators: tuple[str, ...] | None = None
     """Evaluator names; None: every registered evaluator (plus ood_kl for candidates)."""
     max_new_tokens: int = 96
+    cohort_max_new_tokens: Mapping[str, int] = field(default_factory=dict)
+    """Answer budgets of named cohorts (``DecodingSettings.cohort_max_new_tokens``)."""
     batch_size: int = 8
     device: str = "auto"
     precision: str = "auto"
@@ -99,6 +101,7 @@ class _Context:
     def decoding(self) -> DecodingSettings:
         return DecodingSettings(
             max_new_tokens=self.options.max_new_tokens,
+            cohort_max_new_tokens=dict(self.options.cohort_max_new_tokens),
             batch_size=self.options.batch_size,
             dtype=str(self.pool.dtype).removeprefix("torch."),
             device=self.pool.device.split(":", 1)[0],

@@ -74,11 +74,14 @@ def generate_answers(
     on_batch: BatchDone | None = None,
 ) -> list[Answer]:
     """Greedy answers of ``model`` (as it is: a PeftModel uses its active adapter) to ``rows``."""
-    encoded, batches = prompt_batches(tokenizer, rows, decoding.batch_size)
+    encoded, batches = prompt_batches(tokenizer, rows, decoding)
+    budgets = [decoding.budget(row.get("cohort")) for row in rows]
     stops = end_of_turn_ids(tokenizer)
     answers: dict[int, Answer] = {}
     for batch in batches:
-        texts = generate_batch(model, tokenizer, [encoded[i] for i in batch], decoding, stops)
+        texts = generate_batch(
+            model, tokenizer, [encoded[i] for i in batch], [budgets[i] for i in batch], stops
+        )
         answers.update(zip(batch, texts, strict=True))
         if on_batch is not None:
             on_batch(len(batch))
@@ -86,24 +89,29 @@ def generate_answers(
 
 
 def prompt_batches(
-    tokenizer: PreTrainedTokenizerBase, rows: Sequence[Mapping[str, Any]], batch_size: int
+    tokenizer: PreTrainedTokenizerBase, rows: Sequence[Mapping[str, Any]], decoding: DecodingSettings
 ) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of every row's prompt, and batches of row indices in order of prompt length."""
+    """Token ids of every row's prompt, and batches of row indices in order of answer budget, then
+    prompt length (rows of one budget share batches, and a batch wastes little on padding)."""
     encoded = [
         tokenizer(render_prompt(tokenizer, row), add_special_tokens=False)["input_ids"] for row in rows
     ]
-    order = sorted(range(len(rows)), key=lambda index: (len(encoded[index]), index))
-    return encoded, [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    budgets = [decoding.budget(row.get("cohort")) for row in rows]
+    order = sorted(range(len(rows)), key=lambda index: (budgets[index], len(encoded[index]), index))
+    size = decoding.batch_size
+    return encoded, [order[start : start + size] for start in range(0, len(order), size)]
 
 
 def generate_batch(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
     encoded: list[list[int]],
-    decoding: DecodingSettings,
+    budgets: list[int],
     stops: list[int],
 ) -> list[Answer]:
-    """One left-padded batch through ``model.generate``; decode each row's new tokens up to its stop."""
+    """One left-padded batch through ``model.generate`` for the largest of the rows' ``budgets``; each
+    row's new tokens are cut at its own budget, then at its stop (greedy decoding: the first ``b``
+    tokens do not depend on how many more are generated)."""
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0])
     width = max(len(ids) for ids in encoded)
     input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded])
@@ -113,7 +121,7 @@ def generate_batch(
         output = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
-            max_new_tokens=decoding.max_new_tokens,
+            max_new_tokens=max(budgets),
             do_sample=False,
             num_beams=1,
             temperature=None,
@@ -122,7 +130,10 @@ def generate_batch(
             eos_token_id=stops,
             pad_token_id=pad_id,
         )
-    return [_decode(tokenizer, row[width:].tolist(), stops) for row in output]
+    return [
+        _decode(tokenizer, row[width : width + budget].tolist(), stops)
+        for row, budget in zip(output, budgets, strict=True)
+    ]
 
 
 def _decode(tokenizer: PreTrainedTokenizerBase, new_ids: list[int], stops: list[int]) -> Answer:

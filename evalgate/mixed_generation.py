@@ -122,12 +122,15 @@ def _generate_stacked(
     decoding: DecodingSettings,
     on_batch: BatchDone | None,
 ) -> dict[str | None, list[Answer]]:
-    encoded, batches = prompt_batches(tokenizer, rows, decoding.batch_size)
+    encoded, batches = prompt_batches(tokenizer, rows, decoding)
+    budgets = [decoding.budget(row.get("cohort")) for row in rows]
     stops = end_of_turn_ids(tokenizer)
     answers: dict[str | None, dict[int, Answer]] = {adapter: {} for adapter in adapters}
     for batch in batches:
         prompts = [encoded[i] for _ in adapters for i in batch]
-        texts = generate_batch(model, tokenizer, prompts, decoding, stops)
+        texts = generate_batch(
+            model, tokenizer, prompts, [budgets[i] for _ in adapters for i in batch], stops
+        )
         for position, adapter in enumerate(adapters):
             chunk = texts[position * len(batch) : (position + 1) * len(batch)]
             answers[adapter].update(zip(batch, chunk, strict=True))

@@ -95,6 +95,8 @@ def test_registered_candidates_resolve_relative_adapters_against_the_config_fold
         ({"evaluation": {"device": "tpu"}}, "evaluation.device: 'tpu' is not one of"),
         ({"evaluation": {"precision": "int8"}}, "evaluation.precision"),
         ({"evaluation": {"beams": 2}}, "unknown key(s) evaluation.beams"),
+        ({"evaluation": {"cohort_max_new_tokens": {"ood": 0}}}, "evaluation.cohort_max_new_tokens.ood"),
+        ({"evaluation": {"cohort_max_new_tokens": [24]}}, "evaluation.cohort_max_new_tokens: must be"),
         ({"promote": "yes"}, "promote: must be true or false"),
         ({"outputs": ""}, "outputs: must be a folder path"),
     ],

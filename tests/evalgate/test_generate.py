@@ -88,6 +88,29 @@ def test_progress_callback_counts_every_row(tiny: tuple[Any, Any]) -> None:
     assert done == [4, 1]
 
 
+def test_a_cohort_budget_cuts_its_answers_as_a_run_at_that_budget_would(tiny: tuple[Any, Any]) -> None:
+    model, tokenizer = tiny
+    rows = [{**row, "cohort": "short" if row["id"] in {"a", "c"} else "long"} for row in ROWS]
+    budgeted = DecodingSettings(max_new_tokens=12, cohort_max_new_tokens={"short": 3}, batch_size=4)
+
+    answers = dict(zip([row["id"] for row in rows], generate_answers(model, tokenizer, rows, budgeted)))
+    short = generate_answers(model, tokenizer, [rows[0], rows[2]], DecodingSettings(max_new_tokens=3))
+    long = generate_answers(model, tokenizer, rows, DECODING)
+
+    assert [answers["a"], answers["c"]] == short
+    assert all(answer.new_tokens <= 3 for answer in short)
+    assert [answers[key] for key in "bde"] == [long[1], long[3], long[4]]
+
+
+def test_cohort_budgets_are_recorded_only_when_set() -> None:
+    assert "cohort_max_new_tokens" not in DECODING.to_dict()
+    budgeted = DecodingSettings(cohort_max_new_tokens={"ood": 24, "safety": 32})
+    assert budgeted.to_dict()["cohort_max_new_tokens"] == {"ood": 24, "safety": 32}
+    assert budgeted.budget("ood") == 24 and budgeted.budget("target") == budgeted.max_new_tokens
+    with pytest.raises(ValueError, match="cohort_max_new_tokens\\['ood'\\]"):
+        DecodingSettings(cohort_max_new_tokens={"ood": 0})
+
+
 def test_per_adapter_generation_matches_the_base_with_adapters_disabled(tiny_lm_dir: Path) -> None:
     model, tokenizer = _load_perturbed(tiny_lm_dir)
     base_answers = generate_answers(model, tokenizer, ROWS, DECODING)
