@@ -1,38 +1,53 @@
 """Loss-curve diagnosis of a candidate: healthy, flat, oscillating or diverged.
 
-With ``losses`` the per-step training losses, ``w = max(1, n // 5)`` steps per window,
-``start`` the mean of the first window, ``end`` the mean of the last, and ``smooth`` the
-``w``-step moving average:
+With ``losses`` the per-step training losses ``x_1..x_n``, ``w = max(1, n // 5)`` steps per window,
+``start`` the mean of the first window and ``end`` the mean of the last, the curve is judged on its
+smoothed version ``s`` (``smooth``): a bias-corrected exponential moving average, as in Adam's moment
+estimates and TensorBoard's smoothing,
+
+    m_0 = 0,   m_t = beta * m_(t-1) + (1 - beta) * x_t,   s_t = m_t / (1 - beta^t),
+    beta = 1 - 2 / (span + 1),   span = clamp(n // 4, MIN_SPAN, MAX_SPAN)  (8 steps for 32 steps).
+
+``s_1 = x_1`` (the correction removes the pull towards 0 of the first steps), and each ``s_t`` is a
+weighted mean of ``x_1..x_t`` whose weights fall by ``beta`` per step back. White batch noise of
+standard deviation ``sigma`` leaves about ``sigma / sqrt(span)`` in ``s``, and a swing of period
+``p`` steps keeps most of its amplitude when ``p`` is well above ``span``: the smoothed curve rises
+only when the loss itself climbs for several steps, not when one batch is harder than the last.
 
 - diverged     a non-finite loss, a loss above ``DIVERGENCE_FACTOR`` x the first loss (training
                stops there), or ``end > RISE_FACTOR x start`` (it ended higher than it began): rate too large.
 - flat         ``(start - end) / start < FLAT_DROP``: the loss barely moved; rate too small (or
                nothing left to learn).
-- oscillating  after its lowest point the smoothed loss climbs back by more than ``REBOUND`` x the
-               drop achieved so far, or the step-to-step residual ``|loss - smooth|`` over the second
-               half averages more than ``ROUGHNESS`` x ``start`` (relative to where the loss began, so
-               a loss near zero with small absolute noise is not called oscillating): rate on the edge
-               of stability.
-- healthy      otherwise: the loss fell by at least ``FLAT_DROP`` and settled.
+- oscillating  the smoothed loss climbs back, at some step, by more than ``REBOUND`` x its drop
+               ``start - min(s)``: the largest climb ``max_j (s_j - min(s_1..s_j))`` of the smoothed
+               curve (a rebound after its lowest point, or one long swing up and down again): rate on
+               the edge of stability. Per-step swings of a noisy but falling loss are not oscillation.
+- healthy      otherwise: the loss fell by at least ``FLAT_DROP`` and the smoothed loss kept falling.
 
 Within a sweep, rates are also compared with each other (``compare_within_sweep``): a healthy
 candidate whose relative drop is under ``UNDERFIT_SHARE`` of the best drop among the sweep's
 non-diverged candidates is relabelled flat (it learns, but far slower than its neighbours: rate too
 small).
+
+The report's and dashboard's loss charts draw ``smooth`` over the raw curve.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DIVERGENCE_FACTOR = 3.0
 RISE_FACTOR = 1.25
 FLAT_DROP = 0.10
 REBOUND = 0.5
-ROUGHNESS = 0.15
 MIN_STEPS = 4
 UNDERFIT_SHARE = 0.25
+MIN_SPAN = 4
+"""Shortest smoothing span, in steps."""
+MAX_SPAN = 10
+"""Longest smoothing span, in steps (a swing over a few tens of steps stays visible in a long curve)."""
 LABELS = ("healthy", "flat", "oscillating", "diverged")
 
 
@@ -42,6 +57,30 @@ class Diagnosis:
 
     label: str
     reason: str
+
+
+def smoothing_span(steps: int) -> int:
+    """The EMA span of a curve of ``steps`` steps: ``clamp(steps // 4, MIN_SPAN, MAX_SPAN)``."""
+    return min(MAX_SPAN, max(MIN_SPAN, steps // 4))
+
+
+def ema(values: Sequence[float], span: int) -> list[float]:
+    """Bias-corrected exponential moving average (formula in the module docstring); ``span >= 1``;
+    ``span`` 1 returns the values unchanged. Same length as ``values``; each output lies within the
+    range of the values up to it."""
+    if span < 1:
+        raise ValueError(f"span must be at least 1, got {span}")
+    beta = 1.0 - 2.0 / (span + 1)
+    average, out = 0.0, []
+    for step, value in enumerate(values, start=1):
+        average = beta * average + (1.0 - beta) * value
+        out.append(average / (1.0 - beta**step))
+    return out
+
+
+def smooth(losses: Sequence[float]) -> list[float]:
+    """The smoothed curve the diagnosis judges and the charts draw: ``ema`` at ``smoothing_span``."""
+    return ema(losses, smoothing_span(len(losses)))
 
 
 def diagnose(losses: list[float]) -> Diagnosis:
@@ -61,20 +100,27 @@ def diagnose(losses: list[float]) -> Diagnosis:
     drop = (start - end) / start if start > 0 else 0.0
     if drop < FLAT_DROP:
         return Diagnosis("flat", f"loss fell {drop:.1%} (< {FLAT_DROP:.0%}) from {start:.3g} to {end:.3g}")
-    smooth = _moving_average(losses, window)
-    lowest = min(range(len(smooth)), key=smooth.__getitem__)
-    rebound = max(smooth[lowest:]) - smooth[lowest]
-    if rebound > REBOUND * (start - smooth[lowest]):
+    smoothed = smooth(losses)
+    climb, at = largest_climb(smoothed)
+    fallen = start - min(smoothed)
+    if climb > REBOUND * fallen:
         return Diagnosis(
-            "oscillating", f"smoothed loss climbed back {rebound:.3g} after its low {smooth[lowest]:.3g}"
-        )
-    half = len(losses) // 2
-    residual = _mean([abs(a - b) for a, b in zip(losses[half:], smooth[half:], strict=True)])
-    if residual > ROUGHNESS * start:
-        return Diagnosis(
-            "oscillating", f"step-to-step swing {residual:.3g} > {ROUGHNESS} x start loss {start:.3g}"
+            "oscillating",
+            f"smoothed loss climbed back {climb:.3g} by step {at + 1}, "
+            f"over {REBOUND} x its drop {fallen:.3g}",
         )
     return Diagnosis("healthy", f"loss fell {drop:.1%} from {start:.3g} to {end:.3g}")
+
+
+def largest_climb(values: Sequence[float]) -> tuple[float, int]:
+    """``max_j (values[j] - min(values[:j + 1]))`` and the index ``j`` where it is reached (0 and 0
+    for a curve that never rises)."""
+    lowest, best, at = math.inf, 0.0, 0
+    for index, value in enumerate(values):
+        lowest = min(lowest, value)
+        if value - lowest > best:
+            best, at = value - lowest, index
+    return best, at
 
 
 def relative_drop(losses: list[float]) -> float:
@@ -107,10 +153,5 @@ def compare_within_sweep(curves: dict[float, tuple[str, list[float]]]) -> dict[f
     }
 
 
-def _mean(values: list[float]) -> float:
+def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
-
-
-def _moving_average(values: list[float], window: int) -> list[float]:
-    """Trailing mean over up to ``window`` values ending at each position."""
-    return [_mean(values[max(0, i - window + 1) : i + 1]) for i in range(len(values))]

@@ -206,7 +206,9 @@ def _curves(view: SweepView) -> str:
     )
     return (
         '<section id="training"><h2>Training loss per rate</h2>'
-        '<p class="muted small">Each curve on its own loss scale (min and max marked).</p>'
+        '<p class="muted small">Each curve on its own loss scale (min and max marked): thin and faint the '
+        "per-step loss, bold the smoothed loss the diagnosis judges (bias-corrected exponential moving "
+        "average).</p>"
         f'<div class="curves">{boxes}</div></section>'
     )
 

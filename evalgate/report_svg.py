@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from evalgate.diagnosis import smooth, smoothing_span
 from evalgate.report_model import CandidateView, Estimate, SweepView
 
 VERDICT_COLOURS = {"pass": "#1a7f37", "block": "#cf222e", None: "#6e7781"}
@@ -196,16 +197,22 @@ def _axis_labels(x_label: str, y_label: str) -> str:
 
 
 def loss_chart(candidate: CandidateView, width: int = 240, height: int = 120) -> str:
-    """The candidate's per-step training loss as a polyline on its own scale, coloured by diagnosis."""
+    """The candidate's per-step training loss on its own scale: the raw curve thin and faint, the
+    smoothed curve the diagnosis judges (``evalgate.diagnosis.smooth``, a bias-corrected EMA) bold
+    over it, coloured by diagnosis."""
     losses = [v for v in candidate.losses if math.isfinite(v)]
     if len(losses) < 2:
         return '<p class="muted">no loss curve</p>'
     pad = 8
     x = Scale(0, len(losses) - 1, pad + 34, width - pad)
     y = Scale(*padded(losses, 0.05), height - pad - 14, pad)
-    points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(losses))
+    raw = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(losses))
+    smoothed = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(smooth(losses)))
     colour = DIAGNOSIS_COLOURS.get(candidate.diagnosis or "", "#57606a")
-    text = f"{candidate.label}: loss {losses[0]:.3g} → {losses[-1]:.3g} over {len(losses)} steps"
+    text = (
+        f"{candidate.label}: loss {losses[0]:.3g} → {losses[-1]:.3g} over {len(losses)} steps "
+        f"(thin: per step; bold: smoothed, EMA span {smoothing_span(len(losses))})"
+    )
     return (
         f'<svg class="loss" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
         f'aria-label="{escape(text)}" font-family="system-ui, sans-serif" '
@@ -215,5 +222,8 @@ def loss_chart(candidate: CandidateView, width: int = 240, height: int = 120) ->
         f'<text x="{x.start - 3:.1f}" y="{y(max(losses)) + 4:.1f}" text-anchor="end">{max(losses):.3g}</text>'
         f'<text x="{x.start - 3:.1f}" y="{y(min(losses)) + 4:.1f}" text-anchor="end">{min(losses):.3g}</text>'
         f'<text x="{x.end:.1f}" y="{height - 4}" text-anchor="end">step {len(losses)}</text>'
-        f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.6"/></svg>'
+        f'<polyline class="raw" points="{raw}" fill="none" stroke="{colour}" stroke-width="0.8" '
+        'stroke-opacity="0.35"/>'
+        f'<polyline class="smoothed" points="{smoothed}" fill="none" stroke="{colour}" stroke-width="2.2"/>'
+        "</svg>"
     )

@@ -192,7 +192,7 @@ def loss_curve(shape: str, rng: np.random.Generator, steps: int = 60) -> list[fl
     elif shape == "healthy":
         curve = 0.6 + 1.5 * np.exp(-t / 12)
     elif shape == "oscillating":
-        curve = 0.9 + 1.2 * np.exp(-t / 6) + 0.4 * np.sin(t * 1.3)
+        curve = 0.9 + 1.2 * np.exp(-t / 6) + 0.6 * np.sin(2 * np.pi * t / 24)  # a slow swing, not noise
     else:
         curve = 2.1 * np.exp(t / 14)
     return [round(float(v), 4) for v in curve + rng.normal(0, 0.02, steps) if math.isfinite(v)]

@@ -170,7 +170,8 @@ def test_report_is_one_self_contained_escaped_document(store: DatasetStore, week
     assert "target gain (json_validation/target, Δ mean score, + = better)" in html
     assert "out-of-domain Δ (answer_accuracy/ood, Δ mean score, + = better)" in html
     assert 'stroke-dasharray="6 4"' in html and "&#8722;δ = -0.050" in html
-    assert html.count("<polyline") == 5 and html.count('<g class="point"') == 4
+    assert html.count('<polyline class="raw"') == 5 and html.count('<polyline class="smoothed"') == 5
+    assert html.count('<g class="point"') == 4
     assert "Not shown (no deltas): lr=0.01." in html
     _assert_balanced(html)
 
