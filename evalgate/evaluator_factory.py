@@ -16,7 +16,7 @@ from evalgate.settings import Settings
 from evaluators import registry
 from evaluators.base import Evaluator
 
-EMBEDDING_EVALUATORS = frozenset({"answer_relevancy", "faithfulness", "hallucination_score"})
+EMBEDDING_EVALUATORS = frozenset({"answer_relevancy"})
 """Evaluators that take ``embedder=`` (a sentence embedder)."""
 RUNNER_BUILT_EVALUATORS = frozenset({"perplexity"})
 """Evaluators that need the evaluated language model: built by the evaluation runner."""

@@ -2,22 +2,24 @@
 
 The answer is split into claims (sentences, split again at ';' and clause joints; a JSON answer gives
 one claim per leaf value). A ``ClaimJudge`` gives each claim a support in [0, 1]. The offline
-default, ``OverlapJudge``, combines three signals against the context:
+default, ``GroundingJudge``, reads six question-aware grounding features of the claim
+(``evaluators.grounding``: the share of its new words and of its new names and numbers absent from
+the context, whether one context sentence holds its words, negation) and weighs them with a
+logistic regression trained on perturbed answers to the project's own passages
+(``evaluators.faithfulness_head``, rebuilt by ``python -m evalgate.faithfulness_training --write``):
 
-    alignment(c) = max over context sentences s of cos(e(c), e(s)), clipped to [0, 1];
-                   e = the injected sentence embedder (MiniLM by default)
-    overlap(c)   = |content tokens of c found in the context| / |content tokens of c|
-    grounding(c) = 1 if every number and capitalised entity of c occurs in the context, else 0
-    support(c)   = grounding(c) * (w * alignment(c) + (1 - w) * overlap(c)),   w = ALIGNMENT_WEIGHT,
-                   but w = 0 for a claim of fewer than SHORT_CLAIM content tokens (a bare name, "yes":
-                   a sentence embedding of it says little, its overlap and grounding say it all)
+    support(c)   = sigmoid(BIAS + sum_i WEIGHTS[i] * feature_i(c)) / sigmoid(BIAS)    in (0, 1]
+                   (every feature is 0 for a fully grounded claim and every weight <= 0, so such a
+                   claim gets 1 and each unsupported word, name or negation lowers it)
+    faithfulness = mean over claims c of support(c)                     range [0, 1], higher is better
 
-    faithfulness = mean over claims c of support(c)          range [0, 1], higher is better
-
-So a claim naming a number or a name the context does not contain is unsupported, however similar
-it reads. (Proportional grounding, the share of anchors found, was tried on the HaluEval dev half:
-accuracy at 0.5 was 0.80 against 0.85 for this all-or-nothing rule, AUC unchanged.)
-Rows with no context, or an answer with no claim, are not applicable.
+Words the question already names prove nothing: "Delhi" answering "Where is the head office?" is
+checked, "head office" is not. Numbers, dates and names are normalised ("1,000" = "1000",
+"March 2, 1991" = "2 March 1991") and must occur in the context exactly. So a claim naming a number
+or a name the context lacks, or stitching a subject of one sentence to a fact of another, loses
+support however fluent it reads. The default threshold (``THRESHOLD``) was chosen on the dev half of
+a HaluEval QA file (bench/faithfulness_halueval.py); nothing else was fitted to it.
+Rows with no context, or an answer with no claim, are not applicable. Pure text: no model is loaded.
 Pluggable judges (``evaluators.claim_judges``): an NLI cross-encoder from a local path and an LLM
 judge on an OpenAI-compatible endpoint; pass one as ``judge=``.
 """
@@ -25,24 +27,21 @@ judge on an OpenAI-compatible endpoint; pass one as ``judge=``.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from evaluators import text
+from evaluators import faithfulness_head, grounding, text
 from evaluators.base import Evaluator, RowScore, ScoredRow
 from evaluators.registry import register
 
-if TYPE_CHECKING:
-    from evalgate.embeddings import Embedder
-
-ALIGNMENT_WEIGHT = 0.5
-"""Weight of embedding alignment against lexical overlap in a claim's support."""
-SHORT_CLAIM = 3
-"""Claims with fewer content tokens than this (a bare name, "yes") are judged without alignment."""
-CLAIM_SUPPORTED = 0.5
+THRESHOLD = 0.8
+"""Default pass threshold of faithfulness (hallucination_score passes at 1 - THRESHOLD): chosen on the
+dev half of the HaluEval QA file, the only thing fitted to it."""
+CLAIM_SUPPORTED = THRESHOLD
 """A claim counts as supported (in ``detail``) when its support reaches this."""
 
 
@@ -92,105 +91,46 @@ def _json_leaves(value: Any) -> list[str]:
     return [] if value is None else [value if isinstance(value, str) else json.dumps(value)]
 
 
-class OverlapJudge:
-    """The offline judge: embedding alignment plus lexical overlap, gated by number/entity grounding.
+class GroundingJudge:
+    """The offline judge: grounding features of each claim, weighed by the learned head.
 
-    Entities are matched as words: "India" is not grounded by "Indian", nor "NYC" by "New York".
+    support(c) = sigmoid(BIAS + sum_i WEIGHTS[i] * features_i(c)) / sigmoid(BIAS), range (0, 1], where
+    the features are ``evaluators.grounding.features`` against the evidence and the question;
+    WEIGHTS and BIAS come from ``evaluators.faithfulness_head`` (regenerated by
+    ``python -m evalgate.faithfulness_training --write``). A claim is contradicted when it disagrees on
+    negation with its closest sentence.
+    Pure text: no model is loaded.
     """
 
-    def __init__(self, embedder: Embedder, alignment_weight: float = ALIGNMENT_WEIGHT):
-        if not 0.0 <= alignment_weight <= 1.0:
-            raise ValueError(f"alignment_weight must be in [0, 1], got {alignment_weight}")
-        self.embedder = embedder
-        self.alignment_weight = alignment_weight
-
     def judge(self, checks: Sequence[ClaimCheck]) -> list[list[ClaimVerdict]]:
-        """Verdicts for every check; all texts are embedded in one ``encode`` call."""
-        claims = [answer_claims(check.answer) for check in checks]
-        units = [evidence_units(check.evidence) for check in checks]
-        vectors = self._embed([*(c for cs in claims for c in cs), *(u for us in units for u in us)])
-        return [
-            self._judge_one(check.evidence, row_claims, row_units, vectors)
-            for check, row_claims, row_units in zip(checks, claims, units, strict=True)
-        ]
+        """Verdicts for every check (the evidence of each is parsed once)."""
+        return [self._judge_one(check) for check in checks]
 
-    def _embed(self, texts: list[str]) -> dict[str, np.ndarray]:
-        unique = list(dict.fromkeys(texts))
-        return dict(zip(unique, self.embedder.encode(unique), strict=True)) if unique else {}
-
-    def _judge_one(
-        self, evidence: str, claims: list[str], units: list[str], vectors: dict[str, np.ndarray]
-    ) -> list[ClaimVerdict]:
-        if not claims or not units:
-            return []
-        facts = Facts.of(evidence)
-        unit_matrix = np.stack([vectors[unit] for unit in units])
+    def _judge_one(self, check: ClaimCheck) -> list[ClaimVerdict]:
+        evidence = grounding.Evidence.of(check.evidence, check.question)
         verdicts = []
-        for claim in claims:
-            similarities = unit_matrix @ vectors[claim]
-            best = int(np.argmax(similarities))
-            alignment = float(np.clip(similarities[best], 0.0, 1.0))
-            overlap, grounding, missing = facts.overlap(claim), *facts.grounding(claim)
-            w = self.alignment_weight if len(text.content_tokens(claim)) >= SHORT_CLAIM else 0.0
-            support = grounding * (w * alignment + (1 - w) * overlap)
-            contradicted = conflicts(claim, units[best], alignment)
-            reason = f"alignment {alignment:.2f}, overlap {overlap:.2f}, grounding {grounding:.2f}"
-            reason += f"; not in context: {', '.join(sorted(missing))}" if missing else ""
-            verdicts.append(ClaimVerdict(claim, float(support), contradicted, reason))
+        for claim in answer_claims(check.answer):
+            values = grounding.features(claim, check.question, evidence)
+            support = head_probability(values)
+            named = dict(zip(grounding.FEATURES, values, strict=True))
+            missing = grounding.missing_words(claim, check.question, evidence)
+            reason = ", ".join(f"{name} {value:.2f}" for name, value in named.items())
+            reason += f"; not in context: {', '.join(missing)}" if missing else ""
+            verdicts.append(ClaimVerdict(claim, support, named["negation"] > 0, reason))
         return verdicts
 
 
-def evidence_units(evidence: str) -> list[str]:
-    """The units a claim is aligned to: the evidence's sentences.
-
-    (Adding pairs of adjacent sentences was tried on the HaluEval dev half: no gain, twice the cost.)
-    """
-    return text.split_sentences(evidence)
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What an evidence text contains: content tokens, all tokens, numbers."""
-
-    content: frozenset[str]
-    words: frozenset[str]
-    numbers: frozenset[str]
-
-    @classmethod
-    def of(cls, evidence: str) -> Facts:
-        """The facts of ``evidence``."""
-        words = frozenset(text.tokens(evidence)) | frozenset(text.content_tokens(evidence))
-        return cls(frozenset(text.content_tokens(evidence)), words, frozenset(text.numbers(evidence)))
-
-    def overlap(self, claim: str) -> float:
-        """Share of the claim's content tokens found in the evidence (1 when it has none)."""
-        content = text.content_tokens(claim)
-        return len(content & self.content) / len(content) if content else 1.0
-
-    def grounding(self, claim: str) -> tuple[float, set[str]]:
-        """1 if all the claim's numbers and entities occur in the evidence, else 0; and the missing ones."""
-        anchors = {f"#{n}" for n in text.numbers(claim)} | text.entities(claim)
-        missing = {a for a in anchors if not self._has(a)}
-        return (0.0 if missing else 1.0), missing
-
-    def _has(self, anchor: str) -> bool:
-        if anchor.startswith("#"):
-            return anchor[1:] in self.numbers
-        return anchor in self.words or text.content_tokens(anchor) <= self.content
+def head_probability(values: Sequence[float]) -> float:
+    """The learned head's p(faithful) for one claim's feature values (``grounding.FEATURES`` order),
+    divided by its p for a fully grounded claim (every feature 0), so that such a claim gets 1."""
+    logit = faithfulness_head.BIAS + sum(
+        w * v for w, v in zip(faithfulness_head.WEIGHTS, values, strict=True)
+    )
+    return min(1.0, _sigmoid(logit) / _sigmoid(faithfulness_head.BIAS))
 
 
-def conflicts(claim: str, sentence: str, alignment: float, min_alignment: float = 0.6) -> bool:
-    """Whether ``claim`` contradicts its best-aligned evidence ``sentence``.
-
-    Only a closely aligned sentence (cosine ≥ ``min_alignment``) can contradict: it does when exactly
-    one of the two is negated, or when both carry numbers and the claim's are not the sentence's.
-    """
-    if alignment < min_alignment:
-        return False
-    if text.has_negation(claim) != text.has_negation(sentence):
-        return True
-    claim_numbers, sentence_numbers = text.numbers(claim), text.numbers(sentence)
-    return bool(claim_numbers and sentence_numbers and not claim_numbers <= sentence_numbers)
+def _sigmoid(logit: float) -> float:
+    return 1.0 / (1.0 + math.exp(-logit))
 
 
 @register
@@ -198,17 +138,13 @@ class Faithfulness(Evaluator):
     """Faithfulness to the context: mean claim support, range [0, 1], higher is better (see module)."""
 
     name: ClassVar[str] = "faithfulness"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     higher_is_better: ClassVar[bool] = True
-    threshold: ClassVar[float] = 0.5
+    threshold: ClassVar[float] = THRESHOLD
     cohorts: ClassVar[tuple[str, ...] | None] = None
 
-    def __init__(self, embedder: Embedder | None = None, judge: ClaimJudge | None = None):
-        if judge is None:
-            if embedder is None:
-                raise TypeError("faithfulness needs an embedder (for the offline judge) or a judge")
-            judge = OverlapJudge(embedder)
-        self.judge = judge
+    def __init__(self, judge: ClaimJudge | None = None):
+        self.judge: ClaimJudge = judge or GroundingJudge()
 
     def score(self, rows: Sequence[ScoredRow]) -> list[RowScore]:
         """One score per row: mean claim support; rows without context are not applicable."""

@@ -1,32 +1,40 @@
 """Hallucination score: the rate of answer claims unsupported by, or contradicting, context and reference.
 
 Evidence is the row's context and its reference together. Each claim gets a support from the same
-``ClaimJudge`` as faithfulness (offline: ``OverlapJudge``), and
+``ClaimJudge`` as faithfulness (offline: ``GroundingJudge``, question-aware grounding features weighed
+by a learned head, see ``evaluators.faithfulness``), and
 
     h(c) = 1                   if c contradicts the evidence or the reference
            1 - support(c)      otherwise
     hallucination_score = mean over claims c of h(c)        range [0, 1], lower is better
 
-A claim contradicts when the judge says so (offline: a closely aligned evidence sentence with the
-opposite negation, or with other numbers), or when a reference is given and the claim carries numbers
+A claim contradicts when the judge says so (offline: the evidence sentence sharing most of its words
+has the opposite negation), or when a reference is given and the claim carries numbers
 absent from a reference that has numbers, or capitalised entities none of which the reference names
-while it names some. Rows with neither context nor reference are not applicable.
+while it names some. Rows with neither context nor reference are not applicable. An answer that
+invents a name or number scores high however short it is ("The capital of Belgium is Leuart." against
+the reference "Brussels"); a long answer whose every claim the evidence holds scores low. The default
+threshold is 1 - ``faithfulness.THRESHOLD`` (chosen on the dev half of a HaluEval QA file).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
 from evaluators import text
 from evaluators.base import Evaluator, RowScore, ScoredRow
-from evaluators.faithfulness import ClaimCheck, ClaimJudge, ClaimVerdict, OverlapJudge, claim_detail
+from evaluators.faithfulness import (
+    THRESHOLD,
+    ClaimCheck,
+    ClaimJudge,
+    ClaimVerdict,
+    GroundingJudge,
+    claim_detail,
+)
 from evaluators.registry import register
-
-if TYPE_CHECKING:
-    from evalgate.embeddings import Embedder
 
 
 def reference_conflict(claim: str, reference: str) -> str | None:
@@ -45,17 +53,13 @@ class HallucinationScore(Evaluator):
     """Rate of unsupported or contradicting claims, range [0, 1], lower is better (see module)."""
 
     name: ClassVar[str] = "hallucination_score"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     higher_is_better: ClassVar[bool] = False
-    threshold: ClassVar[float] = 0.5
+    threshold: ClassVar[float] = round(1.0 - THRESHOLD, 4)
     cohorts: ClassVar[tuple[str, ...] | None] = None
 
-    def __init__(self, embedder: Embedder | None = None, judge: ClaimJudge | None = None):
-        if judge is None:
-            if embedder is None:
-                raise TypeError("hallucination_score needs an embedder (for the offline judge) or a judge")
-            judge = OverlapJudge(embedder)
-        self.judge = judge
+    def __init__(self, judge: ClaimJudge | None = None):
+        self.judge: ClaimJudge = judge or GroundingJudge()
 
     def score(self, rows: Sequence[ScoredRow]) -> list[RowScore]:
         """One score per row; rows with neither context nor reference are not applicable."""

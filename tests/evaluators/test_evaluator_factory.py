@@ -2,6 +2,7 @@ import pytest
 
 from evalgate.evaluator_factory import EvaluatorNeedsModelError, build_evaluator
 from evaluators.answer_relevancy import AnswerRelevancy
+from evaluators.faithfulness import Faithfulness
 from evaluators.json_validation import JSONValidation
 from evaluators.registry import UnknownEvaluatorError
 
@@ -13,6 +14,7 @@ def test_embedding_evaluators_get_the_given_embedder(fake_embedder):
 
 def test_model_free_evaluators_are_built_plainly():
     assert isinstance(build_evaluator("json_validation"), JSONValidation)
+    assert isinstance(build_evaluator("faithfulness"), Faithfulness)
 
 
 def test_perplexity_is_refused_with_a_pointer_to_the_runner():
@@ -27,5 +29,5 @@ def test_unknown_names_are_refused_with_the_known_ones():
 
 @pytest.mark.slow
 def test_default_embedder_is_minilm_from_its_package(minilm):
-    evaluator = build_evaluator("faithfulness")
-    assert evaluator.judge.embedder is minilm  # type: ignore[attr-defined]
+    evaluator = build_evaluator("answer_relevancy")
+    assert evaluator.embedder is minilm  # type: ignore[attr-defined]
