@@ -4,12 +4,14 @@ Pure functions: scores in, numbers out (no database). Per evaluator x cohort:
 
 - ``n``: rows with a score (rows an evaluator could not score, ``score`` None, are left out);
 - ``mean``: the mean score;
-- ``ci_low``/``ci_high``: the 95% percentile-bootstrap interval of the mean (``resamples`` resamples of
-  the rows with replacement, numpy ``default_rng(seed)``);
+- ``ci_low``/``ci_high``: the 95% BCa bootstrap interval of the mean (``intervals.bca``: ``resamples``
+  resamples of the rows with replacement, numpy ``default_rng(seed)``, drawn in bounded chunks);
 - ``fail_rate``: the share of scored rows with ``passed`` False (the eval-fail rate).
 
-``paired_delta`` pairs a candidate's and the base model's scores by row id and bootstraps the mean
-per-row delta ``d_i = candidate_i - base_i`` (rows resampled as pairs). Its sign is a raw difference:
+``paired_delta`` pairs a candidate's and the base model's scores by row id and gives the mean per-row
+delta ``d_i = candidate_i - base_i`` with the interval the gate uses (``intervals.paired_test``: Tango's
+score interval when every score is 0 or 1, the studentized bootstrap of the pairs otherwise; the gate's
+figures differ only where it orients or Holm-corrects them). Its sign is a raw difference:
 for a higher-is-better evaluator a negative delta is a regression, for a lower-is-better one (perplexity,
 ood_kl) a positive delta is. On the ood cohort this is the ``ood_delta`` the gate uses.
 """
@@ -21,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from evalgate.intervals import bca, is_binary, paired_test
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_CONFIDENCE = 0.95
@@ -62,23 +66,28 @@ def bootstrap_mean(
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Interval:
-    """Mean of ``values`` and its percentile-bootstrap interval.
+    """Mean of ``values`` and its BCa bootstrap interval (``intervals.bca``).
 
-    Draws ``resamples`` samples of size n with replacement (``numpy.random.default_rng(seed)``), takes
-    each sample's mean, and returns the ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of
-    those means. Same values and seed give the same interval. Raises ``ValueError`` on no values.
+    ``resamples`` samples of size n with replacement (``numpy.random.default_rng(seed)``); the bounds
+    are the BCa-adjusted ``(1 - confidence) / 2`` and ``(1 + confidence) / 2`` quantiles of their
+    means. Same values and seed give the same interval, in any order. Raises ``ValueError`` on no values.
     """
     data = np.asarray(list(values), dtype=np.float64)
     if data.size == 0:
         raise ValueError("cannot bootstrap the mean of no values")
+    _check_options(confidence, resamples)
+    low, high = bca(data, resamples=resamples, seed=seed).interval((1 - confidence) / 2)
+    return _interval(data, low, high)
+
+
+def _check_options(confidence: float, resamples: int) -> None:
     if not 0 < confidence < 1 or resamples < 1:
         raise ValueError("confidence must be in (0, 1) and resamples at least 1")
+
+
+def _interval(data: np.ndarray, low: float, high: float) -> Interval:
     mean = float(data.mean())
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    low, high = np.quantile(means, [tail, 1 - tail])
-    return Interval(n=int(data.size), mean=mean, ci_low=min(float(low), mean), ci_high=max(float(high), mean))
+    return Interval(n=int(data.size), mean=mean, ci_low=min(low, mean), ci_high=max(high, mean))
 
 
 def summarise(
@@ -141,9 +150,14 @@ def paired_delta(
     resamples: int = DEFAULT_RESAMPLES,
     confidence: float = DEFAULT_CONFIDENCE,
 ) -> Interval:
-    """Mean per-row delta ``candidate - base`` with its seeded paired-bootstrap interval."""
-    _, deltas = paired_deltas(candidate_scores, base_scores)
-    return bootstrap_mean(deltas.tolist(), seed=seed, resamples=resamples, confidence=confidence)
+    """Mean per-row delta ``candidate - base`` with the gate's two-sided interval (``intervals``)."""
+    row_ids, deltas = paired_deltas(candidate_scores, base_scores)
+    _check_options(confidence, resamples)
+    candidate = np.array([candidate_scores[row] for row in row_ids], dtype=np.float64)
+    base = np.array([base_scores[row] for row in row_ids], dtype=np.float64)
+    test = paired_test(deltas, binary=is_binary(candidate, base), resamples=resamples, seed=seed)
+    low, high = test.interval((1 - confidence) / 2)
+    return _interval(deltas, low, high)
 
 
 def scores_by_group(records: Iterable[ScoreRecord]) -> dict[tuple[str, str], dict[str, float]]:

