@@ -7,8 +7,10 @@
   candidate that was not evaluated is one ``<testcase name="training">``: ``<error>`` when its training
   failed, ``<skipped>`` otherwise (diverged), with its training status.
 - ``summary.md``: GitHub-flavoured Markdown for ``$GITHUB_STEP_SUMMARY``: the recommendation, the table
-  ``rate | status | verdict | target gain [CI] | ood delta [CI] | why not recommended``, the dataset
-  label and hash, the policy name and hash, the baseline, and where the HTML report is.
+  ``rate | status | verdict | target gain [CI] | ood delta [CI] | why not recommended`` (the ood delta
+  of the out-of-domain check that decides the candidate, named in its cell), the per-cohort eval-fail
+  rates, the dataset label and hash, the policy name and hash, the baseline, and where the HTML report
+  is.
 - ``report.html``: the sweep report (``evalgate.report.render_sweep_report``), written by the caller.
 - ``result.json``: ``{"exit_code", "recommended", "recommended_candidate_id", "promoted", "error",
   "mode", "server", "sweep_id", "dataset": {"label", "sha256"}, "policy": {"name", "sha256",
@@ -34,8 +36,8 @@ from evalgate.ci_results import (
     EXIT_ERROR,
     CandidateResult,
     CiResult,
+    decisive_ood,
     is_failure,
-    ood_check,
     rate_label,
     result_data,
     verdict_interval,
@@ -183,7 +185,6 @@ def summary_markdown(result: CiResult, report_note: str) -> str:
         lines.append(line + f". Exit code {result.exit_code}.")
     else:
         lines.append(f"**No candidate passed the gate.** Exit code {result.exit_code}.")
-    ood = ood_check(config)
     lines += [
         "",
         "| rate | status | verdict | target gain [CI] | ood delta [CI] | why not recommended |",
@@ -198,15 +199,16 @@ def summary_markdown(result: CiResult, report_note: str) -> str:
             status,
             verdict,
             _estimate(candidate, recommendation.objective),
-            _estimate(candidate, ood),
+            _ood_estimate(candidate),
             why,
         ]
         lines.append("| " + " | ".join(_md(cell) for cell in cells) + " |")
     policy = config.policy
     lines += [
         "",
-        f"Target gain: `{recommendation.objective}`; ood delta: `{ood or '-'}` (oriented: positive is "
-        "better; intervals are the Holm-corrected ones each verdict was tested at).",
+        f"Target gain: `{recommendation.objective}`; ood delta: the out-of-domain check that decides the "
+        "candidate (the most severe verdict, then the least room to spare), named in its cell. Oriented: "
+        "positive is better; intervals are the Holm-corrected ones each verdict was tested at.",
         "",
         f"- **dataset**: `{config.dataset}`, sha256 `{result.dataset_hash}`",
         f"- **policy**: `{_md(policy.name)}`, sha256 `{policy.sha256}` "
@@ -228,6 +230,11 @@ def _estimate(candidate: CandidateResult, label: str | None) -> str:
     interval = verdict_interval(check)
     shown = f"{check['oriented_delta']:+.3f}"
     return shown + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")
+
+
+def _ood_estimate(candidate: CandidateResult) -> str:
+    check = decisive_ood(candidate)
+    return "-" if check is None else f"{_estimate(candidate, check['check'])} ({check['check']})"
 
 
 def _signed(value: float | None) -> str:

@@ -9,6 +9,7 @@ A decision is kept as the REST API returns it (``DecisionOut``): ``{"id", "verdi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -122,9 +123,72 @@ def verdict_interval(check: Mapping[str, Any]) -> tuple[float, float] | None:
     return (float(interval[0]), float(interval[1])) if interval else None
 
 
-def ood_check(config: CiConfig) -> str | None:
-    """The first policy check on the ``ood`` cohort (the summary's ood delta), None without one."""
-    return next((check.label for check in config.policy.checks if check.cohort == "ood"), None)
+def is_out_of_domain(cohort: str) -> bool:
+    """True for the out-of-domain cohorts: ``ood`` and ``ood_*`` (e.g. ``ood_grounded``)."""
+    return cohort == "ood" or cohort.startswith("ood_")
+
+
+VERDICT_SEVERITY = {"regress": 0, "below_floor": 1, "too_many_flips": 2, "inconclusive": 3, "pass": 4}
+"""Order in which a check's verdict decides a candidate: a regression first, a pass last."""
+
+
+def decisive_ood(candidate: CandidateResult) -> dict[str, Any] | None:
+    """The candidate's out-of-domain check that decides it: the most severe verdict (regress, below
+    floor, too many flips, inconclusive, pass), ties broken by the least room to spare, ``low + margin``
+    of the interval the verdict was tested at (lowest first). None without an out-of-domain check."""
+    checks = [c for c in candidate.checks if is_out_of_domain(str(c["check"]).partition("/")[2])]
+
+    def rank(check: Mapping[str, Any]) -> tuple[int, float]:
+        interval = verdict_interval(check)
+        room = interval[0] + float(check.get("margin") or 0.0) if interval else float(check["oriented_delta"])
+        return VERDICT_SEVERITY.get(str(check["verdict"]), 0), room
+
+    return min(checks, key=rank, default=None)
+
+
+def compact_estimate(check: Mapping[str, Any] | None) -> str:
+    """``+0.123 [-0.010,+0.250]``: oriented delta and the interval its verdict was tested at; ``-``
+    without a check."""
+    if check is None:
+        return "-"
+    interval = verdict_interval(check)
+    shown = f"{float(check['oriented_delta']):+.3f}"
+    return shown + (f" [{interval[0]:+.3f},{interval[1]:+.3f}]" if interval else "")
+
+
+_INTERVAL_REASON = re.compile(
+    r"^oriented delta [-+0-9.e]+, Holm interval \[[^\]]*\]"
+    r"(: (lower|upper) bound (>=|<) -?[0-9.e]+| straddles -?[0-9.e]+)?[;,:]?\s*"
+)
+
+
+_SHORTER = (
+    (re.compile(r"needs about ([0-9,]+) rows to show [a-z-]+ at δ = [0-9.e-]+"), r"needs about \1 rows"),
+    (re.compile(r"its delta sits on the margin: no number of rows shows [a-z-]+ at δ = [0-9.e-]+"),
+     "on the margin: no number of rows decides it"),
+    (re.compile(r", or δ (>=|<=|>|<) ([0-9.e-]+) with these [0-9,]+ rows"), r" (or δ \1 \2)"),
+    (re.compile(r"; no positive δ is decided with these [0-9,]+ rows"), ""),
+)  # fmt: skip
+
+
+def reason_note(check: Mapping[str, Any]) -> str:
+    """What a check's reason adds to its verdict, delta, interval and margin, shortened: the gate's
+    reason without the interval wording they repeat (``mean 0.41 below floor 0.5``, ``12 rows flipped
+    ...``), rows-to-decide sentences cut to ``needs about N rows (or δ >= D)``, and ``needs about N
+    rows`` from the evidence's ``rows_needed`` when the reason does not say it."""
+    note = _INTERVAL_REASON.sub("", str(check.get("reason") or ""), count=1).strip()
+    for pattern, replacement in _SHORTER:
+        note = pattern.sub(replacement, note)
+    needed = check.get("rows_needed")
+    if needed is not None and "rows" not in note:
+        note = f"{note}; needs about {int(needed)} rows" if note else f"needs about {int(needed)} rows"
+    return note
+
+
+def failing_checks(result: CiResult, candidate: CandidateResult) -> list[dict[str, Any]]:
+    """The checks that block ``candidate`` under the result's policy, in policy order."""
+    blocks = result.config.policy.inconclusive == "block"
+    return [c for c in candidate.checks if is_failure(c, blocks)]
 
 
 def rate_label(candidate: CandidateResult, swept: bool) -> str:

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from evalgate.ci_config import DEFAULT_JOB_TIMEOUT, DEFAULT_OUTPUTS, CiConfig
 
@@ -95,12 +94,13 @@ def run_job(
     progress: bool = True,
 ) -> CiResult:
     """Run the job, write its outputs into ``folder``, print the per-candidate table and the verdict."""
+    from evalgate.ci_console import print_result
     from evalgate.ci_outputs import clear_outputs, write_outputs
 
     clear_outputs(folder)
     result, note = _run(config, folder, server, token, timeout, progress)
     write_outputs(result, folder, report_note=note)
-    console.print(_table(result))
+    print_result(console, result)
     chosen = result.recommended
     console.print(
         f"recommended: [bold]{escape(chosen.label)}[/]" if chosen else "no candidate passed the gate"
@@ -177,18 +177,3 @@ def _describe(error: Exception, server: str | None) -> str:
     if isinstance(error, KeyError) and error.args:
         return str(error.args[0])
     return str(error) if _expected(error) else f"{type(error).__name__}: {error}"
-
-
-def _table(result: CiResult) -> Table:
-    recommendation = result.recommendation
-    table = Table("candidate", "status", "verdict", f"{recommendation.objective} gain", "why not recommended")
-    for candidate in result.candidates:
-        gain = recommendation.gains.get(candidate.label)
-        table.add_row(
-            escape(candidate.label),
-            candidate.status,
-            candidate.decision["verdict"] if candidate.decision else "not evaluated",
-            f"{gain:+.3f}" if gain is not None else "-",
-            escape(recommendation.reasons.get(candidate.label, "recommended")),
-        )
-    return table
