@@ -128,6 +128,26 @@ def perturb(
             yield Example(question, made, passage, 0, kind)
 
 
+def question_perturbations(question: str, answer: str, passage: str, rng: random.Random) -> Iterator[Example]:
+    """Answers judged against what the question asks (training only; the bench's check uses ``perturb``).
+
+    "echo": a name the question itself gives, as the answer (it adds nothing); "choice": the
+    question turned into a choice between the answer and another name of the passage, answered
+    with the right one (faithful) or with a third name that is neither (hallucinated).
+    """
+    asked = [n for n in passage_names(" " + question) if n.lower() not in answer.lower()]
+    if asked:
+        yield Example(question, rng.choice(asked), passage, 0, "echo of the question")
+    names = [n for n in passage_names(passage) if n.lower() not in answer.lower() and n not in question]
+    if len(names) < 2 or not answer[:1].isupper():
+        return
+    rival, third = rng.sample(names, 2)
+    pair = (answer, rival) if rng.random() < 0.5 else (rival, answer)
+    choice = f"{question.rstrip('?')}, {pair[0]} or {pair[1]}?"
+    yield Example(choice, answer, passage, 1, "choice: right option")
+    yield Example(choice, third, passage, 0, "choice: neither option")
+
+
 def _lower_first(sentence: str) -> str:
     first, _, rest = sentence.partition(" ")
     return f"{first.lower()} {rest}" if first.lower() in text.STOPWORDS else sentence
@@ -142,6 +162,7 @@ def examples(passages: Sequence[Passage] = PASSAGES, seed: int = SEED) -> list[E
         others = texts[:index] + texts[index + 1 :]
         for question, answer in passage.qa:
             found.extend(perturb(question, answer, passage.text, others, rng))
+            found.extend(question_perturbations(question, answer, passage.text, rng))
     return found
 
 
@@ -183,7 +204,9 @@ def render(weights: np.ndarray, bias: float, found: Sequence[Example]) -> str:
         f"to the {len(PASSAGES)} passages of evalgate/faithfulness_corpus.py (seed {SEED}, L2 {L2}).",
         '"""',
         "",
-        "FEATURES = (" + ", ".join(f'"{name}"' for name in grounding.FEATURES) + ")",
+        "FEATURES = (",
+        *(f'    "{name}",' for name in grounding.FEATURES),
+        ")",
         "WEIGHTS = (",
         *(
             f"    {round(float(w), 4)!r},  # {name}"

@@ -12,6 +12,8 @@ logistic regression trained on perturbed answers to the project's own passages
                    (every feature is 0 for a fully grounded claim and every weight <= 0, so such a
                    claim gets 1 and each unsupported word, name or negation lowers it)
     faithfulness = mean over claims c of support(c)                     range [0, 1], higher is better
+                   (min over claims for a JSON answer: an extraction is faithful only when every
+                   extracted value is found in the context)
 
 Words the question already names prove nothing: "Delhi" answering "Where is the head office?" is
 checked, "head office" is not. Numbers, dates and names are normalised ("1,000" = "1000",
@@ -52,6 +54,8 @@ class ClaimCheck:
     question: str
     answer: str
     evidence: str
+    passage: bool = True
+    """Whether the evidence holds a passage (a context), not only a reference answer."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,14 @@ def answer_claims(answer: str) -> list[str]:
     return text.split_claims(answer)
 
 
+def is_json_record(answer: str) -> bool:
+    """Whether ``answer`` is a JSON object or array (an extraction whose every value must hold)."""
+    try:
+        return isinstance(text.parse_json(answer), dict | list)
+    except ValueError:
+        return False
+
+
 def _json_leaves(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [leaf for item in value.values() for leaf in _json_leaves(item)]
@@ -107,7 +119,7 @@ class GroundingJudge:
         return [self._judge_one(check) for check in checks]
 
     def _judge_one(self, check: ClaimCheck) -> list[ClaimVerdict]:
-        evidence = grounding.Evidence.of(check.evidence, check.question)
+        evidence = grounding.Evidence.of(check.evidence, check.question, passage=check.passage)
         verdicts = []
         for claim in answer_claims(check.answer):
             values = grounding.features(claim, check.question, evidence)
@@ -135,10 +147,10 @@ def _sigmoid(logit: float) -> float:
 
 @register
 class Faithfulness(Evaluator):
-    """Faithfulness to the context: mean claim support, range [0, 1], higher is better (see module)."""
+    """Faithfulness to the context: mean claim support (min for JSON), range [0, 1], higher is better."""
 
     name: ClassVar[str] = "faithfulness"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     higher_is_better: ClassVar[bool] = True
     threshold: ClassVar[float] = THRESHOLD
     cohorts: ClassVar[tuple[str, ...] | None] = None
@@ -160,7 +172,8 @@ class Faithfulness(Evaluator):
         if not verdicts:
             return RowScore.not_applicable("the answer makes no claim")
         supports = [verdict.support for verdict in verdicts]
-        return self.verdict(float(np.mean(supports)), **claim_detail(verdicts))
+        score = min(supports) if is_json_record(row.answer) else float(np.mean(supports))
+        return self.verdict(score, **claim_detail(verdicts))
 
 
 def claim_detail(verdicts: Sequence[ClaimVerdict]) -> dict[str, Any]:

@@ -16,6 +16,16 @@ the same set of tokens. A common word also matches an evidence word with the sam
     negation    1 if the claim (of >= 4 tokens) and the evidence sentence sharing most of its
                 words disagree on negation, else 0
     novel_count log(1 + number of new words absent from the evidence)
+    echo        1 if every content word of the claim is one the question names (it adds nothing)
+                and the question offers no alternatives, else 0
+    off_choice  1 if the question offers alternatives ("..., Henri Leconte or Jonathan Stark?")
+                and the claim names neither, else 0
+    no_number   1 if the question asks for a number or a date (when, what year, how many, how
+                long, ...) and the claim has neither a number nor a month, else 0
+
+When the evidence is a passage (a context, not a bare reference answer), ``scattered`` counts all
+the claim's words, found or not: a passage should hold the whole claim in one sentence, while a
+short reference ("Brussels") holds only the answer and says nothing about the rest.
 
 ``features`` returns them in ``FEATURES`` order; ``evaluators.faithfulness_head`` weighs them.
 """
@@ -29,7 +39,10 @@ from functools import lru_cache
 
 from evaluators import text
 
-FEATURES = ("novel", "anchors", "any_anchor", "scattered", "negation", "novel_count")
+FEATURES = (
+    "novel", "anchors", "any_anchor", "scattered", "negation", "novel_count",
+    "echo", "off_choice", "no_number",
+)  # fmt: skip
 """Names of the features, in the order ``features`` returns them."""
 PREFIX = 5
 """Common words of at least this many letters match on their first ``PREFIX`` letters."""
@@ -48,6 +61,16 @@ _TOKEN = re.compile(
 _ABBREVIATION = re.compile(r"[A-Z]\.|(?:St|Dr|Mr|Mrs|Ms|Jr|Sr|Mt|Prof|Gen|Col|Lt|No|vs|Co|Inc)\.")
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
 _NAME = re.compile(r"\b[A-Z][A-Za-z'\u2019]*|\b\d[\d,.]*(?:st|nd|rd|th)?")
+_ASKS_NUMBER = re.compile(
+    r"\b(?:when|what (?:year|date|age|decade|century)|which (?:year|decade|century)|in what year"
+    r"|how (?:many|much|long|old|far|tall|high|big|large|deep|wide|heavy))\b",
+    re.IGNORECASE,
+)
+_OPTIONS = re.compile(r"^(?:.*[,:]\s*)?(.+?)\s+or\s+([^,]+?)\s*[?.!]*$", re.DOTALL)
+_PLURAL_ALTERNATES = (("ve", "f"), ("ie", "y"), ("xe", "x"), ("che", "ch"), ("she", "sh"), ("sse", "ss"))
+"""Evidence word endings left by a plural's "es" ("scarves" -> "scarve"), and the singular's ending."""
+_ONE = frozenset({"a", "an", "single"})
+"""Words that state the quantity 1 ("a red notebook")."""
 
 
 @lru_cache(maxsize=65536)
@@ -102,14 +125,20 @@ class Evidence:
     prefixes: frozenset[str]
     sentences: tuple[tuple[frozenset[str], bool], ...]
     """Each evidence sentence's words and whether it is negated."""
+    passage: bool
+    """Whether the evidence is a passage (a context) rather than a bare reference answer."""
 
     @classmethod
-    def of(cls, evidence: str, question: str = "") -> Evidence:
+    def of(cls, evidence: str, question: str = "", *, passage: bool = True) -> Evidence:
         """The evidence of a row (``question`` is accepted for symmetry; it states no fact)."""
         del question
-        found = frozenset(words(evidence))
+        found = set(words(evidence))
+        found.update(_singulars(found))
+        if _ONE & set(all_words(evidence)):
+            found.add("1")
         sentences = tuple((frozenset(words(s)), text.has_negation(s)) for s in split_sentences(evidence))
-        return cls(found, frozenset(w[:PREFIX] for w in found if len(w) >= PREFIX), sentences)
+        prefixes = frozenset(w[:PREFIX] for w in found if len(w) >= PREFIX)
+        return cls(frozenset(found), prefixes, sentences, passage)
 
     def has(self, word: str, *, exact: bool = False) -> bool:
         """Whether ``word`` is in the evidence (a common word may match on its prefix)."""
@@ -118,14 +147,46 @@ class Evidence:
         return not exact and len(word) >= PREFIX and not word[0].isdigit() and word[:PREFIX] in self.prefixes
 
 
+def _singulars(found: set[str]) -> set[str]:
+    return {
+        word[: -len(plural)] + singular
+        for word in found
+        for plural, singular in _PLURAL_ALTERNATES
+        if len(word) > len(plural) + 2 and word.endswith(plural)
+    }
+
+
+@lru_cache(maxsize=4096)
+def _asked(question: str) -> frozenset[str]:
+    return frozenset(words(question))
+
+
+@lru_cache(maxsize=4096)
+def options(question: str) -> frozenset[str] | None:
+    """Canonical words of the alternatives a question offers ("..., X or Y?"), or None.
+
+    The alternatives are the phrases either side of its last " or " (after its last comma or colon);
+    one of them must hold a name, so "Who wrote or directed it?" offers none.
+    """
+    match = _OPTIONS.match(question.strip())
+    if match is None:
+        return None
+    left = match.group(1).split()[-4:]
+    right = match.group(2)
+    if not (names(" ".join(left[1:])) or names(" " + right)):
+        return None
+    return frozenset(words(" ".join(left)) + words(right)) or None
+
+
 def features(claim: str, question: str, evidence: Evidence) -> list[float]:
     """The ``FEATURES`` of ``claim`` against ``evidence`` (see the module docstring)."""
-    asked = set(words(question))
+    asked = _asked(question)
     claim_words = words(claim)
     new = [w for w in dict.fromkeys(claim_words) if w not in asked]
     novel = [w for w in new if not evidence.has(w, exact=w in _claim_names(claim))]
     anchors = [n for n in _claim_names(claim) if n not in asked and n in new]
     missing = [n for n in anchors if n not in evidence.words]
+    offered = options(question)
     return [
         len(novel) / len(new) if new else 0.0,
         len(missing) / len(anchors) if anchors else 0.0,
@@ -133,6 +194,9 @@ def features(claim: str, question: str, evidence: Evidence) -> list[float]:
         _scattered(set(claim_words), evidence),
         1.0 if _negation_differs(claim, set(claim_words), evidence) else 0.0,
         math.log1p(len(novel)),
+        1.0 if claim_words and not new and offered is None else 0.0,
+        1.0 if claim_words and offered is not None and not offered & set(claim_words) else 0.0,
+        1.0 if _ASKS_NUMBER.search(question) and not _has_number(claim_words) else 0.0,
     ]
 
 
@@ -143,10 +207,18 @@ def _claim_names(claim: str) -> frozenset[str]:
 
 def _scattered(claim_words: set[str], evidence: Evidence) -> float:
     found = {w for w in claim_words if evidence.has(w)}
-    if len(found) < 2 or not evidence.sentences:
+    counted = claim_words if evidence.passage else found
+    if len(counted) < 2 or not found or not evidence.sentences:
         return 0.0
     best = max(sum(_in(w, ws) for w in found) for ws, _ in evidence.sentences)
-    return 1.0 - best / len(found)
+    return 1.0 - best / len(counted)
+
+
+def _has_number(claim_words: list[str]) -> bool:
+    return any(w[0].isdigit() or w in _MONTH_NAMES for w in claim_words)
+
+
+_MONTH_NAMES = frozenset(MONTHS.values())
 
 
 def _in(word: str, sentence_words: frozenset[str]) -> bool:

@@ -7,6 +7,7 @@ by a learned head, see ``evaluators.faithfulness``), and
     h(c) = 1                   if c contradicts the evidence or the reference
            1 - support(c)      otherwise
     hallucination_score = mean over claims c of h(c)        range [0, 1], lower is better
+                          (max over claims for a JSON answer: one invented value fails the row)
 
 A claim contradicts when the judge says so (offline: the evidence sentence sharing most of its words
 has the opposite negation), or when a reference is given and the claim carries numbers
@@ -33,6 +34,7 @@ from evaluators.faithfulness import (
     ClaimVerdict,
     GroundingJudge,
     claim_detail,
+    is_json_record,
 )
 from evaluators.registry import register
 
@@ -53,7 +55,7 @@ class HallucinationScore(Evaluator):
     """Rate of unsupported or contradicting claims, range [0, 1], lower is better (see module)."""
 
     name: ClassVar[str] = "hallucination_score"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     higher_is_better: ClassVar[bool] = False
     threshold: ClassVar[float] = round(1.0 - THRESHOLD, 4)
     cohorts: ClassVar[tuple[str, ...] | None] = None
@@ -64,7 +66,10 @@ class HallucinationScore(Evaluator):
     def score(self, rows: Sequence[ScoredRow]) -> list[RowScore]:
         """One score per row; rows with neither context nor reference are not applicable."""
         scored = [i for i, row in enumerate(rows) if _evidence(row) and row.answer.strip()]
-        checks = [ClaimCheck(rows[i].question, rows[i].answer, _evidence(rows[i])) for i in scored]
+        checks = [
+            ClaimCheck(rows[i].question, rows[i].answer, _evidence(rows[i]), bool(rows[i].context.strip()))
+            for i in scored
+        ]
         verdicts = dict(zip(scored, self.judge.judge(checks), strict=True))
         return [self._row_score(row, verdicts.get(i)) for i, row in enumerate(rows)]
 
@@ -76,7 +81,8 @@ class HallucinationScore(Evaluator):
             return RowScore.not_applicable("the answer makes no claim")
         checked = [_with_reference(verdict, row.reference) for verdict in verdicts]
         rates = [1.0 if v.contradicted else 1.0 - v.support for v in checked]
-        return self.verdict(float(np.mean(rates)), **claim_detail(checked))
+        score = max(rates) if is_json_record(row.answer) else float(np.mean(rates))
+        return self.verdict(score, **claim_detail(checked))
 
 
 def _evidence(row: ScoredRow) -> str:

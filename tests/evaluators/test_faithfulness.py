@@ -106,6 +106,45 @@ def test_json_extraction_grounded_in_the_message_is_faithful():
     assert scores[1].score is not None and scores[1].score < 0.8 and scores[1].detail["supported"] == 3
 
 
+EXTRACT = "Turn this customer message into JSON with the keys name, city, item, color and quantity."
+
+
+@pytest.mark.parametrize(
+    ("message", "extraction"),
+    [
+        ("Please send eight vases in blue to Lucas Haddad in Oslo.",
+         '{"name": "Lucas Haddad", "city": "Oslo", "item": "vase", "color": "blue", "quantity": 8}'),
+        ("Can I get ten green scarves? My name is Chloe Silva and I live in Austin.",
+         '{"name": "Chloe Silva", "city": "Austin", "item": "scarf", "color": "green", "quantity": 10}'),
+        ("Good morning. Tom Silva in Dublin wants to buy a red notebook.",
+         '{"name": "Tom Silva", "city": "Dublin", "item": "notebook", "color": "red", "quantity": 1}'),
+        ("We would like a dozen water bottles in red delivered to Krakow, for Nina Berg.",
+         '{"name": "Nina Berg", "city": "Krakow", "item": "water bottle", "color": "red", "quantity": 12}'),
+    ],
+)  # fmt: skip
+def test_a_correct_extraction_from_the_customer_message_is_faithful(message, extraction):
+    [result] = Faithfulness().score([row(extraction, message, EXTRACT)])
+    assert result.score == 1.0 and result.passed
+
+
+@pytest.mark.parametrize(
+    ("wrong", "value"),
+    [('"city": "Bergen"', "bergen"), ('"quantity": 3', "3"), ('"quantity": 80', "80"),
+     ('"color": "red"', "red"), ('"name": "Lucas Berg"', "berg")],
+)  # fmt: skip
+def test_one_invented_or_wrong_value_fails_the_whole_extraction(wrong, value):
+    message = "A friend recommended your store. Please send eight vases in blue to Lucas Haddad in Oslo."
+    good = {'"city": "Oslo"', '"quantity": 8', '"color": "blue"', '"name": "Lucas Haddad"'}
+    key = wrong.split(":")[0]
+    parts = [wrong if p.startswith(key) else p for p in sorted(good)] + ['"item": "vase"']
+    for evaluator in (Faithfulness(), HallucinationScore()):
+        [result] = evaluator.score([row("{" + ", ".join(parts) + "}", message, EXTRACT)])
+        assert result.score is not None and not result.passed, (evaluator.name, wrong)
+    [result] = Faithfulness().score([row("{" + ", ".join(parts) + "}", message, EXTRACT)])
+    assert result.score is not None and result.score < 0.5
+    assert value in " ".join(v["reason"] for v in result.detail["verdicts"])
+
+
 def test_a_custom_judge_replaces_the_offline_one():
     class AlwaysHalf:
         def judge(self, checks: list[ClaimCheck]) -> list[list[ClaimVerdict]]:

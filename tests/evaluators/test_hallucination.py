@@ -28,8 +28,9 @@ def test_a_number_conflicting_with_the_reference_counts_as_hallucinated():
 
 
 def test_reference_alone_is_enough_evidence():
+    answer = "The capital of France is Paris."
     [result] = HallucinationScore().score(
-        [row("The capital of France is Paris.", context="", reference="The capital of France is Paris.")]
+        [ScoredRow("r", "What is the capital of France?", answer, context="", reference=answer)]
     )
     assert result.score == pytest.approx(0.0, abs=1e-6)
 
