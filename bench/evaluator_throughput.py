@@ -25,9 +25,9 @@ import time
 from common import machine  # bench/ is on sys.path when run as a script
 
 from evalgate.embeddings import Embedder, default_embedder
+from evalgate.evaluator_factory import RUNNER_BUILT_EVALUATORS, build_evaluator
 from evalgate.faithfulness_corpus import PASSAGES
 from evalgate.faithfulness_training import answer_sentence
-from evalgate.evaluator_factory import RUNNER_BUILT_EVALUATORS, build_evaluator
 from evalgate.paths import BUNDLED_SUITE_DIR
 from evaluators import registry
 from evaluators.base import ScoredRow
