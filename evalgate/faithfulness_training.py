@@ -8,9 +8,11 @@ benchmark). For every question with its answer span, ``perturb`` makes faithful 
 span as a sentence, the passage sentence holding it, that sentence cut after the span) and
 hallucinated ones (a name or number swapped for one from elsewhere in the passage or from another
 passage, a negated sentence, an unsupported clause from another passage appended, another name of the
-passage as a short wrong answer). Each answer's ``evaluators.grounding.features`` against its passage
-and question are fitted by L2-regularised logistic regression (Newton's method, numpy only), so
-the output is the same on every machine; weights are rounded to 4 decimals.
+passage as a short wrong answer); ``question_perturbations`` adds answers judged against the question
+(a name the question itself gives; the question made a choice between the answer and another name
+of the passage, answered right or with a third name). Each answer's ``evaluators.grounding.features``
+against its passage and question are fitted by L2-regularised logistic regression (Newton's method,
+numpy only), so the output is the same on every machine; weights are rounded to 4 decimals.
 """
 
 from __future__ import annotations

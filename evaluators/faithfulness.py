@@ -2,10 +2,12 @@
 
 The answer is split into claims (sentences, split again at ';' and clause joints; a JSON answer gives
 one claim per leaf value). A ``ClaimJudge`` gives each claim a support in [0, 1]. The offline
-default, ``GroundingJudge``, reads six question-aware grounding features of the claim
+default, ``GroundingJudge``, reads nine question-aware grounding features of the claim
 (``evaluators.grounding``: the share of its new words and of its new names and numbers absent from
-the context, whether one context sentence holds its words, negation) and weighs them with a
-logistic regression trained on perturbed answers to the project's own passages
+the context, whether one context sentence holds its words, negation, and whether it adds nothing to
+the question, names none of the alternatives the question offers, or lacks the number or date the
+question asks for) and weighs them with a logistic regression trained on perturbed answers to the
+project's own passages
 (``evaluators.faithfulness_head``, rebuilt by ``python -m evalgate.faithfulness_training --write``):
 
     support(c)   = sigmoid(BIAS + sum_i WEIGHTS[i] * feature_i(c)) / sigmoid(BIAS)    in (0, 1]
