@@ -17,7 +17,9 @@
   "inconclusive"}, "objective", "baseline", "candidates": [{"label", "candidate_id", "learning_rate",
   "status", "diagnosis", "error", "verdict", "decision_id", "candidate_run_id", "baseline_run_id",
   "gain", "why_not_recommended", "checks": [{"check", "verdict", "reason", "blocking", "oriented_delta",
-  "interval", "margin", "n", "baseline_mean", "candidate_mean", "flips"}]}]}``.
+  "interval", "margin", "n", "baseline_mean", "candidate_mean", "flips"}]}], "fail_rates": {"columns":
+  ["baseline", CANDIDATE...], "rows": [{"evaluator", "cohort", "fail_rate": {COLUMN: share},
+  "n": {COLUMN: rows}}]} or null}``: the per-cohort eval-fail rates (``evalgate.report_fail_rates``).
 
 After an error only ``result.json`` (``exit_code`` 2 and ``error``), ``summary.md`` and a one-case
 ``junit.xml`` carrying the error are written.
@@ -203,6 +205,7 @@ def summary_markdown(result: CiResult, report_note: str) -> str:
             why,
         ]
         lines.append("| " + " | ".join(_md(cell) for cell in cells) + " |")
+    lines += fail_rate_markdown(result)
     policy = config.policy
     lines += [
         "",
@@ -230,6 +233,35 @@ def _estimate(candidate: CandidateResult, label: str | None) -> str:
     interval = verdict_interval(check)
     shown = f"{check['oriented_delta']:+.3f}"
     return shown + (f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "")
+
+
+def fail_rate_markdown(result: CiResult) -> list[str]:
+    """The per-cohort eval-fail-rate matrix as Markdown lines (none without rates): one row per
+    evaluator x cohort, its row count, the baseline then each candidate in percent, with the points
+    against the baseline."""
+    rates = result.fail_rates
+    if rates is None or not rates.rows:
+        return []
+    lines = [
+        "",
+        "**Eval-fail rate per cohort** (share of judged rows below each evaluator's threshold, %; lower "
+        "is better; points against the baseline in brackets):",
+        "",
+        "| evaluator/cohort | rows | " + " | ".join(_md(column) for column in rates.columns) + " |",
+        "| --- | ---: |" + " ---: |" * len(rates.columns),
+    ]
+    for row in rates.rows:
+        base = row.rates[0]
+        cells = [_percent(base, None)] + [_percent(rate, base) for rate in row.rates[1:]]
+        lines.append(f"| {_md(row.label)} | {row.rows} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _percent(rate: float | None, baseline: float | None) -> str:
+    if rate is None:
+        return "-"
+    text = f"{100 * rate:.1f}"
+    return text if baseline is None else f"{text} ({100 * (rate - baseline):+.1f})"
 
 
 def _ood_estimate(candidate: CandidateResult) -> str:

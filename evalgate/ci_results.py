@@ -10,12 +10,14 @@ A decision is kept as the REST API returns it (``DecisionOut``): ``{"id", "verdi
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from evalgate.ci_config import CiConfig
 from evalgate.gate import CheckResult, Decision
+from evalgate.report_model import Counts, FailRates, fail_rate_matrix
 from evalgate.selection import CandidateOutcome, Recommendation, recommend
 
 EXIT_RECOMMENDED = 0
@@ -80,6 +82,8 @@ class CiResult:
     """The promotion made by this run (``PromotionOut`` shape), if any."""
     server: str | None = None
     """The server URL in server mode."""
+    fail_rates: FailRates | None = None
+    """Per-cohort eval-fail rates of the baseline and each evaluated candidate (None: not read)."""
 
     @property
     def recommended(self) -> CandidateResult | None:
@@ -199,6 +203,26 @@ def rate_label(candidate: CandidateResult, swept: bool) -> str:
     return f"{candidate.label} (lr {rate})" if rate else candidate.label
 
 
+def fail_rate_runs(result: CiResult) -> tuple[int | None, list[tuple[str, int]]]:
+    """The runs of the eval-fail-rate matrix: the baseline run most decisions compared with (None
+    without a decision), and each decided candidate's label and run."""
+    decided = [c for c in result.candidates if c.decision is not None]
+    baselines = Counter(int(c.decision["baseline_run_id"]) for c in decided if c.decision)
+    baseline = baselines.most_common(1)[0][0] if baselines else None
+    return baseline, [(c.label, int(c.decision["candidate_run_id"])) for c in decided if c.decision]
+
+
+def fail_rates_for(result: CiResult, counts: Callable[[list[int]], Mapping[int, Counts]]) -> FailRates | None:
+    """The eval-fail-rate matrix of ``fail_rate_runs`` from ``counts`` (run ids -> per-run counts, read
+    from the database or from the runs' summaries); None without a decided candidate."""
+    baseline, candidates = fail_rate_runs(result)
+    if baseline is None:
+        return None
+    found = counts([baseline, *(run_id for _, run_id in candidates)])
+    columns = [("baseline", found.get(baseline)), *((label, found.get(run)) for label, run in candidates)]
+    return fail_rate_matrix(columns)
+
+
 def covers_policy(config: CiConfig, summary: Mapping[str, Any]) -> bool:
     """True when a run summary's evaluators include every evaluator the policy checks."""
     scored: Collection[str] = summary.get("evaluators", {}).keys()
@@ -227,6 +251,7 @@ def result_data(result: CiResult) -> dict[str, Any]:
         "objective": recommendation.objective,
         "baseline": result.baseline,
         "candidates": [_candidate_data(result, candidate) for candidate in result.candidates],
+        "fail_rates": result.fail_rates.to_dict() if result.fail_rates is not None else None,
     }
 
 

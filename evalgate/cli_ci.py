@@ -14,6 +14,8 @@ server, failed job, incomparable runs...), printed as one line naming what was w
 from __future__ import annotations
 
 import traceback
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,6 +27,9 @@ from evalgate.ci_config import DEFAULT_JOB_TIMEOUT, DEFAULT_OUTPUTS, CiConfig
 
 if TYPE_CHECKING:
     from evalgate.ci_results import CiResult
+    from evalgate.client import Client
+    from evalgate.report_model import Counts, FailRates
+
 
 console = Console()
 errors = Console(stderr=True)
@@ -122,6 +127,7 @@ def _run(
         settings = ready_settings()
         result = run_standalone(config, settings, console=console, progress=progress)
         url = settings.resolved_database_url
+        result = replace(result, fail_rates=_fail_rates(result, lambda run_ids: _stored_counts(url, run_ids)))
     else:
         from evalgate.ci_server import run_server
         from evalgate.client import Client
@@ -131,8 +137,41 @@ def _run(
             raise ValueError("--server needs a token: give --token or set EVALGATE_TOKEN")
         with Client(server, token, retries=SERVER_RETRIES) as client:
             result = run_server(config, client, console=console, timeout=timeout)
+            result = replace(result, fail_rates=_fail_rates(result, lambda ids: _served_counts(client, ids)))
         url = Settings().resolved_database_url  # not get_settings(): nothing is created here
     return result, _write_report(result, folder, url)
+
+
+def _fail_rates(result: CiResult, counts: Callable[[list[int]], dict[int, Counts]]) -> FailRates | None:
+    """``fail_rates_for``; None, with a warning, when the counts cannot be read (the verdicts stand)."""
+    from evalgate.ci_results import fail_rates_for
+
+    try:
+        return fail_rates_for(result, counts)
+    except Exception as error:  # a summary table is not worth failing the job for
+        errors.print(f"warning: no eval-fail rates: {type(error).__name__}: {error}", highlight=False)
+        return None
+
+
+def _stored_counts(database_url: str, run_ids: list[int]) -> dict[int, Counts]:
+    """Fail counts from the per-row verdicts in the database."""
+    from evalgate.db.session import session_factory, session_scope
+    from evalgate.report_fail_rates import run_fail_counts
+
+    with session_scope(session_factory(database_url)) as session:
+        return run_fail_counts(session, run_ids)
+
+
+def _served_counts(client: Client, run_ids: list[int]) -> dict[int, Counts]:
+    """Fail counts from the runs' summaries, read through the server's API."""
+    from evalgate.report_fail_rates import summary_fail_counts
+
+    found = {}
+    for run_id in dict.fromkeys(run_ids):
+        response = client.http.get(f"/evaluations/{run_id}")
+        response.raise_for_status()
+        found[run_id] = summary_fail_counts(response.json().get("summary") or {})
+    return found
 
 
 def _write_report(result: CiResult, folder: Path, database_url: str) -> str:

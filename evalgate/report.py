@@ -7,11 +7,13 @@ of the newest decision of any candidate of the sweep). Its evidence gives each c
 cohort its oriented delta, 95% bootstrap interval and verdict; evaluator x cohort pairs the policy
 does not check come from the evaluation run's summary deltas (oriented, shown without verdict).
 Without any decision every pair comes from the summary. The recommendation is
-``evalgate.selection.recommend`` over those decisions.
+``evalgate.selection.recommend`` over those decisions. The per-cohort eval-fail rates
+(``evalgate.report_fail_rates``) put each evaluated candidate's run next to its baseline run.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -24,8 +26,9 @@ from evalgate.db.session import session_scope
 from evalgate.gate import CheckResult, Decision
 from evalgate.gate_policy import GatePolicy, PolicyError
 from evalgate.gate_records import ZERO_BASELINE
+from evalgate.report_fail_rates import fail_rates_of_runs
 from evalgate.report_html import sweep_document
-from evalgate.report_model import CandidateView, CheckCell, Estimate, SweepView
+from evalgate.report_model import CandidateView, CheckCell, Estimate, FailRates, SweepView
 from evalgate.report_rows import PromptSource, higher_is_better, worst_rows
 from evalgate.selection import CandidateOutcome, Recommendation, objective_check, recommend
 
@@ -62,6 +65,7 @@ def build_sweep_view(sessions: sessionmaker[Session], sweep_id: int, worst: int 
             for c in candidates
         ]
         recommendation = _recommendation(views, policy, latest)
+        fail_rates = _fail_rates(session, views)
         return SweepView(
             id=sweep.id,
             name=sweep.name,
@@ -77,6 +81,7 @@ def build_sweep_view(sessions: sessionmaker[Session], sweep_id: int, worst: int 
             policy_name=policy.name if policy else None,
             policy_hash=policy_row.policy_hash if policy_row else None,
             decided=policy_row is not None,
+            fail_rates=fail_rates,
         )
 
 
@@ -178,6 +183,16 @@ def _candidate(
         ood=by_label[axes[1]].estimate if axes[1] in by_label else None,
         worst_rows=tuple(rows),
     )
+
+
+def _fail_rates(session: Session, views: Sequence[CandidateView]) -> FailRates | None:
+    """Eval-fail rates of the evaluated candidates next to their (most common) baseline run."""
+    evaluated = [view for view in views if view.run_id is not None]
+    if not evaluated:
+        return None
+    baselines = Counter(view.baseline_run_id for view in evaluated if view.baseline_run_id is not None)
+    baseline = baselines.most_common(1)[0][0] if baselines else None
+    return fail_rates_of_runs(session, baseline, [(view.label, view.run_id) for view in evaluated])
 
 
 def _fallback_axes(cells: Iterable[list[CheckCell]]) -> tuple[str | None, str | None, float | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote, urlencode
 
-from evalgate.report_model import CandidateView, SweepView, WorstRow, verdict_tone
+from evalgate.report_model import CandidateView, FailRates, SweepView, WorstRow, verdict_tone
 from evalgate.report_svg import loss_chart, trade_off_chart
 
 CSS = """
@@ -37,6 +37,8 @@ label{display:block;margin:8px 0 4px}input[type=password]{width:100%;max-width:4
 button{padding:5px 12px}
 """
 PASS_TONES = {"pass": "pass", "block": "block"}
+WORSE_BY = 5.0
+"""Percentage points of eval-fail rate above (below) the baseline that colour a cell red (green)."""
 
 
 def page(title: str, body: str, *, nav: str = "") -> str:
@@ -65,6 +67,7 @@ def sweep_sections(view: SweepView, *, links: bool) -> str:
             f'<section id="trade-off"><h2>Trade-off per learning rate</h2>{trade_off_chart(view)}'
             f"{_chart_note(view)}</section>",
             _delta_table(view, links),
+            fail_rate_table(view.fail_rates),
             _curves(view),
             _worst(view, links),
         ]
@@ -195,6 +198,45 @@ def _delta_cell(candidate: CandidateView, label: str, links: bool) -> str:
         text = f'<a href="{escape(rows_url(candidate.id, cell.evaluator, cell.cohort))}">{text}</a>'
     tip = escape(f"{cell.verdict}: {cell.reason}" if cell.verdict else "not a policy check")
     return f'<td class="num {cell.tone}" title="{tip}">{text}</td>'
+
+
+def fail_rate_table(rates: FailRates | None) -> str:
+    """The per-cohort eval-fail rates: one line per evaluator x cohort, the baseline then each candidate,
+    in percent; a candidate cell ``WORSE_BY`` or more points above the baseline is red, as much below it
+    green, so a cohort that degrades more than the others stands out."""
+    if rates is None or not rates.rows:
+        return (
+            '<section id="fail-rates"><h2>Eval-fail rate per cohort</h2>'
+            '<p class="muted">No evaluated candidate yet.</p></section>'
+        )
+    head = "".join(f"<th>{escape(column)}</th>" for column in rates.columns)
+    body = "".join(
+        f"<tr><th>{escape(row.label)}</th><td class=num>{row.rows}</td>"
+        + "".join(_fail_cell(row.rates[0], rate, index > 0) for index, rate in enumerate(row.rates))
+        + "</tr>"
+        for row in rates.rows
+    )
+    legend = (
+        '<p class="muted small">Share of judged rows below each evaluator\'s threshold (rows it does not '
+        f"apply to left out), in percent; lower is better. Points against the baseline in brackets; "
+        f'<span class="regress">{WORSE_BY:g} or more points worse</span>, '
+        f'<span class="pass">{WORSE_BY:g} or more points better</span>.</p>'
+    )
+    return (
+        '<section id="fail-rates"><h2>Eval-fail rate per cohort</h2>'
+        f"<table><tr><th>evaluator/cohort</th><th>rows</th>{head}</tr>{body}</table>{legend}</section>"
+    )
+
+
+def _fail_cell(baseline: float | None, rate: float | None, compare: bool) -> str:
+    if rate is None:
+        return '<td class="num neutral muted">&#8211;</td>'
+    text = f"{100 * rate:.1f}%"
+    if not compare or baseline is None:
+        return f"<td class=num>{text}</td>"
+    points = 100 * (rate - baseline)
+    tone = "regress" if points >= WORSE_BY else "pass" if points <= -WORSE_BY else "neutral"
+    return f'<td class="num {tone}">{text} <span class="small muted">({points:+.1f})</span></td>'
 
 
 def _curves(view: SweepView) -> str:

@@ -5,6 +5,7 @@ evaluator's direction (``sign x (candidate - baseline)``, ``sign = -1`` for lowe
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 PASSING = "pass"
@@ -120,6 +121,8 @@ class SweepView:
     policy_hash: str | None = None
     decided: bool = False
     """True when at least one candidate has a gate decision."""
+    fail_rates: FailRates | None = None
+    """The per-cohort eval-fail rates of the baseline and each evaluated candidate."""
 
     @property
     def labels(self) -> list[str]:
@@ -127,3 +130,69 @@ class SweepView:
         cells = [cell for candidate in self.candidates for cell in candidate.cells]
         checked = {cell.label for cell in cells if cell.verdict is not None}
         return sorted({cell.label for cell in cells}, key=lambda label: (label not in checked, label))
+
+
+Counts = dict[tuple[str, str], tuple[int, int]]
+"""One run's (evaluator, cohort) -> (failed, judged) rows."""
+
+
+@dataclass(frozen=True)
+class FailRateRow:
+    """One evaluator x cohort of the eval-fail-rate matrix: per column, the share of judged rows below the
+    evaluator's threshold (``passed`` False) in [0, 1], lower is better; None where the column's run has
+    no judged row there. ``n`` is the judged row count per column (0 where none)."""
+
+    evaluator: str
+    cohort: str
+    rates: tuple[float | None, ...]
+    n: tuple[int, ...]
+
+    @property
+    def label(self) -> str:
+        """``evaluator/cohort``."""
+        return f"{self.evaluator}/{self.cohort}"
+
+    @property
+    def rows(self) -> int:
+        """The row count shown once per line: the first column's that has judged rows."""
+        return next((count for count in self.n if count), 0)
+
+
+@dataclass(frozen=True)
+class FailRates:
+    """The per-cohort eval-fail-rate matrix: ``columns`` are the baseline then each candidate; one row
+    per evaluator x cohort that any of their runs judged. Rows whose score is None (not applicable) are
+    not judged."""
+
+    columns: tuple[str, ...]
+    rows: tuple[FailRateRow, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready: ``{"columns": [...], "rows": [{"evaluator", "cohort", "fail_rate": {column: rate},
+        "n": {column: count}}]}``."""
+        return {
+            "columns": list(self.columns),
+            "rows": [
+                {
+                    "evaluator": row.evaluator,
+                    "cohort": row.cohort,
+                    "fail_rate": dict(zip(self.columns, row.rates, strict=True)),
+                    "n": dict(zip(self.columns, row.n, strict=True)),
+                }
+                for row in self.rows
+            ],
+        }
+
+
+def fail_rate_matrix(
+    columns: Sequence[tuple[str, Mapping[tuple[str, str], tuple[int, int]] | None]],
+) -> FailRates:
+    """The matrix from, per column (label, ``{(evaluator, cohort): (failed, judged)}`` or None for a
+    column without a run), in column order; rows sorted by cohort then evaluator."""
+    keys = sorted({key for _, counts in columns if counts for key in counts}, key=lambda k: (k[1], k[0]))
+    rows = []
+    for evaluator, cohort in keys:
+        cells = [(counts or {}).get((evaluator, cohort), (0, 0)) for _, counts in columns]
+        rates = tuple(failed / judged if judged else None for failed, judged in cells)
+        rows.append(FailRateRow(evaluator, cohort, rates, tuple(judged for _, judged in cells)))
+    return FailRates(tuple(label for label, _ in columns), tuple(rows))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import case, func, select
 
 from api import deps
+from evalgate.db.models import EvaluationRun, RowScore
+from evalgate.db.session import session_scope
 from evalgate.store import DatasetStore
 from evalgate.tokens import revoke_token
 from tests.api.conftest import bearer
@@ -168,3 +172,39 @@ def test_dataset_history_outlines_the_new_regression(
     assert regressed.count('class="regress new-regression"') == 1 and "<strong>NEW</strong>" in regressed
     assert "orders-json@v1" in regressed and "orders-json@v2" in regressed
     assert api.get("/datasets/nope/history", headers=HTML).status_code == 404
+
+
+def test_sweep_page_shows_each_cohorts_eval_fail_rate_next_to_the_baseline(
+    api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep], store: DatasetStore
+) -> None:
+    week2 = weeks[1]  # lr=0.0001 regresses out of domain this week
+    login(api, tokens["read"])
+    with session_scope(store.sessions) as session:
+        runs = {
+            label: session.scalars(
+                select(EvaluationRun.id).where(EvaluationRun.candidate_id == candidate_id)
+            ).one()
+            for label, candidate_id in week2.candidates.items()
+            if label != "lr=0.01"
+        }
+        failed = {
+            label: session.execute(
+                select(func.avg(case((RowScore.passed.is_(False), 100.0), else_=0.0))).where(
+                    RowScore.evaluation_run_id == run_id,
+                    RowScore.evaluator == "answer_accuracy",
+                    RowScore.cohort == "ood",
+                )
+            ).scalar_one()
+            for label, run_id in {"baseline": week2.base_run_id, **runs}.items()
+        }
+
+    page = api.get(f"/sweeps/{week2.sweep_id}", headers=HTML)
+
+    assert page.status_code == 200
+    section = page.text[page.text.index('<section id="fail-rates">') :].split("</section>")[0]
+    assert "<th>baseline</th><th>lr=1e-05</th><th>lr=0.0001</th>" in section
+    line = section[section.index("<th>answer_accuracy/ood</th>") :].split("</tr>")[0]
+    cells = [float(v) for v in re.findall(r">([0-9.]+)%", line)]
+    assert cells == pytest.approx([round(failed[c], 1) for c in ("baseline", *runs)], abs=0.051)
+    assert failed["lr=0.0001"] > failed["baseline"] + 5
+    assert f'<td class="num regress">{failed["lr=0.0001"]:.1f}%' in line

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,13 @@ from sqlalchemy import select
 
 from evalgate.ci_config import CandidateSpec, CiConfig
 from evalgate.ci_outputs import write_error_outputs, write_outputs
-from evalgate.ci_results import CandidateResult, CiResult, recommendation_for
+from evalgate.ci_results import CandidateResult, CiResult, fail_rates_for, recommendation_for
 from evalgate.ci_run import decide_all, describe_baseline, sweep_candidates
-from evalgate.db.models import Candidate, DatasetVersion, EvaluationRun, Sweep
+from evalgate.db.models import Candidate, DatasetVersion, EvaluationRun, RowScore, Sweep
 from evalgate.db.session import session_scope
 from evalgate.gate_policy import Check, GatePolicy
 from evalgate.gate_records import gate_sweep
+from evalgate.report_fail_rates import run_fail_counts
 from evalgate.store import DatasetStore
 from evalgate.sweep_config import SweepConfig
 from tests.scored_runs import add_run
@@ -220,3 +222,36 @@ def test_error_outputs_replace_a_previous_run(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "result.json").read_text())["exit_code"] == 2
     assert "no dataset named 'suite'" in (tmp_path / "summary.md").read_text()
     assert not (tmp_path / "report.html").exists()
+
+
+def test_the_outputs_show_each_cohorts_eval_fail_rate_next_to_the_baseline(
+    store: DatasetStore, seeded: tuple[int, str], tmp_path: Path
+) -> None:
+    result = _decide(store, seeded, _config())
+    result = replace(result, fail_rates=fail_rates_for(result, lambda ids: _counts(store, ids)))
+    write_outputs(result, tmp_path, report_note="-")
+
+    with session_scope(store.sessions) as session:  # what the forgetting rate failed, row by row
+        run_id = result.candidates[2].decision["candidate_run_id"]  # type: ignore[index]
+        verdicts = session.scalars(
+            select(RowScore.passed).where(RowScore.evaluation_run_id == run_id, RowScore.cohort == "ood",
+                                          RowScore.evaluator == "quality")
+        ).all()  # fmt: skip
+    forgets = 100 * sum(not v for v in verdicts) / len(verdicts)
+    assert forgets > 10
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| evaluator/cohort | rows | baseline | lr=1e-05 | lr=0.0001 | lr=0.001 |" in summary
+    line = next(row for row in summary.splitlines() if row.startswith("| quality/ood |"))
+    assert line.split(" | ")[1:3] == [str(ROWS), "0.0"] and f"{forgets:.1f} (+{forgets:.1f})" in line
+    data = json.loads((tmp_path / "result.json").read_text())["fail_rates"]
+    assert data["columns"] == ["baseline", "lr=1e-05", "lr=0.0001", "lr=0.001"]
+    ood = next(row for row in data["rows"] if (row["evaluator"], row["cohort"]) == ("quality", "ood"))
+    assert ood["fail_rate"]["baseline"] == 0.0 and ood["fail_rate"]["lr=0.001"] == pytest.approx(
+        forgets / 100
+    )
+    assert ood["n"]["lr=0.001"] == ROWS
+
+
+def _counts(store: DatasetStore, run_ids: list[int]) -> dict[int, Any]:
+    with session_scope(store.sessions) as session:
+        return run_fail_counts(session, run_ids)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from evalgate.db.models import DatasetVersion, GateDecision, Sweep
+from evalgate.db.models import DatasetVersion, GateDecision, RowScore, Sweep
 from evalgate.db.session import session_scope
 from evalgate.gate_policy import Check, GatePolicy
 from evalgate.gate_records import gate_sweep
@@ -246,3 +246,46 @@ def _assert_balanced(html: str) -> None:
     parser = _Tags()
     parser.feed(re.sub(r"<!DOCTYPE[^>]*>", "", html))
     assert parser.stack == []
+
+
+def _fail_percent(store: DatasetStore, run_id: int, evaluator: str, cohort: str) -> float:
+    """The share of a run's judged rows that failed, counted row by row here."""
+    with session_scope(store.sessions) as session:
+        verdicts = session.execute(
+            select(RowScore.score, RowScore.passed).where(
+                RowScore.evaluation_run_id == run_id,
+                RowScore.evaluator == evaluator,
+                RowScore.cohort == cohort,
+            )
+        ).all()
+    judged = [passed for score, passed in verdicts if score is not None and passed is not None]
+    return 100 * sum(not passed for passed in judged) / len(judged)
+
+
+def test_the_report_shows_each_cohorts_eval_fail_rate_next_to_the_baseline(
+    store: DatasetStore, week1: SeededSweep
+) -> None:
+    view = build_sweep_view(store.sessions, week1.sweep_id)
+    html = render_sweep_report(store.sessions, week1.sweep_id)
+
+    rates = view.fail_rates
+    assert rates is not None and rates.columns == (
+        "baseline",
+        "lr=1e-05",
+        "lr=0.0001",
+        "lr=0.0003",
+        "lr=0.001",
+    )
+    row = next(r for r in rates.rows if r.label == "answer_accuracy/ood")
+    forgets = next(c for c in view.candidates if c.label == "lr=0.001")
+    assert forgets.run_id is not None and forgets.baseline_run_id == week1.base_run_id
+    expected = _fail_percent(store, forgets.run_id, "answer_accuracy", "ood")
+    base = _fail_percent(store, week1.base_run_id, "answer_accuracy", "ood")
+    assert 100 * (row.rates[4] or 0) == pytest.approx(expected) and expected > base + 20
+    assert 100 * (row.rates[0] or 0) == pytest.approx(base) and row.rows == 120
+    assert ("ood_kl", "ood") in {(r.evaluator, r.cohort) for r in rates.rows}  # candidates only
+    section = html[html.index('<section id="fail-rates">') :]
+    line = section[section.index("<th>answer_accuracy/ood</th>") :].split("</tr>")[0]
+    assert (
+        f'<td class="num regress">{expected:.1f}% <span class="small muted">(+{expected - base:.1f})' in line
+    )
