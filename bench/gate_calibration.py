@@ -1,68 +1,185 @@
-"""How often the gate blocks a candidate with a known truth, on synthetic score tables.
+"""Does the gate keep its promise at the margin? Wrong passes and power on synthetic score tables.
 
-    python bench/gate_calibration.py [--trials 200] [--rows 300]
+    python bench/gate_calibration.py [--trials 1000] [--part binary|continuous|all] [--seed 0]
 
-Targets (at the default policy: margin δ = 0.05, 95% intervals, Holm across checks): a candidate from
-the baseline's own distribution is blocked in <= 5% of trials; a true regression of 2δ in >= 90%.
-Printed for one-check and three-check policies and four score models (evalgate/gate_synthetic.py).
+Default policy, one check: margin δ = 0.05, confidence 0.95, so alpha = 2.5% one-sided. The promise:
+a candidate whose true mean drop is exactly δ passes in at most alpha of trials (plus Monte Carlo
+error: the bound printed is alpha + 2 sqrt(alpha (1 - alpha) / trials)). At a drop of 1.5δ passes
+should be near 0; with no drop the pass rate is the power. Each case runs the gate (evalgate.gate.decide)
+and, on the same tables, the percentile bootstrap the gate used before (``legacy_passes``).
+
+Binary scores (as answer_accuracy, json_validation, content_safety give): each row falls in one of
+four cells, both pass / loss (baseline passes, candidate fails) / gain / both fail, with
+P(loss) = (flips + drop) / 2 and P(gain) = (flips - drop) / 2, so ``flips`` of the answers change
+and losses outnumber gains by exactly ``drop``; the base rate sets P(both pass) = base - P(loss).
+Cases where a cell probability would be negative are skipped. The paired tests see only the
+gains and losses, so the base rate matters only through which flip shares it allows.
+Continuous scores: row level mu_i ~ Beta(5, 2), baseline mu_i + N(0, noise), candidate
+mu_i - drop + N(0, noise), unclipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from evalgate.gate import decide
+from evalgate.gate import ScoreTable, decide
 from evalgate.gate_policy import DEFAULT_MARGIN, Check, GatePolicy
-from evalgate.gate_synthetic import Scenario, synthetic_pair
 
-SCENARIOS = (
-    Scenario("continuous", noise=0.1),
-    Scenario("continuous", noise=0.25),
-    Scenario("binary", persistence=0.8),
-    Scenario("binary", persistence=0.0),
-)
-CHECK_SETS = {
-    "1 check": (("quality", "target"),),
-    "3 checks": (("quality", "target"), ("quality", "ood"), ("safety", "safety")),
-}
+POLICY = GatePolicy(checks=(Check("quality", "target"),))
+KEY = ("quality", "target")
+ALPHA = (1 - POLICY.confidence) / 2
+BINARY_ROWS = (50, 100, 200, 300)
+BASE_RATES = (0.80, 0.96)
+FLIP_SHARES = (0.05, 0.10, 0.20)
+CONTINUOUS_ROWS = (50, 100, 300)
+NOISE_LEVELS = (0.05, 0.15, 0.3)
+Pair = tuple[np.ndarray, np.ndarray]
 
 
-def block_rate(
-    scenario: Scenario, *, checks: tuple[tuple[str, str], ...], shift: float, rows: int, trials: int
-) -> float:
-    """Share of ``trials`` in which the default policy blocks the candidate."""
-    policy = GatePolicy(checks=tuple(Check(evaluator, cohort) for evaluator, cohort in checks))
-    directions = {evaluator: True for evaluator, _ in checks}
-    rng = np.random.default_rng(20261123)
-    blocked = 0
-    for _ in range(trials):
-        candidate, baseline = synthetic_pair(rng, scenario, rows=rows, shift=shift, checks=checks)
-        blocked += not decide(policy, candidate, baseline, directions).passed
-    return blocked / trials
+def binary_cells(base_rate: float, flips: float, drop: float) -> list[float] | None:
+    """Probabilities of (both pass, loss, gain, both fail), or None when the case is impossible."""
+    loss, gain = (flips + drop) / 2, (flips - drop) / 2
+    cells = [base_rate - loss, loss, gain, 1 - base_rate - gain]
+    return cells if min(cells) >= -1e-12 else None
+
+
+def binary_pair(rng: np.random.Generator, rows: int, cells: list[float]) -> Pair:
+    """(candidate, baseline) 0/1 scores of ``rows`` rows drawn from the four cells."""
+    cell = rng.choice(4, size=rows, p=np.clip(cells, 0, 1))
+    baseline = np.isin(cell, (0, 1)).astype(np.float64)
+    candidate = np.isin(cell, (0, 2)).astype(np.float64)
+    return candidate, baseline
+
+
+def continuous_pair(rng: np.random.Generator, rows: int, noise: float, drop: float) -> Pair:
+    """(candidate, baseline) continuous scores whose true mean delta is exactly ``-drop``."""
+    level = rng.beta(5, 2, rows)
+    return level - drop + rng.normal(0, noise, rows), level + rng.normal(0, noise, rows)
+
+
+def table(scores: np.ndarray) -> ScoreTable:
+    """A one-check score table keyed by row."""
+    rows = {f"row-{i}": (float(s), bool(s >= 0.5)) for i, s in enumerate(scores)}
+    return ScoreTable("synthetic", {KEY: rows}, {"quality": "1"})
+
+
+def gate_passes(candidate: np.ndarray, baseline: np.ndarray) -> bool:
+    """The gate's verdict under the default one-check policy."""
+    return decide(POLICY, table(candidate), table(baseline), {"quality": True}).passed
+
+
+def legacy_passes(candidate: np.ndarray, baseline: np.ndarray, seed: int) -> bool:
+    """The gate before: percentile bootstrap of the mean delta, pass when P*(mean* < -δ) <= alpha."""
+    deltas = candidate - baseline
+    rng = np.random.default_rng(seed)
+    means = deltas[rng.integers(0, deltas.size, size=(POLICY.resamples, deltas.size))].mean(axis=1)
+    return bool(np.mean(means < -DEFAULT_MARGIN) <= ALPHA)
+
+
+def pass_rates(draw: Callable[[np.random.Generator], Pair], trials: int, seed: int, legacy: bool) -> tuple:
+    """(gate pass rate, legacy pass rate or None) over ``trials`` seeded draws."""
+    rng = np.random.default_rng(seed)
+    new = old = 0
+    for trial in range(trials):
+        candidate, baseline = draw(rng)
+        new += gate_passes(candidate, baseline)
+        old += legacy and legacy_passes(candidate, baseline, seed + trial)
+    return new / trials, (old / trials if legacy else None)
+
+
+def _cell(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def run_case(label: str, make: Callable[[float], Callable | None], trials: int, seed: int) -> bool:
+    """Print one case's row; True when wrong passes at δ stay within alpha + 2 MC errors."""
+    bound = ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / trials)
+    at_margin, above, null = (make(DEFAULT_MARGIN * k) for k in (1.0, 1.5, 0.0))
+    if at_margin is None:
+        return True
+    started = time.perf_counter()
+    wrong, wrong_old = pass_rates(at_margin, trials, seed, legacy=True)
+    far = pass_rates(above, trials, seed + 1, legacy=False)[0] if above is not None else None
+    power, power_old = pass_rates(null, trials, seed + 2, legacy=True) if null else (None, None)
+    ok = wrong <= bound
+    seconds = time.perf_counter() - started
+    print(
+        f"| {label} | {_cell(wrong)}{'' if ok else ' (!)'} | {_cell(wrong_old)} | {_cell(far)} "
+        f"| {_cell(power)} | {_cell(power_old)} | {seconds:.0f} |",
+        flush=True,
+    )
+    return ok
+
+
+def binary_cases(trials: int, seed: int) -> bool:
+    """Every binary case; True when all keep the promise."""
+    print(
+        "\n| rows | base pass rate | answers flipped | wrong passes at δ | before | passes at 1.5δ "
+        "| passes, no drop | before | s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    ok = True
+    for rows in BINARY_ROWS:
+        for base_rate in BASE_RATES:
+            for flips in FLIP_SHARES:
+
+                def make(drop: float, rows: int = rows, base: float = base_rate, flips: float = flips):
+                    cells = binary_cells(base, flips, drop)
+                    return None if cells is None else lambda rng: binary_pair(rng, rows, cells)
+
+                seed += 3
+                ok &= run_case(f"{rows} | {base_rate:.2f} | {flips:.0%}", make, trials, seed)
+    return ok
+
+
+def continuous_cases(trials: int, seed: int) -> bool:
+    """Every continuous case; True when all keep the promise."""
+    print(
+        "\n| rows | noise (sd per score) | wrong passes at δ | before | passes at 1.5δ "
+        "| passes, no drop | before | s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    ok = True
+    for rows in CONTINUOUS_ROWS:
+        for noise in NOISE_LEVELS:
+
+            def make(drop: float, rows: int = rows, noise: float = noise):
+                return lambda rng: continuous_pair(rng, rows, noise, drop)
+
+            seed += 3
+            ok &= run_case(f"{rows} | {noise}", make, trials, seed)
+    return ok
 
 
 def main() -> None:
-    """Print the block rates under the null and under a 2δ regression."""
+    """Print the calibration tables (markdown) with trials, Monte Carlo error and machine."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=200)
-    parser.add_argument("--rows", type=int, default=300)
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--part", choices=("binary", "continuous", "all"), default="all")
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    error = math.sqrt(ALPHA * (1 - ALPHA) / args.trials)
     print(f"machine: {platform.machine()} {platform.processor()}, python {platform.python_version()}")
-    drop = 2 * DEFAULT_MARGIN
-    print(f"{args.trials} trials x {args.rows} rows, margin {DEFAULT_MARGIN}, true regression {drop}")
-    print(f"{'scores':<28} {'policy':<9} {'blocked, same dist.':>20} {'blocked, 2δ drop':>17} {'s/trial':>8}")
-    for scenario in SCENARIOS:
-        for label, checks in CHECK_SETS.items():
-            started = time.perf_counter()
-            common = {"checks": checks, "rows": args.rows, "trials": args.trials}
-            null = block_rate(scenario, shift=0.0, **common)
-            blocked_drop = block_rate(scenario, shift=drop, **common)
-            per_trial = (time.perf_counter() - started) / (2 * args.trials)
-            print(f"{scenario.label:<28} {label:<9} {null:>20.1%} {blocked_drop:>17.1%} {per_trial:>8.3f}")
+    print(
+        f"{args.trials} trials per cell; δ = {DEFAULT_MARGIN}, alpha = {ALPHA:.1%} one-sided; Monte "
+        f"Carlo error of a rate near alpha: ±{error:.2%} (1 se); bound alpha + 2 se = {ALPHA + 2 * error:.2%}"
+    )
+    print(
+        "'before' = the percentile bootstrap the gate used until now, on the same tables; "
+        "(!) = above the bound"
+    )
+    ok = True
+    if args.part in ("binary", "all"):
+        ok &= binary_cases(args.trials, args.seed)
+    if args.part in ("continuous", "all"):
+        ok &= continuous_cases(args.trials, args.seed)
+    print(f"\nevery case within the promise: {'yes' if ok else 'NO'}")
 
 
 if __name__ == "__main__":

@@ -165,6 +165,8 @@ def _check_statistics(
     unpaired = len(baseline.scores[key].keys() ^ candidate.scores[key].keys())
     base = np.array([baseline.scores[key][row][0] for row in rows], dtype=np.float64)
     cand = np.array([candidate.scores[key][row][0] for row in rows], dtype=np.float64)
+    canonical = np.lexsort((cand, base))  # row order and ids cannot change any sum below
+    base, cand = base[canonical], cand[canonical]
     sign = 1.0 if higher_is_better[check.evaluator] else -1.0
     deltas = sign * (cand - base)
     margin = check.delta(float(base.mean()))

@@ -1,4 +1,4 @@
-"""Aggregation: seeded bootstrap intervals, fail rates and paired deltas (pure, synthetic data)."""
+"""Aggregation: seeded BCa intervals, fail rates and paired deltas (pure, synthetic data)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from evalgate.aggregate import (
     paired_deltas,
     summarise,
 )
+from evalgate.intervals import TangoTest
 
 
 def test_bootstrap_interval_contains_the_mean_and_is_reproducible_with_a_seed() -> None:
@@ -121,3 +122,22 @@ def test_delta_table_pairs_rows_scored_on_both_sides_and_counts_the_rest() -> No
 
     entry = table["faithfulness"]["target"]
     assert entry["n"] == 9 and entry["unpaired"] == 1 and entry["mean"] == pytest.approx(0.2)
+
+
+def test_paired_delta_of_binary_scores_is_tangos_interval_as_the_gate_uses() -> None:
+    base = {f"r{i}": 1.0 if i < 90 else 0.0 for i in range(100)}
+    candidate = {
+        row: (0.0 if i < 6 else 1.0 if i >= 97 else value) for i, (row, value) in enumerate(base.items())
+    }
+
+    delta = paired_delta(candidate, base, seed=0)
+
+    low, high = TangoTest(gains=3, losses=6, n=100).interval(0.025)
+    assert (delta.ci_low, delta.ci_high) == pytest.approx((low, high))
+    assert delta.mean == pytest.approx(-0.03)
+
+
+def test_summary_interval_does_not_depend_on_the_order_of_the_rows() -> None:
+    values = np.random.default_rng(2).gamma(2.0, 1.0, size=60).tolist()
+
+    assert bootstrap_mean(values, seed=1) == bootstrap_mean(values[::-1], seed=1)
