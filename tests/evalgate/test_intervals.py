@@ -7,6 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from evalgate.intervals import (
     CHUNK_ELEMENTS,
@@ -73,11 +74,10 @@ def test_fifty_unchanged_binary_rows_cannot_show_non_inferiority_at_five_points(
 
 
 def test_bca_matches_scipys_bca_on_a_skewed_continuous_sample() -> None:
-    scipy_stats = pytest.importorskip("scipy.stats")
     sample = np.random.default_rng(0).gamma(2.0, 1.0, size=80)
 
     ours = bca(sample, resamples=20_000, seed=1).interval(0.025)
-    reference = scipy_stats.bootstrap(
+    reference = scipy.stats.bootstrap(
         (sample,), np.mean, method="BCa", n_resamples=20_000, confidence_level=0.95, random_state=2
     ).confidence_interval
 
