@@ -1,6 +1,9 @@
 """How a dataset row becomes a chat prompt, the same way for training and for generation.
 
-The user turn is the question, followed by the context (when there is one) after a blank line.
+The user turn is the question, followed by the context (when there is one) after a blank line. Rows of
+a grounded cohort (``GROUNDED_COHORTS``: a question about a passage) put the passage first and then ask
+the question about it (``GROUNDED_TEMPLATE``), which the small base model answers far more often than a
+question followed by a passage it takes for a statement to comment on.
 The model's chat template (``tokenizer.apply_chat_template``) renders the turns; a tokenizer without
 a template gets a plain ``Question/Answer`` layout.
 """
@@ -13,12 +16,17 @@ from typing import Any
 from transformers import PreTrainedTokenizerBase
 
 PLAIN_TEMPLATE = "Question: {user}\nAnswer:"
+GROUNDED_COHORTS = ("ood_grounded",)
+"""Cohorts whose question is asked about the row's context (a short passage)."""
+GROUNDED_TEMPLATE = "{context}\n\nAnswer this question about the text above in a few words: {question}"
 
 
 def user_message(row: Mapping[str, Any]) -> str:
-    """The user turn of ``row``: question, then context after a blank line."""
+    """The user turn of ``row``: question, then context after a blank line (grounded: see module doc)."""
     context = (row.get("context") or "").strip()
     question = str(row["question"]).strip()
+    if context and row.get("cohort") in GROUNDED_COHORTS:
+        return GROUNDED_TEMPLATE.format(context=context, question=question)
     return f"{question}\n\n{context}" if context else question
 
 

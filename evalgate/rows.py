@@ -6,7 +6,8 @@ A stored row has exactly these fields (all strings, ``reference`` and ``json_sch
     question     the prompt; input files may call it ``input``, ``prompt`` or ``instruction``
     context      supporting text, "" when none
     reference    the expected answer; objects/lists are stored as compact JSON text
-    cohort       target, ood, safety, or a user label ([a-z0-9_-], starting with a letter or digit)
+    cohort       target, ood, ood_grounded, safety, or a user label ([a-z0-9_-], starting with a
+                 letter or digit)
     split        train, validation, eval or test
     json_schema  a JSON Schema (as JSON text) the answer must satisfy, or null
     metadata     a JSON object (as JSON text); unknown input columns land here
@@ -27,7 +28,7 @@ from jsonschema.validators import validator_for
 FIELDS = ("id", "question", "context", "reference", "cohort", "split", "json_schema", "metadata")
 Split = Literal["train", "validation", "eval", "test"]
 SPLITS: tuple[str, ...] = get_args(Split)
-KNOWN_COHORTS = ("target", "ood", "safety")
+KNOWN_COHORTS = ("target", "ood", "ood_grounded", "safety")
 COHORT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 ALIASES = {
     "question": ("input", "prompt", "instruction"),

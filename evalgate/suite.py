@@ -16,6 +16,14 @@ for the same seed and vocabulary):
 - ``ood_eval.jsonl`` (cohort ``ood``): short factual questions from families the base model handles
   (capitals, languages, currencies, plurals, opposites); ``metadata.accept`` lists lower-case strings,
   any of which appearing in an answer (case-insensitive, on word boundaries) makes it correct.
+- ``ood_grounded_eval.jsonl`` (cohort ``ood_grounded``): grounded out-of-domain questions. The
+  context is a short passage (3 to 6 sentences on science, history, geography or an everyday how-to,
+  ``evalgate/suite_passages.py``), the question is answerable from it, the reference is a short
+  answer and ``metadata.accept`` lists the accepted lower-case strings (as in ``ood``); metadata also
+  names the topic and the passage's number. Several questions share a passage. The prompt asks the
+  question about the passage (``evalgate.prompting.GROUNDED_TEMPLATE``). As for ``ood``, the questions
+  were chosen among those the base model answers from the passage (``bench/grounded_cohort_check.py``),
+  so that a fine-tune's drop here is forgetting, not a question that was never answered.
 - ``safety_eval.jsonl`` (cohort ``safety``): harmful requests that should be refused; no reference.
 - ``safety_train.jsonl`` (cohort ``safety``, split train): other harmful requests answered with a
   refusal, mixed into training so that the fine-tune keeps refusing; none is a safety eval prompt.
@@ -35,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalgate import suite_passages
 from evalgate import suite_vocab as vocab
 
 SUITE_NAME = "evalgate-suite"
@@ -194,6 +203,25 @@ def ood_rows() -> list[Row]:
     return rows
 
 
+def grounded_rows() -> list[Row]:
+    """One row per question of ``suite_passages.PASSAGES``: the passage is the context."""
+    rows: list[Row] = []
+    for number, passage in enumerate(suite_passages.PASSAGES):
+        for question, answer, accept in passage.items:
+            rows.append(
+                make_row(
+                    f"ood-grounded-eval-{len(rows):04d}",
+                    question,
+                    cohort="ood_grounded",
+                    split="eval",
+                    context=passage.passage,
+                    reference=answer,
+                    metadata={"topic": passage.topic, "passage": number, "accept": list(accept)},
+                )
+            )
+    return rows
+
+
 def replay_rows() -> list[Row]:
     """The general-instruction rows mixed into training."""
     return [
@@ -203,8 +231,16 @@ def replay_rows() -> list[Row]:
 
 
 def safety_rows() -> list[Row]:
-    """Harmful requests, each tagged with its category; the expected behaviour is a refusal."""
-    prompts = [(category, p) for category, group in vocab.SAFETY_PROMPTS.items() for p in group]
+    """Harmful requests, each tagged with its category; the expected behaviour is a refusal.
+
+    ``SAFETY_PROMPTS`` come first (ids 0-49 keep their prompts), then ``SAFETY_PROMPTS_MORE``.
+    """
+    prompts = [
+        (category, p)
+        for prompt_groups in (vocab.SAFETY_PROMPTS, vocab.SAFETY_PROMPTS_MORE)
+        for category, group in prompt_groups.items()
+        for p in group
+    ]
     return [
         make_row(f"safety-eval-{i:04d}", prompt, cohort="safety", split="eval", metadata={"category": c})
         for i, (c, prompt) in enumerate(prompts)
@@ -232,6 +268,7 @@ def build_suite(seed: int = DEFAULT_SEED) -> dict[str, list[Row]]:
         "replay_train.jsonl": replay_rows(),
         "safety_train.jsonl": safety_train_rows(),
         "ood_eval.jsonl": ood_rows(),
+        "ood_grounded_eval.jsonl": grounded_rows(),
         "safety_eval.jsonl": safety_rows(),
     }
 
@@ -261,7 +298,8 @@ def write_suite(out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, Any]:
     manifest = {
         "name": SUITE_NAME,
         "description": "Bundled default suite: order-to-JSON extraction (target), general replay rows "
-        "for training, out-of-domain short-answer questions (ood) and harmful requests (safety).",
+        "for training, out-of-domain short-answer questions (ood), out-of-domain questions about a short "
+        "passage (ood_grounded) and harmful requests (safety).",
         "generator": "evalgate.suite",
         "seed": seed,
         "files": files,
@@ -279,7 +317,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     manifest = write_suite(args.out_dir, args.seed)
     for entry in manifest["files"]:
-        print(f"{entry['path']:20s} {entry['rows']:4d} rows  sha256 {entry['sha256'][:12]}")
+        print(f"{entry['path']:24s} {entry['rows']:4d} rows  sha256 {entry['sha256'][:12]}")
 
 
 if __name__ == "__main__":

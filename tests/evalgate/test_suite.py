@@ -39,7 +39,7 @@ def test_regenerating_reproduces_committed_files_byte_for_byte(tmp_path: Path) -
     manifest = suite.write_suite(tmp_path, seed=suite.DEFAULT_SEED)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(p.name for p in SUITE_DIR.iterdir())
-    assert len(manifest["files"]) == 6
+    assert len(manifest["files"]) == 7
     for name in names:
         assert (tmp_path / name).read_bytes() == (SUITE_DIR / name).read_bytes(), name
 
@@ -143,6 +143,43 @@ def test_no_ood_question_contains_an_accepted_answer() -> None:
         assert not any(re.search(rf"\b{re.escape(a)}\b", question) for a in row["metadata"]["accept"]), row
 
 
+def test_grounded_rows_hold_their_passage_and_accept_their_own_reference() -> None:
+    rows = _rows("ood_grounded_eval.jsonl")
+    assert len(rows) >= 150
+    for row in rows:
+        accept, passage = row["metadata"]["accept"], row["context"]
+        assert accept and all(text == text.lower() for text in accept), row["id"]
+        assert row["metadata"]["topic"] in {"science", "history", "geography", "how-to"}
+        assert any(re.search(rf"\b{re.escape(a)}\b", row["reference"].lower()) for a in accept), row["id"]
+        assert 3 <= len(re.split(r"(?<=[.!?])\s+", passage)) <= 6, row["id"]
+        yes_no = row["reference"] in {"Yes", "No"}
+        assert yes_no or any(a in passage.lower() for a in accept), row["id"]
+
+
+def test_no_grounded_question_contains_an_accepted_answer() -> None:
+    for row in _rows("ood_grounded_eval.jsonl"):
+        question = row["question"].lower()
+        assert not any(re.search(rf"\b{re.escape(a)}\b", question) for a in row["metadata"]["accept"]), row
+
+
+def test_grounded_passages_carry_several_questions() -> None:
+    per_passage: dict[int, int] = {}
+    for row in _rows("ood_grounded_eval.jsonl"):
+        per_passage[row["metadata"]["passage"]] = per_passage.get(row["metadata"]["passage"], 0) + 1
+    assert all(2 <= count <= 5 for count in per_passage.values())
+    assert len({row["context"] for row in _rows("ood_grounded_eval.jsonl")}) == len(per_passage)
+
+
+def test_grounded_rows_ask_the_question_after_the_passage() -> None:
+    from evalgate.prompting import user_message
+
+    grounded = _rows("ood_grounded_eval.jsonl")[0]
+    message = user_message(grounded)
+    assert message.startswith(grounded["context"]) and message.endswith(grounded["question"])
+    target = _rows("target_eval.jsonl")[0]
+    assert user_message(target) == f"{target['question']}\n\n{target['context']}"
+
+
 def test_safety_rows_have_no_reference_and_a_category() -> None:
     rows = _rows("safety_eval.jsonl")
     assert len(rows) >= 40
@@ -162,3 +199,18 @@ def test_safety_train_rows_are_refusals_of_prompts_not_in_the_eval_cohort() -> N
 
     assert {row["question"] for row in train}.isdisjoint(row["question"] for row in evaluation)
     assert all(row["split"] == "train" and is_refusal(row["reference"]) for row in train)
+
+
+def test_safety_eval_cohort_is_large_distinct_from_train_and_keeps_its_first_50_rows() -> None:
+    rows = suite.safety_rows()
+    questions = [row["question"].lower() for row in rows]
+    assert len(rows) >= 150
+    assert len(set(questions)) == len(questions)
+    assert set(questions).isdisjoint(p.lower() for p in suite.vocab.SAFETY_TRAIN_PROMPTS)
+    assert all(row["question"].isascii() for row in rows)
+    original = [(c, p) for c, group in suite.vocab.SAFETY_PROMPTS.items() for p in group]
+    head = [(row["id"], row["metadata"]["category"], row["question"]) for row in rows[:50]]
+    assert len(original) == 50
+    assert head == [(f"safety-eval-{i:04d}", c, p) for i, (c, p) in enumerate(original)]
+    committed = [(r["id"], r["metadata"]["category"], r["question"]) for r in _rows("safety_eval.jsonl")[:50]]
+    assert head == committed

@@ -1,0 +1,69 @@
+"""How well the base model answers the grounded out-of-domain cohort (``ood_grounded``).
+
+    python bench/grounded_cohort_check.py                         # embedded SmolLM2-135M-Instruct
+    python bench/grounded_cohort_check.py --max-new-tokens 32 --show-failures 50
+
+Builds the cohort's rows with ``evalgate.suite.grounded_rows`` (the rows the suite file holds),
+answers them the way evaluation runs do (``ModelPool`` + ``generate_answers``: the row rendered by
+``evalgate.prompting``, greedy decoding, batched), scores each answer with ``answer_accuracy`` and
+prints the share correct, per topic and overall, with the failed rows if asked. The questions of
+``evalgate/suite_passages.py`` were kept where this check passes: the cohort is meant to hold
+questions the base model handles, so that a fine-tune's drop on it is forgetting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import defaultdict
+
+from evalgate.decoding import DecodingSettings
+from evalgate.generate import ModelPool, generate_answers
+from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
+from evalgate.settings import get_settings
+from evalgate.suite import grounded_rows
+from evaluators.accept_match import AnswerAccuracy
+from evaluators.base import ScoredRow
+
+
+def main() -> None:
+    """Generate, score and print."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=EMBEDDED_DEFAULT_MODEL)
+    parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--show-failures", type=int, default=0, help="print up to N failed rows")
+    args = parser.parse_args()
+
+    rows = grounded_rows()
+    pool = ModelPool(args.model, get_settings().home, device=args.device, precision=args.precision)
+    model, tokenizer = pool.load()
+    decoding = DecodingSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    start = time.perf_counter()
+    answers = generate_answers(model, tokenizer, rows, decoding)
+    seconds = time.perf_counter() - start
+    scored = [
+        ScoredRow(row["id"], row["question"], answer.text, row["context"], row["reference"],
+                  row["cohort"], None, row["metadata"])
+        for row, answer in zip(rows, answers, strict=True)
+    ]  # fmt: skip
+    results = AnswerAccuracy().score(scored)
+
+    by_topic: dict[str, list[float]] = defaultdict(list)
+    for row, result in zip(rows, results, strict=True):
+        by_topic[row["metadata"]["topic"]].append(result.score or 0.0)
+    print(f"model {args.model} on {pool.device} ({pool.dtype}), max_new_tokens {args.max_new_tokens}, "
+          f"{len(rows)} rows in {seconds:.0f} s")  # fmt: skip
+    for topic, values in sorted(by_topic.items()):
+        print(f"  {topic:10s} {sum(values) / len(values):6.1%}  ({len(values)} rows)")
+    correct = sum(result.score or 0.0 for result in results)
+    print(f"answer_accuracy {correct / len(rows):.1%} ({correct:.0f}/{len(rows)})")
+    failures = [(s, r) for s, r in zip(scored, results, strict=True) if not r.passed]
+    for row, result in failures[: args.show_failures]:
+        print(f"- {row.id} {row.question!r} -> {row.answer!r} (accept {result.detail.get('accepted')})")
+
+
+if __name__ == "__main__":
+    main()
