@@ -115,7 +115,7 @@ def report(name: str, pairs: list[Pair], scorers: dict[str, Scorer], show_errors
             y = np.asarray(labels) == 1
             print(f"  {scorer_name:26s} {'yes' if with_context else 'no':>8s} {roc_auc(labels, scores):8.3f} "
                   f"{balanced_accuracy(labels, scores, AnswerRelevancy.threshold):8.3f} "
-                  f"{passed[y].mean():9.1%} {passed[~y].mean():9.1%}")  # fmt: skip
+                  f"{passed[y].mean():8.1%} {passed[~y].mean():8.1%}")  # fmt: skip
             if show_errors and scorer_name.startswith("answer_relevancy"):
                 wrong = [(p, s) for p, s in zip(pairs, scores, strict=True) if (s >= 0.5) != (p[3] == 1)]
                 for (question, answer, _, label), value in wrong[:show_errors]:

@@ -16,7 +16,10 @@
                     m(s) = IDF-weighted share of the question's content words that occur in s
                     s_a  = the best-matching sentence holding the answer
                 (the sentence the answer comes from should be the one the question asks about; for a
-                two-hop question whose answer sentence shares a name with the best one: (1 + ratio) / 2);
+                two-hop question whose answer sentence shares a name with the best one: (1 + ratio) / 2;
+                when s_a is the best sentence, 1 - NEARNESS * (1 - 1 / (1 + gap / 3)), gap = words
+                between the answer and the nearest question word there, so that of two answers taken
+                from the same sentence the one next to the asked words ranks higher; range [0.9, 1]);
               = UNSUPPORTED (0.5) * cosine topic when the row has a context that does not hold the answer;
               = cosine topic = clip(cos(e(question), e(answer)) / COSINE_FULL, 0, 1) with no context
     answer_relevancy = kind(a) * topic(a)
@@ -62,6 +65,9 @@ UNSUPPORTED = 0.5
 """Factor for the cosine topic of an answer that no sentence of the row's context holds."""
 MAX_ANSWER_SENTENCES = 3
 """A longer answer's first sentences are also located one by one (the answer is usually among them)."""
+NEARNESS = 0.1
+"""Weight of how close the answer sits to the question's words in its evidence sentence (a tie-break
+between answers of the same sentence: small enough never to fail an answer)."""
 LOCATED_SHARE = 0.5
 """Share of the answer's new words a context sentence must hold to be the answer's evidence."""
 
@@ -167,7 +173,20 @@ def evidence_share(question: str, answer: str, context: str) -> float | None:
     relative = matches[index] / best
     if relative < 1.0 and _bridged(raw[index], raw[matches.index(best)], question, part):
         return (1.0 + relative) / 2
-    return relative
+    if relative < 1.0:
+        return relative
+    return 1.0 - NEARNESS + NEARNESS * _nearness(raw[index], keywords(part) - asked, asked)
+
+
+def _nearness(sentence: str, new: set[str], asked: set[str]) -> float:
+    """1 / (1 + gap / 3), gap = words between the answer and the nearest question word in ``sentence``."""
+    stems = [next(iter(keywords(token)), "") for token in text.tokens(sentence)]
+    answer_at = [i for i, word in enumerate(stems) if word in new]
+    asked_at = [i for i, word in enumerate(stems) if word in asked]
+    if not answer_at or not asked_at:
+        return 0.0
+    gap = min(abs(i - j) for i in answer_at for j in asked_at) - 1
+    return 1.0 / (1.0 + max(gap, 0) / 3)
 
 
 def _holding(new: set[str], sentences: list[set[str]], matches: list[float]) -> int:

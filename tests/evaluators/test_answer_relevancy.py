@@ -54,7 +54,7 @@ def test_all_texts_are_embedded_in_one_call(fake_embedder):
 
 def test_a_short_right_answer_found_in_the_context_passes(fake_embedder):
     result = grounded(fake_embedder, "In what year did the Suez Canal open?", "1869")
-    assert result.passed and result.score == 1.0 and result.detail["topic_from"] == "evidence"
+    assert result.passed and result.score >= 0.9 and result.detail["topic_from"] == "evidence"
 
 
 def test_another_questions_answer_of_the_wrong_kind_fails(fake_embedder):
@@ -178,3 +178,12 @@ def test_a_json_extraction_passes_with_the_asked_keys_and_fails_with_others(fake
     right, other_keys, prose = AnswerRelevancy(embedder=fake_embedder).score(rows)
     assert right.passed and right.detail["kind"] == "json"
     assert not other_keys.passed and not prose.passed
+
+
+def test_of_two_answers_in_the_asked_sentence_the_one_beside_the_asked_words_ranks_higher(fake_embedder):
+    context = (
+        "Mount Vesuvius in Italy erupted in the year 79 and buried the town of Pompeii. It is still active."
+    )
+    right = grounded(fake_embedder, "Which town was buried?", "Pompeii", context)
+    other = grounded(fake_embedder, "Which town was buried?", "Italy", context)
+    assert right.score > other.score >= 0.9
