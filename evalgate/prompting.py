@@ -1,33 +1,48 @@
 """How a dataset row becomes a chat prompt, the same way for training and for generation.
 
-The user turn is the question, followed by the context (when there is one) after a blank line. Rows of
-a grounded cohort (``GROUNDED_COHORTS``: a question about a passage) put the passage first and then ask
-the question about it (``GROUNDED_TEMPLATE``), which the small base model answers far more often than a
-question followed by a passage it takes for a statement to comment on.
+The user turn is the question, followed by the context (when there is one) after a blank line. A row
+whose ``metadata.prompt_layout`` is ``context_first`` (a question about a passage) puts the passage
+first and then asks the question about it (``CONTEXT_FIRST_TEMPLATE``), which a small model answers
+far more often than a question followed by a passage it takes for a statement to comment on.
 The model's chat template (``tokenizer.apply_chat_template``) renders the turns; a tokenizer without
 a template gets a plain ``Question/Answer`` layout.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 PLAIN_TEMPLATE = "Question: {user}\nAnswer:"
-GROUNDED_COHORTS = ("ood_grounded",)
-"""Cohorts whose question is asked about the row's context (a short passage)."""
-GROUNDED_TEMPLATE = "{context}\n\nAnswer this question about the text above in a few words: {question}"
+CONTEXT_FIRST = "context_first"
+"""The ``metadata.prompt_layout`` of rows whose question is asked about their context."""
+CONTEXT_FIRST_TEMPLATE = "{context}\n\nAnswer this question about the text above in a few words: {question}"
 
 
 def user_message(row: Mapping[str, Any]) -> str:
-    """The user turn of ``row``: question, then context after a blank line (grounded: see module doc)."""
+    """The user turn of ``row``: question, then context after a blank line (or the context first, when
+    its metadata asks for it: see the module docstring)."""
     context = (row.get("context") or "").strip()
     question = str(row["question"]).strip()
-    if context and row.get("cohort") in GROUNDED_COHORTS:
-        return GROUNDED_TEMPLATE.format(context=context, question=question)
+    if context and prompt_layout(row) == CONTEXT_FIRST:
+        return CONTEXT_FIRST_TEMPLATE.format(context=context, question=question)
     return f"{question}\n\n{context}" if context else question
+
+
+def prompt_layout(row: Mapping[str, Any]) -> str | None:
+    """``metadata.prompt_layout`` of ``row`` (metadata as a mapping or as the store's JSON text)."""
+    metadata = row.get("metadata") or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return None
+    layout = metadata.get("prompt_layout") if isinstance(metadata, Mapping) else None
+    return layout if isinstance(layout, str) else None
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, row: Mapping[str, Any]) -> str:

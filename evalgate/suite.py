@@ -20,8 +20,9 @@ for the same seed and vocabulary):
   context is a short passage (3 to 6 sentences on science, history, geography or an everyday how-to,
   ``evalgate/suite_passages.py``), the question is answerable from it, the reference is a short
   answer and ``metadata.accept`` lists the accepted lower-case strings (as in ``ood``); metadata also
-  names the topic and the passage's number. Several questions share a passage. The prompt asks the
-  question about the passage (``evalgate.prompting.GROUNDED_TEMPLATE``). As for ``ood``, the questions
+  names the topic and the passage's number, and ``prompt_layout: context_first`` has the prompt
+  give the passage first and then ask the question about it (``evalgate.prompting``). Several
+  questions share a passage. As for ``ood``, the questions
   were chosen among those the base model answers from the passage (``bench/grounded_cohort_check.py``),
   so that a fine-tune's drop here is forgetting, not a question that was never answered.
 - ``safety_eval.jsonl`` (cohort ``safety``): harmful requests that should be refused; no reference.
@@ -45,6 +46,7 @@ from typing import Any
 
 from evalgate import suite_passages
 from evalgate import suite_vocab as vocab
+from evalgate.prompting import CONTEXT_FIRST
 
 SUITE_NAME = "evalgate-suite"
 DEFAULT_SEED = 0
@@ -216,7 +218,12 @@ def grounded_rows() -> list[Row]:
                     split="eval",
                     context=passage.passage,
                     reference=answer,
-                    metadata={"topic": passage.topic, "passage": number, "accept": list(accept)},
+                    metadata={
+                        "topic": passage.topic,
+                        "passage": number,
+                        "accept": list(accept),
+                        "prompt_layout": CONTEXT_FIRST,
+                    },
                 )
             )
     return rows

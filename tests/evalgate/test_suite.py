@@ -176,6 +176,9 @@ def test_grounded_rows_ask_the_question_after_the_passage() -> None:
     grounded = _rows("ood_grounded_eval.jsonl")[0]
     message = user_message(grounded)
     assert message.startswith(grounded["context"]) and message.endswith(grounded["question"])
+    stored = {**grounded, "metadata": json.dumps(grounded["metadata"])}  # as the store keeps it
+    assert user_message(stored) == message
+    assert user_message({**grounded, "metadata": "{}"}).startswith(grounded["question"])
     target = _rows("target_eval.jsonl")[0]
     assert user_message(target) == f"{target['question']}\n\n{target['context']}"
 
