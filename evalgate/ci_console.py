@@ -42,11 +42,11 @@ def result_table(result: CiResult) -> Table:
     deciding out-of-domain delta, each with the interval its verdict was tested at."""
     swept = result.sweep_id is not None
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("rate", max_width=18, overflow="ellipsis", no_wrap=True)
-    table.add_column("training", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    table.add_column("gain [CI]", no_wrap=True)
-    table.add_column("ood Δ [CI]", no_wrap=True)
+    table.add_column("rate", max_width=12, overflow="ellipsis", no_wrap=True)
+    table.add_column("training", max_width=11, overflow="ellipsis", no_wrap=True)
+    table.add_column("verdict", min_width=7, no_wrap=True)
+    table.add_column("gain [CI]", min_width=22, no_wrap=True)  # the figures are never cut
+    table.add_column("ood Δ [CI]", min_width=22, no_wrap=True)
     for candidate in result.candidates:
         verdict = candidate.decision["verdict"] if candidate.decision else "-"
         table.add_row(
