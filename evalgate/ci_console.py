@@ -42,7 +42,7 @@ def result_table(result: CiResult) -> Table:
     deciding out-of-domain delta, each with the interval its verdict was tested at."""
     swept = result.sweep_id is not None
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("rate", max_width=12, overflow="ellipsis", no_wrap=True)
+    table.add_column("rate", max_width=10, overflow="ellipsis", no_wrap=True)
     table.add_column("training", max_width=11, overflow="ellipsis", no_wrap=True)
     table.add_column("verdict", min_width=7, no_wrap=True)
     table.add_column("gain [CI]", min_width=22, no_wrap=True)  # the figures are never cut

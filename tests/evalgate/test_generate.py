@@ -93,7 +93,8 @@ def test_a_cohort_budget_cuts_its_answers_as_a_run_at_that_budget_would(tiny: tu
     rows = [{**row, "cohort": "short" if row["id"] in {"a", "c"} else "long"} for row in ROWS]
     budgeted = DecodingSettings(max_new_tokens=12, cohort_max_new_tokens={"short": 3}, batch_size=4)
 
-    answers = dict(zip([row["id"] for row in rows], generate_answers(model, tokenizer, rows, budgeted)))
+    generated = generate_answers(model, tokenizer, rows, budgeted)
+    answers = dict(zip([row["id"] for row in rows], generated, strict=True))
     short = generate_answers(model, tokenizer, [rows[0], rows[2]], DecodingSettings(max_new_tokens=3))
     long = generate_answers(model, tokenizer, rows, DECODING)
 
