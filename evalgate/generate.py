@@ -74,8 +74,7 @@ def generate_answers(
     on_batch: BatchDone | None = None,
 ) -> list[Answer]:
     """Greedy answers of ``model`` (as it is: a PeftModel uses its active adapter) to ``rows``."""
-    encoded, batches = prompt_batches(tokenizer, rows, decoding)
-    budgets = [decoding.budget(row.get("cohort")) for row in rows]
+    encoded, budgets, batches = prompt_batches(tokenizer, rows, decoding)
     stops = end_of_turn_ids(tokenizer)
     answers: dict[int, Answer] = {}
     for batch in batches:
@@ -90,16 +89,16 @@ def generate_answers(
 
 def prompt_batches(
     tokenizer: PreTrainedTokenizerBase, rows: Sequence[Mapping[str, Any]], decoding: DecodingSettings
-) -> tuple[list[list[int]], list[list[int]]]:
-    """Token ids of every row's prompt, and batches of row indices in order of answer budget, then
-    prompt length (rows of one budget share batches, and a batch wastes little on padding)."""
+) -> tuple[list[list[int]], list[int], list[list[int]]]:
+    """Token ids of every row's prompt, its answer budget, and batches of row indices in order of
+    budget, then prompt length (rows of one budget share batches, and a batch wastes little on padding)."""
     encoded = [
         tokenizer(render_prompt(tokenizer, row), add_special_tokens=False)["input_ids"] for row in rows
     ]
     budgets = [decoding.budget(row.get("cohort")) for row in rows]
     order = sorted(range(len(rows)), key=lambda index: (budgets[index], len(encoded[index]), index))
     size = decoding.batch_size
-    return encoded, [order[start : start + size] for start in range(0, len(order), size)]
+    return encoded, budgets, [order[start : start + size] for start in range(0, len(order), size)]
 
 
 def generate_batch(

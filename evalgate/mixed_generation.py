@@ -122,8 +122,7 @@ def _generate_stacked(
     decoding: DecodingSettings,
     on_batch: BatchDone | None,
 ) -> dict[str | None, list[Answer]]:
-    encoded, batches = prompt_batches(tokenizer, rows, decoding)
-    budgets = [decoding.budget(row.get("cohort")) for row in rows]
+    encoded, budgets, batches = prompt_batches(tokenizer, rows, decoding)
     stops = end_of_turn_ids(tokenizer)
     answers: dict[str | None, dict[int, Answer]] = {adapter: {} for adapter in adapters}
     for batch in batches:
