@@ -5,8 +5,8 @@ oriented so that a positive delta is an improvement: ``d_i = s * (candidate_i - 
 ``s = +1`` for higher-is-better evaluators and ``-1`` otherwise. The test is chosen from the data
 (evalgate/intervals.py, recorded as ``method`` in the evidence): Tango's score test for paired
 proportions when every score on both sides is 0 or 1, the studentized (bootstrap-t) bootstrap of the
-mean delta otherwise (``resamples`` resamples, seeded per check). With margin δ each check gives two
-one-sided p-values:
+mean delta, never less conservative than Student's t, otherwise (``resamples`` resamples, seeded per
+check). With margin δ each check gives two one-sided p-values:
 
 - ``p_pass``: for ``H0: mean delta <= -δ``, small when the candidate is non-inferior;
 - ``p_regress``: for ``H0: mean delta >= -δ``, small when it is worse by more than δ.

@@ -7,6 +7,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 
 from evalgate.intervals import (
@@ -16,8 +17,11 @@ from evalgate.intervals import (
     chunk_sizes,
     is_binary,
     paired_test,
+    regularized_beta,
     resample_moments,
     rows_needed,
+    student_t_quantile,
+    student_t_sf,
     studentized,
     z_quantile,
 )
@@ -98,12 +102,72 @@ def test_studentized_interval_is_close_to_the_t_interval_on_normal_data() -> Non
 
 def test_studentized_p_value_and_bounds_agree_on_the_decision() -> None:
     rng = np.random.default_rng(5)
-    for shift in (-0.08, -0.05, -0.02, 0.0):
-        test = studentized(rng.normal(shift, 0.2, size=80), resamples=2000, seed=1)
+    for shift, size in ((-0.08, 80), (-0.05, 80), (-0.02, 80), (0.0, 80), (0.02, 12), (-0.12, 12)):
+        test = studentized(rng.normal(shift, 0.2, size=size), resamples=2000, seed=1)
         p_noninferior, p_regress = test.p_values(0.05)
         low, high = test.interval(0.01)
         assert (p_noninferior <= 0.01) == (low > -0.05)
         assert (p_regress <= 0.01) == (high < -0.05)
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 9, 49, 99, 299, 4999, 999_999])
+def test_student_t_tail_and_quantile_match_scipy(df: int) -> None:
+    for t in (-30.0, -2.5, -0.4, 0.0, 0.7, 1.96, 2.01, 3.3, 12.0):
+        assert student_t_sf(t, df) == pytest.approx(scipy.stats.t.sf(t, df), rel=1e-8, abs=1e-300)
+    for p in (1e-6, 0.0025, 0.025, 0.3, 0.5, 0.975, 0.999):
+        assert student_t_quantile(p, df) == pytest.approx(scipy.stats.t.ppf(p, df), rel=1e-8, abs=1e-12)
+
+
+def test_regularized_beta_matches_scipy_on_both_branches_of_the_continued_fraction() -> None:
+    for a, b in ((0.5, 0.5), (2.0, 3.0), (24.5, 0.5), (0.5, 150.0)):
+        for x in (1e-9, 0.01, 0.2, 0.5, 0.8, 0.99, 1 - 1e-9):
+            assert regularized_beta(x, a, b) == pytest.approx(scipy.special.betainc(a, b, x), rel=1e-9)
+    assert regularized_beta(0.0, 2.0, 3.0) == 0.0 and regularized_beta(1.0, 2.0, 3.0) == 1.0
+
+
+def _bootstrap_t_only(sample: np.ndarray, margin: float, seed: int) -> tuple[float, float]:
+    """The bootstrap-t alone: ``P*(t* >= T)`` and ``P*(t* <= T)``, ``T = (mean + margin) / se``."""
+    test = studentized(sample, resamples=2000, seed=seed)
+    statistic = (sample.mean() + margin) / (sample.std(ddof=1) / math.sqrt(sample.size))
+    return float(np.mean(test.t_star >= statistic)), float(np.mean(test.t_star <= statistic))
+
+
+@pytest.mark.parametrize("skew", [-1.0, 0.0, 1.0])
+def test_each_continuous_p_value_is_the_larger_of_bootstrap_t_and_student_t(skew: float) -> None:
+    """Either test alone can be the more liberal one (Student's t on normal small samples is exact,
+    the bootstrap-t corrects skew): the gate rejects only when both do."""
+    rng = np.random.default_rng(21)
+    for trial in range(40):
+        noise = rng.normal(size=30) if skew == 0 else skew * (rng.exponential(size=30) - 1)
+        sample = -0.05 + 0.1 * noise
+        test = studentized(sample, resamples=2000, seed=trial)
+        statistic = (sample.mean() + 0.05) / (sample.std(ddof=1) / math.sqrt(sample.size))
+        boot = _bootstrap_t_only(sample, 0.05, trial)
+        student = student_t_sf(statistic, 29), student_t_sf(-statistic, 29)
+
+        assert test.p_values(0.05) == pytest.approx((max(boot[0], student[0]), max(boot[1], student[1])))
+        low, high = test.interval(0.025)
+        half = student_t_quantile(0.975, 29) * sample.std(ddof=1) / math.sqrt(sample.size)
+        assert low <= sample.mean() - half + 1e-12 and high >= sample.mean() + half - 1e-12
+
+
+def test_normal_samples_at_the_margin_pass_no_more_often_than_students_exact_t_test() -> None:
+    """On 1,000 normal samples of 20 rows whose true mean is exactly -δ, Student's t rejects 2.5% in
+    expectation (exactly); the gate's test passes only samples that Student's t also rejects, while the
+    bootstrap-t alone passes some that Student's t does not."""
+    rng = np.random.default_rng(22)
+    passed = student = bootstrap_only = 0
+    for trial in range(1000):
+        sample = rng.normal(-0.05, 0.2, size=20)
+        statistic = (sample.mean() + 0.05) / (sample.std(ddof=1) / math.sqrt(sample.size))
+        gate = studentized(sample, resamples=1000, seed=trial).p_values(0.05)[0] <= 0.025
+        exact = student_t_sf(statistic, 19) <= 0.025
+        assert exact or not gate
+        passed += gate
+        student += exact
+        bootstrap_only += _bootstrap_t_only(sample, 0.05, trial)[0] <= 0.025 and not exact
+
+    assert passed <= student and bootstrap_only > 0
 
 
 def test_a_few_rows_carrying_every_change_keep_finite_bounds() -> None:
