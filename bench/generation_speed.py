@@ -31,7 +31,7 @@ PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 def suite_rows(count: int) -> list[dict[str, object]]:
     """The first ``count`` eval rows of the bundled suite, cohorts interleaved."""
-    files = ("target_eval.jsonl", "ood_eval.jsonl", "safety_eval.jsonl")
+    files = ("target_eval.jsonl", "ood_eval.jsonl", "ood_grounded_eval.jsonl", "safety_eval.jsonl")
     cohorts = [
         [json.loads(line) for line in (BUNDLED_SUITE_DIR / name).read_text().splitlines()] for name in files
     ]

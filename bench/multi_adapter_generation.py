@@ -5,16 +5,22 @@
 
 Side by side in one process, on the same model and prompts: ``generate_per_adapter`` (one pass per
 model, ``set_adapter`` in between: the obvious way) and ``generate_mixed_adapters`` (each prompt batch
-answered by every model in one ``generate`` call). Prints rows/s, new tokens/s, the ratio, and
-whether both gave identical answers. The adapters are LoRA r=16 on q/k/v/o with seeded random
-weights (so every model answers differently), or the folders given with ``--adapter-dirs``.
+answered by every model in one pass), the latter twice: with evalgate's decoder, which drops a row
+from the running batch when it finishes (``evalgate.greedy``), and with transformers' ``generate``,
+which keeps every row until the batch's last one stops. Prints rows/s, new tokens/s, the ratios, and
+how many answers agree with the loop's. Rows get the main job's per-cohort answer budgets
+(``examples/ci.yaml``; ``--no-cohort-budgets``: ``--max-new-tokens`` for all). The adapters are
+LoRA r=16 on q/k/v/o with seeded random weights (so every model answers differently), or the
+folders given with ``--adapter-dirs``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,8 @@ from common import machine, random_init_copy
 from generation_speed import suite_rows  # bench/ is on sys.path when run as a script
 from peft import LoraConfig, PeftModel, get_peft_model
 
+import evalgate.generate
+from evalgate.ci_config import CiConfig
 from evalgate.decoding import DecodingSettings
 from evalgate.generate import AdapterGenerate, generate_per_adapter
 from evalgate.mixed_generation import generate_mixed_adapters
@@ -57,6 +65,40 @@ def with_adapters(model: Any, count: int, folders: list[Path]) -> tuple[Any, lis
     return peft_model, [None, *names]
 
 
+def transformers_decode(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    budgets: Sequence[int],
+    stops: Sequence[int],
+    on_rows_kept: Any = None,
+) -> list[list[int]]:
+    """``evalgate.greedy.greedy_decode``'s contract through ``model.generate``: every row stays in the
+    batch until the last one stops (a finished row is fed pad tokens)."""
+    with torch.inference_mode():
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            max_new_tokens=max(budgets),
+            do_sample=False,
+            eos_token_id=list(stops),
+            pad_token_id=stops[0],
+        )
+    new = output[:, input_ids.shape[1] :].tolist()
+    return [row[:budget] for row, budget in zip(new, budgets, strict=True)]
+
+
+@contextlib.contextmanager
+def decoder(decode: Any) -> Iterator[None]:
+    """Within the block, evaluation generation decodes with ``decode``."""
+    previous = evalgate.generate.greedy_decode
+    evalgate.generate.greedy_decode = decode
+    try:
+        yield
+    finally:
+        evalgate.generate.greedy_decode = previous
+
+
 def timed(
     generator: AdapterGenerate,
     model: Any,
@@ -77,6 +119,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
+    parser.add_argument("--no-cohort-budgets", action="store_true")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--random-init", action="store_true")
     parser.add_argument("--model-source", default=None)
@@ -93,34 +136,48 @@ def main() -> None:
     tokenizer.padding_side = "left"
     model, adapters = with_adapters(model, args.adapters, args.adapter_dirs)
     rows = suite_rows(args.rows)
-    decoding = DecodingSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    budgets = {} if args.no_cohort_budgets else main_job_cohort_budgets()
+    decoding = DecodingSettings(
+        max_new_tokens=args.max_new_tokens, cohort_max_new_tokens=budgets, batch_size=args.batch_size
+    )
     print(f"machine: {machine()}; device {device}, dtype {dtype}")
     print(
         f"{len(adapters)} models (base + {len(adapters) - 1} adapters) x {len(rows)} prompts, "
-        f"batch {args.batch_size}, at most {args.max_new_tokens} new tokens"
+        f"batch {args.batch_size}, at most {args.max_new_tokens} new tokens, per cohort {budgets}"
     )
 
     timed(generate_per_adapter, model, tokenizer, rows[: args.batch_size], adapters[:2], decoding)  # warm-up
     results = {}
-    for label, generator in (
-        ("loop (set_adapter)", generate_per_adapter),
-        ("mixed batches", generate_mixed_adapters),
+    for label, generator, decode in (
+        ("loop (set_adapter)", generate_per_adapter, evalgate.generate.greedy_decode),
+        ("mixed batches", generate_mixed_adapters, evalgate.generate.greedy_decode),
+        ("mixed, generate()", generate_mixed_adapters, transformers_decode),
     ):
-        wall, answers = timed(generator, model, tokenizer, rows, adapters, decoding)
+        with decoder(decode):
+            wall, answers = timed(generator, model, tokenizer, rows, adapters, decoding)
         tokens = sum(answer.new_tokens for per_model in answers.values() for answer in per_model)
         results[label] = (wall, answers)
         print(
             f"{label:<20} {wall:8.1f} s  {len(rows) * len(adapters) / wall:7.1f} rows/s  "
             f"{tokens / wall:8.1f} new tok/s"
         )
-    (loop_wall, loop_answers), (mixed_wall, mixed_answers) = results.values()
-    pairs = [
-        (a, b)
-        for model in loop_answers
-        for a, b in zip(loop_answers[model], mixed_answers[model], strict=True)
-    ]
-    same = sum(a.text == b.text for a, b in pairs)
-    print(f"mixed / loop speed-up: {loop_wall / mixed_wall:.2f}x; identical answers: {same} of {len(pairs)}")
+    loop_wall, loop_answers = results["loop (set_adapter)"]
+    for label in ("mixed batches", "mixed, generate()"):
+        wall, answers = results[label]
+        pairs = [
+            (a, b) for model in loop_answers for a, b in zip(loop_answers[model], answers[model], strict=True)
+        ]
+        same = sum(a.text == b.text for a, b in pairs)
+        print(
+            f"{label} / loop speed-up: {loop_wall / wall:.2f}x; answers as the loop's: {same} of {len(pairs)}"
+        )
+    print(f"dropping finished rows: {results['mixed, generate()'][0] / results['mixed batches'][0]:.2f}x")
+
+
+def main_job_cohort_budgets() -> dict[str, int]:
+    """The per-cohort answer budgets of the main job (examples/ci.yaml)."""
+    config = CiConfig.from_yaml(Path(__file__).resolve().parents[1] / "examples" / "ci.yaml")
+    return dict(config.evaluation.cohort_max_new_tokens)
 
 
 if __name__ == "__main__":

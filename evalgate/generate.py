@@ -22,6 +22,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from evalgate.decoding import DecodingSettings
+from evalgate.greedy import RowsKept, greedy_decode
 from evalgate.models import (
     hub_cache_dir,
     load_model,
@@ -107,32 +108,17 @@ def generate_batch(
     encoded: list[list[int]],
     budgets: list[int],
     stops: list[int],
+    on_rows_kept: RowsKept | None = None,
 ) -> list[Answer]:
-    """One left-padded batch through ``model.generate`` for the largest of the rows' ``budgets``; each
-    row's new tokens are cut at its own budget, then at its stop (greedy decoding: the first ``b``
-    tokens do not depend on how many more are generated)."""
+    """One left-padded batch through ``evalgate.greedy.greedy_decode``: each row stops at its own
+    budget or stop token and leaves the running batch then (``on_rows_kept`` is told which rows stay)."""
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0])
     width = max(len(ids) for ids in encoded)
     input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded])
     attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
     device = next(model.parameters()).device
-    with torch.inference_mode():
-        output = model.generate(
-            input_ids=input_ids.to(device),
-            attention_mask=attention.to(device),
-            max_new_tokens=max(budgets),
-            do_sample=False,
-            num_beams=1,
-            temperature=None,
-            top_p=None,
-            top_k=None,
-            eos_token_id=stops,
-            pad_token_id=pad_id,
-        )
-    return [
-        _decode(tokenizer, row[width : width + budget].tolist(), stops)
-        for row, budget in zip(output, budgets, strict=True)
-    ]
+    new_ids = greedy_decode(model, input_ids.to(device), attention.to(device), budgets, stops, on_rows_kept)
+    return [_decode(tokenizer, ids, stops) for ids in new_ids]
 
 
 def _decode(tokenizer: PreTrainedTokenizerBase, new_ids: list[int], stops: list[int]) -> Answer:

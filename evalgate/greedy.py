@@ -1,0 +1,83 @@
+"""Greedy decoding with a KV cache that drops finished rows from the running batch.
+
+``transformers``' ``generate`` keeps every row of a batch in the forward pass until the last row stops:
+a finished row goes on being fed pad tokens. Answers in one batch have very uneven lengths (a short
+fact, a refusal, a model that rambles to its budget), so most of those passes are wasted. This loop
+removes a row as soon as it emits a stop token or reaches its own budget: its entries of the KV cache
+(``DynamicCache.batch_select_indices``), its attention-mask row and its position go, and the next step
+runs on the rows still going. A batch then costs about the sum of its answers' lengths rather than
+its size times the longest. No library decoder drops rows mid-batch, hence this module.
+
+Decoding is greedy: row i's next token is ``argmax_v logits_i[v]`` at its last position. Positions are
+counted over each row's real tokens (``cumsum(attention_mask) - 1``), so a left-padded row sees the
+positions it would see alone, as ``generate`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+RowsKept = Callable[[list[int]], None]
+"""Told the positions (in the running batch) of the rows kept after a step, before the next step."""
+
+
+def greedy_decode(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    budgets: Sequence[int],
+    stops: Sequence[int],
+    on_rows_kept: RowsKept | None = None,
+) -> list[list[int]]:
+    """New token ids of each left-padded row: at most ``budgets[i]`` of them, ending at the first stop
+    token (included) when one comes first."""
+    stop_set = set(stops)
+    new_tokens: list[list[int]] = [[] for _ in budgets]
+    running = list(range(len(budgets)))
+    mask = attention_mask
+    positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
+    with torch.inference_mode():
+        output = model(
+            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
+        cache, next_position = output.cache, positions[:, -1:] + 1
+        while True:
+            tokens = output.logits[:, -1].argmax(dim=-1)
+            kept = _record(tokens.tolist(), running, new_tokens, budgets, stop_set)
+            if not kept:
+                return new_tokens
+            if len(kept) < len(running):
+                index = torch.tensor(kept, device=tokens.device)
+                cache.batch_select_indices(index)
+                tokens, mask, next_position = tokens[index], mask[index], next_position[index]
+                running = [running[slot] for slot in kept]
+                if on_rows_kept is not None:
+                    on_rows_kept(kept)
+            mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
+            output = model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=next_position,
+                cache=cache,
+                use_cache=True,
+            )
+            next_position = next_position + 1
+
+
+def _record(
+    tokens: list[int],
+    running: list[int],
+    new_tokens: list[list[int]],
+    budgets: Sequence[int],
+    stops: set[int],
+) -> list[int]:
+    """Append each running row's token; the slots of the rows that go on (no stop, budget left)."""
+    kept = []
+    for slot, (row, token) in enumerate(zip(running, tokens, strict=True)):
+        new_tokens[row].append(token)
+        if token not in stops and len(new_tokens[row]) < budgets[row]:
+            kept.append(slot)
+    return kept
