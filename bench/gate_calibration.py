@@ -35,6 +35,7 @@ import numpy as np
 
 from evalgate.gate import ScoreTable, decide
 from evalgate.gate_policy import DEFAULT_MARGIN, Check, GatePolicy
+from evalgate.intervals import student_t_sf
 
 POLICY = GatePolicy(checks=(Check("quality", "target"),))
 KEY = ("quality", "target")
@@ -169,6 +170,35 @@ def continuous_cases(
     return ok
 
 
+def student_t_passes(candidate: np.ndarray, baseline: np.ndarray) -> bool:
+    """Student's one-sided t test alone: pass when ``P(t_(n-1) >= (mean + δ) / se) <= alpha``."""
+    deltas = candidate - baseline
+    statistic = (deltas.mean() + DEFAULT_MARGIN) / (deltas.std(ddof=1) / math.sqrt(deltas.size))
+    return student_t_sf(float(statistic), deltas.size - 1) <= ALPHA
+
+
+def student_t_cases(
+    trials: int, seed: int, rows_only: list[int] | None, noise_only: list[float] | None
+) -> None:
+    """Wrong passes at δ of Student's t alone, on the very tables of ``continuous_cases`` (same seeds).
+
+    The deltas are normal, so this test's true rate is exactly alpha: its figure in a cell shows how
+    far that cell's draws alone move a rate (the gate passes only tables this test also passes).
+    """
+    print("\n| rows | noise (sd per score) | Student's t alone: wrong passes at δ |")
+    print("| --- | --- | --- |")
+    for rows in CONTINUOUS_ROWS:
+        for noise in NOISE_LEVELS:
+            seed += 3
+            if (rows_only and rows not in rows_only) or (noise_only and noise not in noise_only):
+                continue
+            rng = np.random.default_rng(seed)
+            passes = sum(
+                student_t_passes(*continuous_pair(rng, rows, noise, DEFAULT_MARGIN)) for _ in range(trials)
+            )
+            print(f"| {rows} | {noise} | {_cell(passes / trials)} |", flush=True)
+
+
 def main() -> None:
     """Print the calibration tables (markdown) with trials, Monte Carlo error and machine."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -178,6 +208,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="*", help="continuous cells with these row counts only")
     parser.add_argument(
         "--noise", type=float, nargs="*", help="continuous cells with these noise levels only"
+    )
+    parser.add_argument(
+        "--student-t",
+        action="store_true",
+        help="continuous cells: only Student's t alone at δ on the same tables (seconds, no gate runs)",
     )
     args = parser.parse_args()
     error = math.sqrt(ALPHA * (1 - ALPHA) / args.trials)
@@ -190,6 +225,9 @@ def main() -> None:
         "'before' = the percentile bootstrap the gate used before its studentized tests, on the same tables; "
         "(!) = above the bound"
     )
+    if args.student_t:
+        student_t_cases(args.trials, args.seed, args.rows, args.noise)
+        return
     ok = True
     if args.part in ("binary", "all"):
         ok &= binary_cases(args.trials, args.seed)
