@@ -34,9 +34,9 @@ from typing import Any
 from evalgate.config_files import load_yaml
 from evalgate.gate_policy import GatePolicy, PolicyError
 from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
+from evalgate.pseudo_evaluators import PSEUDO_EVALUATORS
 from evalgate.sweep_config import PRECISIONS, ConfigError, SweepConfig
 
-PSEUDO_EVALUATORS = ("ood_kl",)
 """Signals computed by the evaluation itself, not the registry (``evalgate.forgetting.OOD_KL``)."""
 PINNED = re.compile(r"^(?P<name>[^@\s]+)@v?(?P<number>[1-9][0-9]*)$")
 DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")

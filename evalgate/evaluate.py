@@ -34,7 +34,6 @@ from evalgate.evaluation_records import (
     sweep_candidates,
 )
 from evalgate.evaluation_scoring import EvaluatorFactory, Scorer, default_factory
-from evalgate.forgetting import OOD_KL
 from evalgate.generate import (
     AdapterGenerate,
     Answer,
@@ -44,6 +43,7 @@ from evalgate.generate import (
     generate_per_adapter,
 )
 from evalgate.mixed_generation import generate_mixed_adapters
+from evalgate.pseudo_evaluators import OOD_KL
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore, VersionInfo
 
@@ -191,17 +191,18 @@ def _evaluate_all(context: _Context, candidates: Sequence[CandidateInfo]) -> lis
     """The base run, then one run per candidate (answers of all models generated up front)."""
     targets: list[CandidateInfo | None] = [None, *candidates]
     answers, generated = _answers(context, targets)
+    scorer = Scorer(context.rows, context.pool, context.factory, candidates)
     base = (
         _resumed(context, None)
         or _stored_base_run(context, generated[None])
-        or _run(context, None, answers[None], generated[None], answers[None], base_run_id=None)
+        or _run(context, None, answers[None], generated[None], answers[None], None, scorer)
     )
     results = [base]
     for candidate in candidates:
         key = candidate.id
         results.append(
             _resumed(context, candidate)
-            or _run(context, candidate, answers[key], generated[key], answers[None], base.run_id)
+            or _run(context, candidate, answers[key], generated[key], answers[None], base.run_id, scorer)
         )
     return results
 
@@ -276,6 +277,7 @@ def _run(
     generated: int,
     base_answers: dict[str, Answer],
     base_run_id: int | None,
+    scorer: Scorer,
 ) -> RunResult:
     """One evaluation run: score, then store the run whole (``store_run``); on any error a failed run
     is stored with the reason and the error re-raised."""
@@ -284,7 +286,6 @@ def _run(
     try:
         names = _names(context, candidate)
         advance = _task(context.progress, f"score {label}", len(names))
-        scorer = Scorer(context.rows, context.pool, context.factory)
         scores, evaluators = scorer.score(candidate, answers, base_answers, names, advance)
     except BaseException as error:
         failure = {"error": f"{type(error).__name__}: {error}"}

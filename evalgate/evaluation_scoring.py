@@ -1,8 +1,11 @@
 """Scoring one model's answers on a dataset version's eval rows: every evaluator on the rows of its
 cohorts, and the ``ood_kl`` forgetting signal on the ood rows (candidates only).
 
-    scorer = Scorer(rows, pool, factory)
+    scorer = Scorer(rows, pool, factory, candidates)
     scores, described = scorer.score(candidate, answers, base_answers, ["json_valid", "ood_kl"])
+
+One scorer serves every candidate of an evaluation: the first candidate's ``ood_kl`` computes every
+candidate's at once (``evalgate.forgetting.ood_kl_all``), the others take theirs from it.
 
 Per-row scores only: aggregation and storage are the evaluation run's (``evalgate.evaluate``).
 """
@@ -11,12 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from evalgate.evaluation_records import CandidateInfo, StoredScore
-from evalgate.forgetting import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION, ood_kl, reference_logprobs
+from evalgate.forgetting import ood_kl_all, reference_logprobs
 from evalgate.generate import Answer, ModelPool, active_adapter
+from evalgate.pseudo_evaluators import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION
 from evalgate.settings import Settings
 from evaluators.base import Evaluator, ScoredRow
 from evaluators.perplexity import Perplexity
@@ -45,6 +49,9 @@ class Scorer:
     rows: Sequence[Row]
     pool: ModelPool
     factory: EvaluatorFactory
+    candidates: Sequence[CandidateInfo] = ()
+    """Every candidate this scorer will score (their ``ood_kl`` is computed together)."""
+    _ood_kl: dict[int, list[float]] = field(default_factory=dict)
 
     def score(
         self,
@@ -100,14 +107,27 @@ class Scorer:
         rows = [row for row in self.rows if row["cohort"] == "ood"]
         if candidate is None or not rows:
             return []
-        adapter = self.pool.adapter(candidate)
-        model, tokenizer = self.pool.load()
-        assert adapter is not None
-        values = ood_kl(model, tokenizer, rows, [base_answers[row["id"]].text for row in rows], adapter)
+        if candidate.id not in self._ood_kl:
+            self._compute_ood_kl([candidate, *self.candidates], rows, base_answers)
+        values = self._ood_kl[candidate.id]
         return [
             StoredScore(row["id"], "ood", OOD_KL, OOD_KL_VERSION, value, value <= OOD_KL_THRESHOLD, {})
             for row, value in zip(rows, values, strict=True)
         ]
+
+    def _compute_ood_kl(
+        self, candidates: Sequence[CandidateInfo], rows: Sequence[Row], base_answers: dict[str, Answer]
+    ) -> None:
+        """``ood_kl`` of every candidate in ``candidates`` not computed yet, in one stacked pass."""
+        todo = {c.id: c for c in candidates if c.id not in self._ood_kl}
+        adapters = {candidate_id: self.pool.adapter(c) for candidate_id, c in todo.items()}
+        model, tokenizer = self.pool.load()
+        answers = [base_answers[row["id"]].text for row in rows]
+        names = [name for name in adapters.values() if name is not None]
+        values = ood_kl_all(model, tokenizer, rows, answers, names)
+        for candidate_id, adapter in adapters.items():
+            assert adapter is not None
+            self._ood_kl[candidate_id] = values[adapter]
 
 
 def _evaluate_rows(evaluator: Evaluator, rows: Sequence[ScoredRow]) -> list[StoredScore]:

@@ -13,6 +13,9 @@ vocabulary, ``P_t`` (base, adapters disabled) and ``Q_t`` (candidate, adapter ac
 
 Positions are paired by token (same input ids through both models), so the signal measures how far the
 candidate's predictions moved on general text, with no sampling noise. The base model scores exactly 0.
+``ood_kl_all`` gives every candidate's values from one forward pass per batch over the base model and
+all the adapters stacked (``evalgate.mixed_generation.stacked_adapters``): the base distributions are
+computed once rather than once per candidate.
 """
 
 from __future__ import annotations
@@ -24,15 +27,14 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from evalgate.generate import active_adapter
+from evalgate.mixed_generation import CannotStack, stacked_adapters
 from evalgate.prompting import render_completion, render_prompt
+from evalgate.pseudo_evaluators import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION
 from evaluators.base import ScoredRow
 from evaluators.perplexity import LogProbs
 
-OOD_KL = "ood_kl"
-"""Name of the pseudo-evaluator under which the KL scores are stored."""
-OOD_KL_VERSION = "1"
-OOD_KL_THRESHOLD = 0.1
-"""A row passes when its mean per-token KL is at most this many nats (a loose marker, not the gate)."""
+__all__ = ["OOD_KL", "OOD_KL_THRESHOLD", "OOD_KL_VERSION", "ood_kl", "ood_kl_all", "reference_logprobs"]
+
 DEFAULT_BATCH_SIZE = 4
 
 
@@ -110,8 +112,46 @@ def ood_kl(
             base = _log_softmax(model, batch, pad_id)
         with active_adapter(model, adapter):
             candidate = _log_softmax(model, batch, pad_id)
-        per_token = (base.exp() * (base - candidate)).sum(dim=-1)  # [batch, length]
-        for offset, ids in enumerate(batch):
-            positions = per_token[offset, : len(ids) - 1]
-            results.append(float(positions.clamp_min(0).mean()) if positions.numel() else 0.0)
+        results += _mean_kl(base, candidate, batch)
+    return results
+
+
+def ood_kl_all(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[Mapping[str, Any]],
+    base_answers: Sequence[str],
+    adapters: Sequence[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, list[float]]:
+    """``ood_kl`` of every adapter in ``adapters``: one forward pass per batch over the base model's
+    copy and each adapter's (stacked); the loop of ``ood_kl`` when the adapters cannot be stacked."""
+    pad_id = int(tokenizer.pad_token_id or 0)
+    sequences = [
+        teacher_forced_ids(tokenizer, row, answer)[0] for row, answer in zip(rows, base_answers, strict=True)
+    ]
+    models: list[str | None] = [None, *adapters]
+    try:
+        with stacked_adapters(model, models) as routing:
+            results: dict[str, list[float]] = {adapter: [] for adapter in adapters}
+            for _, batch in _batches(sequences, batch_size):
+                routing.start(len(batch))
+                stacked = _log_softmax(model, batch * len(models), pad_id)
+                base = stacked[: len(batch)]
+                for k, adapter in enumerate(adapters, start=1):
+                    results[adapter] += _mean_kl(base, stacked[k * len(batch) : (k + 1) * len(batch)], batch)
+            return results
+    except CannotStack:
+        return {
+            adapter: ood_kl(model, tokenizer, rows, base_answers, adapter, batch_size) for adapter in adapters
+        }
+
+
+def _mean_kl(base: torch.Tensor, candidate: torch.Tensor, batch: list[list[int]]) -> list[float]:
+    """Per row of ``batch``, the mean over its positions but the last of KL(base || candidate)."""
+    per_token = (base.exp() * (base - candidate)).sum(dim=-1)  # [batch, length]
+    results = []
+    for offset, ids in enumerate(batch):
+        positions = per_token[offset, : len(ids) - 1]
+        results.append(float(positions.clamp_min(0).mean()) if positions.numel() else 0.0)
     return results

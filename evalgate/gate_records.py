@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from evalgate.db.models import Candidate, EvaluationRun, GateDecision, RowScore
 from evalgate.db.session import session_scope
-from evalgate.forgetting import OOD_KL
 from evalgate.gate import Decision, ScoreTable, decide
 from evalgate.gate_policy import GatePolicy
+from evalgate.pseudo_evaluators import OOD_KL
 from evalgate.selection import CandidateOutcome, Recommendation, recommend
 
 ZERO_BASELINE = (OOD_KL,)

@@ -24,9 +24,9 @@ from evalgate.aggregate import ScoreRecord, delta_table, summarise
 from evalgate.db.models import Candidate, DatasetVersion, EvaluationRun, Generation, RowScore, Sweep
 from evalgate.db.session import session_scope
 from evalgate.diagnosis import diagnose
-from evalgate.forgetting import OOD_KL
 from evalgate.gate_policy import Check, GatePolicy
 from evalgate.gate_records import gate_sweep
+from evalgate.pseudo_evaluators import OOD_KL
 from evalgate.store import DatasetStore
 
 DATASET = "orders-json"

@@ -18,7 +18,7 @@ from evalgate.db.models import EvaluationRun, Generation, RowScore
 from evalgate.db.session import session_scope
 from evalgate.evaluate import EvaluationOptions, evaluate_sweep
 from evalgate.evaluation_records import run_records
-from evalgate.forgetting import ood_kl
+from evalgate.forgetting import ood_kl, ood_kl_all
 from evalgate.models import load_model, model_fingerprint
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore
@@ -235,3 +235,22 @@ def test_ood_kl_is_zero_for_the_base_itself_and_positive_for_a_trained_adapter(
 
     assert untouched == [0.0, 0.0, 0.0]
     assert all(value > 1e-4 for value in trained)
+
+
+def test_ood_kl_of_stacked_adapters_matches_each_adapter_alone(
+    tiny_lm_dir: Path, adapters: dict[float, Path]
+) -> None:
+    base, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir, dtype=torch.float32)
+    model = attach_adapter(base, _config(tiny_lm_dir))
+    for number, rate in enumerate(RATES):
+        model.load_adapter(str(adapters[rate]), adapter_name=f"rate_{number}")
+    rows = [r for r in _rows() if r.get("cohort") == "ood"]
+    answers = [str(r["reference"]) for r in rows]
+    names = ["default", *(f"rate_{number}" for number in range(len(RATES)))]
+
+    together = ood_kl_all(model, tokenizer, rows, answers, names, batch_size=2)
+
+    for name in names:
+        assert together[name] == pytest.approx(ood_kl(model, tokenizer, rows, answers, name), abs=1e-5)
+    assert together["default"] == pytest.approx([0.0] * len(rows), abs=1e-6)
+    assert all(value > 1e-4 for value in together[names[1]] + together[names[2]])

@@ -1,0 +1,25 @@
+"""Import rules: the processes that never run a model never load torch.
+
+The REST service, the CLI's entry point, the report and the HTTP client serve requests or print tables;
+torch, transformers and peft cost seconds and hundreds of MB to import. Each module is imported in a
+fresh interpreter and the heavy packages must be absent from ``sys.modules`` afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "transformers", "peft")
+LIGHT_MODULES = ["api.main", "evalgate.cli", "evalgate.report", "evalgate.client", "evalgate.gate_service"]
+
+
+@pytest.mark.parametrize("module", LIGHT_MODULES)
+def test_module_does_not_load_torch(module: str) -> None:
+    script = f"import json, sys, {module}; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [], f"{module} imports {result.stdout}"
