@@ -36,6 +36,7 @@ from evalgate.db.models import Candidate, EvaluationRun
 from evalgate.db.session import session_scope
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore, VersionInfo
+from evalgate.timings import stage
 
 
 def run_standalone(
@@ -52,7 +53,8 @@ def run_standalone(
     if sweep is not None:
         from evalgate.sweep import run_sweep  # torch + transformers: imported only when training
 
-        swept = resumable(lambda: run_sweep(sweep, settings, console=console, show_progress=progress))
+        with stage("sweep"):
+            swept = resumable(lambda: run_sweep(sweep, settings, console=console, show_progress=progress))
         sweep_id = swept.sweep_id
         console.print(f"sweep {sweep_id} ({'resumed' if swept.resumed else 'new'}) on {swept.dataset}")
         candidates = sweep_candidates(store.sessions, sweep_id)
@@ -62,7 +64,7 @@ def run_standalone(
         ]
     options = EvaluationOptions(**{**config.evaluation.to_dict(), "evaluators": config.evaluation.evaluators})
     trained = [c.candidate_id for c in candidates if c.status == "trained"]
-    with task_bars(console, progress) as bars:
+    with stage("evaluation"), task_bars(console, progress) as bars:
         if sweep_id is None:
             for candidate_id in trained:
                 evaluate_candidate(candidate_id, version.label, settings, options, progress=bars)
@@ -79,7 +81,8 @@ def run_standalone(
             console,
         )
     baseline = describe_baseline(store.sessions, config.model, promoted_id)
-    return decide_all(store.sessions, config, version.content_hash, candidates, baseline, sweep_id)
+    with stage("gate"):
+        return decide_all(store.sessions, config, version.content_hash, candidates, baseline, sweep_id)
 
 
 def decide_all(

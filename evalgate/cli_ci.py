@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from evalgate.ci_config import DEFAULT_JOB_TIMEOUT, DEFAULT_OUTPUTS, CiConfig
+from evalgate.timings import TIMINGS, format_timings, stage
 
 if TYPE_CHECKING:
     from evalgate.ci_results import CiResult
@@ -102,9 +103,11 @@ def run_job(
     from evalgate.ci_console import print_result
     from evalgate.ci_outputs import clear_outputs, write_outputs
 
+    TIMINGS.reset()
     clear_outputs(folder)
     result, note = _run(config, folder, server, token, timeout, progress)
-    write_outputs(result, folder, report_note=note)
+    with stage("outputs"):
+        write_outputs(result, folder, report_note=note)
     print_result(console, result)
     chosen = result.recommended
     console.print(
@@ -113,6 +116,8 @@ def run_job(
     if result.promoted is not None:
         console.print(f"promoted {escape(chosen.label) if chosen else '-'} as the baseline of {config.model}")
     console.print(f"outputs in {folder}/ (exit code {result.exit_code})")
+    console.print("time by stage (wall clock, this process):", highlight=False)
+    console.print("\n".join(format_timings(TIMINGS.snapshot())), highlight=False, markup=False)
     return result
 
 
@@ -139,7 +144,8 @@ def _run(
             result = run_server(config, client, console=console, timeout=timeout)
             result = replace(result, fail_rates=_fail_rates(result, lambda ids: _served_counts(client, ids)))
         url = Settings().resolved_database_url  # not get_settings(): nothing is created here
-    return result, _write_report(result, folder, url)
+    with stage("report"):
+        return result, _write_report(result, folder, url)
 
 
 def _fail_rates(result: CiResult, counts: Callable[[list[int]], dict[int, Counts]]) -> FailRates | None:

@@ -46,6 +46,7 @@ from evalgate.mixed_generation import generate_mixed_adapters
 from evalgate.pseudo_evaluators import OOD_KL
 from evalgate.settings import Settings
 from evalgate.store import DatasetStore, VersionInfo
+from evalgate.timings import stage
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,8 @@ def _answers(
         adapters = [context.pool.adapter(t) for t in todo]
         model, tokenizer = context.pool.load()
         advance = _task(context.progress, "generate", len(rows) * len(todo))
-        fresh = context.generator()(model, tokenizer, rows, adapters, decoding, advance)
+        with stage("evaluation: generation"):
+            fresh = context.generator()(model, tokenizer, rows, adapters, decoding, advance)
         for target, adapter in zip(todo, adapters, strict=True):
             new = {
                 r["id"]: a
@@ -286,7 +288,8 @@ def _run(
     try:
         names = _names(context, candidate)
         advance = _task(context.progress, f"score {label}", len(names))
-        scores, evaluators = scorer.score(candidate, answers, base_answers, names, advance)
+        with stage("evaluation: scoring"):
+            scores, evaluators = scorer.score(candidate, answers, base_answers, names, advance)
     except BaseException as error:
         failure = {"error": f"{type(error).__name__}: {error}"}
         store_run(sessions, key, "failed", [], lambda *_: failure)

@@ -22,6 +22,7 @@ from evalgate.forgetting import ood_kl_all, reference_logprobs
 from evalgate.generate import Answer, ModelPool, active_adapter
 from evalgate.pseudo_evaluators import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION
 from evalgate.settings import Settings
+from evalgate.timings import stage
 from evaluators.base import Evaluator, ScoredRow
 from evaluators.perplexity import Perplexity
 
@@ -67,24 +68,31 @@ class Scorer:
         scores: list[StoredScore] = []
         described: dict[str, dict[str, Any]] = {}
         for name in names:
-            if name == OOD_KL:
-                scores += self._ood_kl_scores(candidate, base_answers)
-                described[name] = {
-                    "version": OOD_KL_VERSION,
-                    "higher_is_better": False,
-                    "threshold": OOD_KL_THRESHOLD,
-                }
-            else:
-                evaluator = self._build(candidate, name)
-                scores += _evaluate_rows(evaluator, rows)
-                described[name] = {
-                    "version": evaluator.version,
-                    "higher_is_better": evaluator.higher_is_better,
-                    "threshold": evaluator.threshold,
-                }
+            with stage(f"evaluation: scoring: {name}"):
+                found, described[name] = self._score_one(candidate, name, rows, base_answers)
+            scores += found
             if advance is not None:
                 advance(1)
         return scores, described
+
+    def _score_one(
+        self,
+        candidate: CandidateInfo | None,
+        name: str,
+        rows: list[ScoredRow],
+        base_answers: dict[str, Answer],
+    ) -> tuple[list[StoredScore], dict[str, Any]]:
+        """Evaluator ``name``'s scores, and its version, direction and threshold."""
+        if name == OOD_KL:
+            described = {"version": OOD_KL_VERSION, "higher_is_better": False, "threshold": OOD_KL_THRESHOLD}
+            return self._ood_kl_scores(candidate, base_answers), described
+        evaluator = self._build(candidate, name)
+        described = {
+            "version": evaluator.version,
+            "higher_is_better": evaluator.higher_is_better,
+            "threshold": evaluator.threshold,
+        }
+        return _evaluate_rows(evaluator, rows), described
 
     def _build(self, candidate: CandidateInfo | None, name: str) -> Evaluator:
         """The evaluator ``name``; perplexity gets the loaded model (the candidate's adapter active)."""

@@ -32,6 +32,7 @@ from evalgate.models import (
     resolve_model,
 )
 from evalgate.prompting import render_completion, render_prompt
+from evalgate.timings import stage
 
 BatchDone = Callable[[int], None]
 """Called with the number of rows of each finished batch (progress bars)."""
@@ -222,7 +223,10 @@ class ModelPool:
     def load(self) -> tuple[Any, PreTrainedTokenizerBase]:
         """The model (a PeftModel once an adapter is attached) and its left-padding tokenizer."""
         if self.model is None:
-            self.model, self.tokenizer = load_model(self.ref, self.home, dtype=self.dtype, device=self.device)
+            with stage("evaluation: model load"):
+                self.model, self.tokenizer = load_model(
+                    self.ref, self.home, dtype=self.dtype, device=self.device
+                )
             self.tokenizer.padding_side = "left"
             self.loads += 1
         assert self.tokenizer is not None

@@ -41,6 +41,7 @@ from evalgate.sweep_records import (
     open_sweep,
     relabel_within_sweep,
 )
+from evalgate.timings import stage
 from evalgate.train import (
     ADAPTER_DIR,
     AnswerOnlyCollator,
@@ -113,11 +114,13 @@ def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str
     """Load the base model on the config's device and precision, check the length, tokenise ``rows``."""
     device = pick_device(config.device)
     dtype = pick_dtype(config.precision, device)
-    base, tokenizer = load_model(config.base_model, home, dtype=dtype, device=device)
+    with stage("sweep: model load"):
+        base, tokenizer = load_model(config.base_model, home, dtype=dtype, device=device)
     tokenizer.padding_side = "right"
     check_sequence_length(base, config.max_seq_length)
     if config.self_replay:
-        rows = with_self_replay(base, tokenizer, rows, config.self_replay)
+        with stage("sweep: self-replay answers"):
+            rows = with_self_replay(base, tokenizer, rows, config.self_replay)
     return TrainingSetup(
         base, tokenizer, tokenize_rows(tokenizer, rows, config.max_seq_length), device, dtype
     )
@@ -167,7 +170,8 @@ def run_sweep(
         with progress or training_progress(console, enabled=show_progress) as shown:
             root = sweep_root(settings, sweep_id)
             run = _SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
-            base = _train_rates(run, rates, base)
+            with stage("sweep: training"):
+                base = _train_rates(run, rates, base)
         relabel_within_sweep(store.sessions, sweep_id)
         status = "finished"
     except (KeyboardInterrupt, TrainingInterrupted):

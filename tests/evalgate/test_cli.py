@@ -113,6 +113,9 @@ def test_demo_runs_the_main_job_and_imports_the_bundled_suite_once(
     report = home / "reports" / "main"
     assert (report / "report.html").is_file() and (report / "junit.xml").is_file()
     assert "http://127.0.0.1:8000/" in first.stdout
+    timing = first.stdout[first.stdout.index("time by stage") :]
+    for stage in ("sweep", "training", "evaluation", "generation", "perplexity", "gate", "report"):
+        assert f"  {stage} " in timing, stage
 
 
 def _tiny_sweep_yaml(path: Path, tiny_lm_dir: Path, **extra: object) -> Path:
