@@ -1,6 +1,7 @@
 """Does the gate keep its promise at the margin? Wrong passes and power on synthetic score tables.
 
     python bench/gate_calibration.py [--trials 1000] [--part binary|continuous|all] [--seed 0]
+    python bench/gate_calibration.py --part margin [--samples 10000] [--rows 50 100] [--shape normal skewed]
 
 Default policy, one check: margin δ = 0.05, confidence 0.95, so alpha = 2.5% one-sided. The promise:
 a candidate whose true mean drop is exactly δ passes in at most alpha of trials (plus Monte Carlo
@@ -21,21 +22,34 @@ margin the studentized statistic ``(mean + δ) / se`` is then free of the noise 
 row count the three noise cells measure the same wrong-pass rate (independent replicates, each with
 its own Monte Carlo error). ``--rows`` / ``--noise`` rerun chosen continuous cells (with the seeds
 they have in the full run, e.g. with more ``--trials``).
+
+``--part margin`` measures the continuous test itself, without score tables: each sample is ``rows``
+paired deltas whose true mean is exactly -δ, either normal, ``N(-δ, s^2)``, or skewed with the long
+tail below, ``-δ + s (1 - E)`` with ``E ~ Exp(1)`` (mean -δ, sd s, skewness -2). The statistic
+``(mean + δ) / se`` and the bootstrap's ``t*`` are then free of ``s``. One resampling per sample
+(``POLICY.resamples``, its own seed) gives the four verdicts printed for each cell, each a pass rate at
+the margin ± its Monte Carlo standard error ``sqrt(p (1 - p) / samples)``: the gate's continuous test
+as shipped (``evalgate.intervals.paired_test``: bootstrap-t capped by Student's t), the bootstrap-t
+alone (``P*(t* >= T) <= alpha``), Student's t alone (``P(t_(n-1) >= T) <= alpha``, exactly alpha on
+normal deltas) and the BCa lower bound alone (``evalgate.intervals.bca``, pass when it clears -δ).
+``--samples`` is ``--trials``; a cell's seed depends on ``--seed``, its shape and its rows only.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from evalgate.gate import ScoreTable, decide
 from evalgate.gate_policy import DEFAULT_MARGIN, Check, GatePolicy
-from evalgate.intervals import student_t_sf
+from evalgate.intervals import StudentizedTest, bca, paired_test, student_t_sf
 
 POLICY = GatePolicy(checks=(Check("quality", "target"),))
 KEY = ("quality", "target")
@@ -45,6 +59,10 @@ BASE_RATES = (0.80, 0.96)
 FLIP_SHARES = (0.05, 0.10, 0.20)
 CONTINUOUS_ROWS = (50, 100, 300)
 NOISE_LEVELS = (0.05, 0.15, 0.3)
+SHAPES = ("normal", "skewed")
+MARGIN_ROWS = (50, 100)
+DELTA_SD = 0.2
+"""Standard deviation of the deltas in ``--part margin`` (the rates at the margin do not depend on it)."""
 Pair = tuple[np.ndarray, np.ndarray]
 Draw = Callable[[np.random.Generator], Pair]
 
@@ -173,8 +191,12 @@ def continuous_cases(
 def student_t_passes(candidate: np.ndarray, baseline: np.ndarray) -> bool:
     """Student's one-sided t test alone: pass when ``P(t_(n-1) >= (mean + δ) / se) <= alpha``."""
     deltas = candidate - baseline
-    statistic = (deltas.mean() + DEFAULT_MARGIN) / (deltas.std(ddof=1) / math.sqrt(deltas.size))
-    return student_t_sf(float(statistic), deltas.size - 1) <= ALPHA
+    return student_t_sf(margin_statistic(deltas), deltas.size - 1) <= ALPHA
+
+
+def margin_statistic(deltas: np.ndarray) -> float:
+    """``T = (mean + δ) / (sd / sqrt(n))`` of the deltas (sd with n - 1); large when well above -δ."""
+    return float((deltas.mean() + DEFAULT_MARGIN) / (deltas.std(ddof=1) / math.sqrt(deltas.size)))
 
 
 def student_t_cases(
@@ -199,13 +221,91 @@ def student_t_cases(
             print(f"| {rows} | {noise} | {_cell(passes / trials)} |", flush=True)
 
 
+def margin_deltas(rng: np.random.Generator, rows: int, shape: str, sd: float = DELTA_SD) -> np.ndarray:
+    """``rows`` paired deltas with true mean exactly -δ and standard deviation ``sd``.
+
+    normal: ``N(-δ, sd^2)``; skewed: ``-δ + sd (1 - E)``, ``E ~ Exp(1)`` (mean 1, sd 1, skewness 2), so
+    the deltas have skewness -2, the long tail below (a few rows much worse).
+    """
+    if shape == "normal":
+        return rng.normal(-DEFAULT_MARGIN, sd, rows)
+    if shape == "skewed":
+        return -DEFAULT_MARGIN + sd * (1 - rng.exponential(1.0, rows))
+    raise ValueError(f"unknown shape {shape!r}")
+
+
+MARGIN_TESTS = ("gate", "bootstrap-t alone", "Student's t alone", "BCa alone")
+
+
+def margin_verdicts(deltas: np.ndarray, seed: int) -> tuple[bool, bool, bool, bool]:
+    """Passes at δ of (the gate's continuous test, bootstrap-t alone, Student's t alone, BCa alone).
+
+    With ``T = (mean + δ) / se``: the gate's test passes when ``max(P*(t* >= T), P(t_(n-1) >= T))
+    <= alpha`` (``paired_test`` as the gate calls it), the bootstrap-t alone when ``P*(t* >= T) <=
+    alpha``, Student's t alone when ``P(t_(n-1) >= T) <= alpha``, BCa when its lower bound at level
+    alpha is above -δ. Bootstrap-t and BCa use the same ``seed``, hence the same resampled rows.
+    """
+    test = paired_test(deltas, binary=False, resamples=POLICY.resamples, seed=seed)
+    assert isinstance(test, StudentizedTest)
+    statistic = margin_statistic(deltas)
+    gate = test.p_values(DEFAULT_MARGIN)[0] <= ALPHA
+    bootstrap_t = float(np.mean(test.t_star >= statistic)) <= ALPHA
+    student = student_t_sf(statistic, deltas.size - 1) <= ALPHA
+    bca_low = bca(deltas, resamples=POLICY.resamples, seed=seed).interval(ALPHA)[0]
+    return gate, bootstrap_t, student, bca_low > -DEFAULT_MARGIN
+
+
+def rate_with_error(passes: int, samples: int) -> str:
+    """``p ± sqrt(p (1 - p) / samples)`` in percent, p = passes / samples."""
+    rate = passes / samples
+    return f"{rate:.2%} ± {math.sqrt(rate * (1 - rate) / samples):.2%}"
+
+
+def margin_cases(samples: int, seed: int, rows_list: list[int], shapes: list[str]) -> None:
+    """One row per (shape, rows): pass rates at δ of each of ``MARGIN_TESTS`` on the same samples."""
+    print(f"\n| deltas | rows | samples | {' | '.join(MARGIN_TESTS)} | s |")
+    print("| --- | --- | --- |" + " --- |" * len(MARGIN_TESTS) + " --- |")
+    for shape in shapes:
+        for rows in rows_list:
+            rng = np.random.default_rng([seed, SHAPES.index(shape), rows])
+            started = time.perf_counter()
+            passes = np.zeros(len(MARGIN_TESTS), dtype=np.int64)
+            for _ in range(samples):
+                deltas = margin_deltas(rng, rows, shape)
+                passes += margin_verdicts(deltas, int(rng.integers(2**32)))
+            rates = " | ".join(rate_with_error(int(count), samples) for count in passes)
+            seconds = time.perf_counter() - started
+            print(f"| {shape} | {rows} | {samples} | {rates} | {seconds:.0f} |", flush=True)
+
+
+def machine_line() -> str:
+    """The machine as the other benchmarks print it (imported late: it loads torch), the CPU model
+    (from /proc/cpuinfo where there is one) and count, python and numpy."""
+    from common import machine  # bench/ is on sys.path when run as a script
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if line.startswith("model name")
+    ]
+    model = f"{names[0]}, " if names else ""
+    versions = f"python {platform.python_version()}, numpy {np.__version__}"
+    return f"{machine()}; {model}{os.cpu_count()} CPUs; {versions}"
+
+
 def main() -> None:
     """Print the calibration tables (markdown) with trials, Monte Carlo error and machine."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=1000)
-    parser.add_argument("--part", choices=("binary", "continuous", "all"), default="all")
+    parser.add_argument("--trials", "--samples", type=int, default=1000, help="trials (samples) per cell")
+    parser.add_argument("--part", choices=("binary", "continuous", "all", "margin"), default="all")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", type=int, nargs="*", help="continuous cells with these row counts only")
+    parser.add_argument(
+        "--rows", type=int, nargs="*", help="continuous (or margin) cells with these row counts only"
+    )
+    parser.add_argument(
+        "--shape", choices=SHAPES, nargs="*", help="--part margin: these shapes of deltas only (default both)"
+    )
     parser.add_argument(
         "--noise", type=float, nargs="*", help="continuous cells with these noise levels only"
     )
@@ -216,11 +316,20 @@ def main() -> None:
     )
     args = parser.parse_args()
     error = math.sqrt(ALPHA * (1 - ALPHA) / args.trials)
-    print(f"machine: {platform.machine()} {platform.processor()}, python {platform.python_version()}")
+    unit = "samples" if args.part == "margin" else "trials"
+    print(f"machine: {machine_line()}")
     print(
-        f"{args.trials} trials per cell; δ = {DEFAULT_MARGIN}, alpha = {ALPHA:.1%} one-sided; Monte "
+        f"{args.trials} {unit} per cell; δ = {DEFAULT_MARGIN}, alpha = {ALPHA:.1%} one-sided; Monte "
         f"Carlo error of a rate near alpha: ±{error:.2%} (1 se); bound alpha + 2 se = {ALPHA + 2 * error:.2%}"
     )
+    if args.part == "margin":
+        print(
+            f"paired deltas with true mean exactly -δ (sd {DELTA_SD}; skewed: skewness -2, tail below); "
+            f"{POLICY.resamples} resamples per sample, shared by the bootstrap-t and BCa; "
+            "gate = bootstrap-t capped by Student's t, as shipped"
+        )
+        margin_cases(args.trials, args.seed, args.rows or list(MARGIN_ROWS), args.shape or list(SHAPES))
+        return
     print(
         "'before' = the percentile bootstrap the gate used before its studentized tests, on the same tables; "
         "(!) = above the bound"

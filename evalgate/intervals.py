@@ -20,19 +20,22 @@ Pure numpy and the standard library. Two methods, chosen from the data (``paired
   ``studentized``). Each one-sided p-value is the larger of the bootstrap-t's (the share of ``t*`` at
   or beyond ``T = (m + δ) / se``) and Student's t with ``n - 1`` degrees of freedom; the interval at
   one-sided level ``a`` is the hull of ``[m - t*_(1-a) se, m - t*_(a) se]`` and
-  ``m -/+ t_(n-1, 1-a) se``. Why both: for normal deltas Student's t is exact, while the bootstrap-t
-  passes a candidate exactly at the margin slightly too often on small cohorts: its critical value
-  ``t*_(1-a)`` is itself estimated from the sample (and from ``resamples`` draws), it scatters around
-  ``t_(n-1, 1-a)`` (and lies slightly below it on average), and a scattered critical value rejects
-  more often than a fixed one in the tail (2.64% +/- 0.16% instead of 2.5% at 50 normal rows,
-  10,000 samples at the margin; 2.33% at 100 rows); for skewed deltas the bootstrap-t corrects the
-  side on which Student's t is too liberal. A candidate passes only when both tests reject, so the
-  level is at most the smaller of the two tests' levels (2.46% and 2.29% on the same samples). Under
-  strong skew the bootstrap-t's own excess remains: 50 rows of exponential deltas with the long tail
-  below (skewness -2), 5,000 samples at the margin: bootstrap-t and the combination 3.4%, Student's t
-  alone 5.6%. Chosen over BCa for the gate because BCa held the one-sided level worse on small
-  cohorts (2.9% at 50 normal rows, 2.6% at 100, on the same samples); bench/gate_calibration.py
-  measures the gate itself.
+  ``m -/+ t_(n-1, 1-a) se``. Why both: for normal deltas Student's t is exact, while the
+  bootstrap-t's critical value ``t*_(1-a)`` is itself estimated from the sample (and from
+  ``resamples`` draws) and scatters around ``t_(n-1, 1-a)``; at the margin on normal deltas the two
+  pass about equally often (bootstrap-t alone 2.56% +/- 0.08% at 50 rows, 2.58% at 100; Student's t
+  alone 2.52% and 2.53% on the same 40,000 samples per cell: no excess beyond Monte Carlo error).
+  For skewed deltas the bootstrap-t corrects the side on which Student's t is too liberal. A
+  candidate passes only when both tests reject, so the level is at most the smaller of the two
+  tests' levels, and lower where they disagree (2.34% and 2.41% on the same samples). Under strong
+  skew the bootstrap-t's own excess remains on small cohorts: deltas ``-δ + s (1 - E)``, ``E``
+  exponential (skewness -2, the long tail below), 40,000 samples at the margin: bootstrap-t and the
+  combination 3.02% +/- 0.09% at 50 rows (2.48% at 100), Student's t alone 5.50% (4.25% at 100).
+  Chosen over BCa for the gate because BCa held the one-sided level worse on the same samples and
+  resamples (2.99% at 50 normal rows, 2.78% at 100; 3.76% and 2.91% skewed). These figures:
+  ``python bench/gate_calibration.py --part margin --samples 40000 --shape normal`` and
+  ``--shape skewed`` (about 9 min each on 2 AMD EPYC cores, ``OMP_NUM_THREADS=1``); the bench's
+  other parts measure the whole gate on score tables.
 
 ``bca`` (bias-corrected and accelerated bootstrap, Efron 1987) gives the interval of a single
 mean that the aggregates report: bias ``z0 = Phi^-1(share of resampled means below m, ties half)``,
