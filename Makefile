@@ -38,6 +38,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # Upgrade a fresh PostgreSQL database from empty, then fail if the models and migrations differ.
 migrations-check: setup

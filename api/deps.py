@@ -7,7 +7,8 @@ only: the JSON routes never look at the cookie, so no cross-site form can write 
 
 A verified token is remembered for ``TOKEN_CACHE_SECONDS`` so a busy client costs one hash per request
 instead of one query; a revocation takes effect within that time. Cache and database both find a token
-by its sha256 digest and confirm it with a constant-time comparison (``evalgate.tokens.digests_match``).
+by its sha256 digest and confirm it with a constant-time comparison
+(``evalgate.service.api_tokens.digests_match``).
 Every verified request is charged to its token's rate limit, and every failed one to its client
 address's (``api/ratelimit.py``): over either, 429 with ``Retry-After``.
 """
@@ -26,10 +27,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.ratelimit import Limits
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.session import session_scope
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import TokenInfo, digests_match, grants, hash_token, lookup
+from evalgate.service.api_tokens import TokenInfo, digests_match, grants, hash_token, lookup
 
 TOKEN_CACHE_SECONDS = 5.0
 COOKIE = "evalgate_token"

@@ -24,15 +24,15 @@ from sqlalchemy import exc as sa
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from evalgate.candidates import AdapterLocationError
-from evalgate.gate import GateRefusal
-from evalgate.gate_policy import PolicyError
-from evalgate.gate_service import PromotionRefused
-from evalgate.jobs import JobStateError
-from evalgate.rows import DatasetInputError
-from evalgate.store_files import DatasetIntegrityError
-from evalgate.sweep_config import ConfigError
-from evalgate.tokens import TokenError
+from evalgate.data.rows import DatasetInputError
+from evalgate.data.store_files import DatasetIntegrityError
+from evalgate.gate.decide import GateRefusal
+from evalgate.gate.policy import PolicyError
+from evalgate.gate.service import PromotionRefused
+from evalgate.service.api_tokens import TokenError
+from evalgate.service.jobs import JobStateError
+from evalgate.sweep.config import ConfigError
+from evalgate.sweep.external import AdapterLocationError
 
 CONFLICTS = (GateRefusal, PromotionRefused, JobStateError)
 BAD_INPUT: dict[type[Exception], tuple[str, ...]] = {

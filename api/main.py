@@ -19,7 +19,7 @@ browser origins allowed to call the API.
 
 from __future__ import annotations
 
-import evalgate.quiet  # noqa: F401  (before the HF imports: silences their tqdm bars)
+import evalgate.core.quiet  # noqa: F401  (before the HF imports: silences their tqdm bars)
 
 # isort: split
 
@@ -32,10 +32,10 @@ from starlette.status import HTTP_503_SERVICE_UNAVAILABLE
 from api import errors
 from api.deps import AppState
 from api.routers import candidates, dashboard, datasets, evaluations, gate, jobs, sweeps, tokens
+from evalgate.core.settings import Settings, get_settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import current_revision, head_revision
 from evalgate.db.session import session_factory
-from evalgate.settings import Settings, get_settings
-from evalgate.store import DatasetStore
 
 ROUTERS = (dashboard, datasets, sweeps, candidates, evaluations, gate, jobs, tokens)
 

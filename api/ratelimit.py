@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, status
 
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
 
 MAX_KEYS = 100_000
 """Buckets kept before full (idle) ones are forgotten: bounds memory under a flood of addresses."""

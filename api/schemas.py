@@ -13,9 +13,9 @@ from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from evalgate.data.store import VersionInfo, VersionRef
 from evalgate.db.models import Candidate, EvaluationRun, Job
-from evalgate.gate_service import PromotionInfo, StoredDecision
-from evalgate.store import VersionInfo, VersionRef
+from evalgate.gate.service import PromotionInfo, StoredDecision
 
 MAX_ID = 2**31 - 1
 """Largest id the database can hold (id columns are 32-bit INTEGER on PostgreSQL): past it, a 422."""

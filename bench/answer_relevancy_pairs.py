@@ -3,7 +3,7 @@
     python bench/answer_relevancy_pairs.py
     python bench/answer_relevancy_pairs.py --halueval /work/shared/data/halueval_qa_dev.jsonl --show-errors 10
 
-Pairs built from ``evalgate/suite_passages.py``: each question with its own reference answer is
+Pairs built from ``evalgate/data/suite_passages.py``: each question with its own reference answer is
 relevant (label 1); the same question with the answer of every other question on the same passage,
 and with the answer of a question on another passage of the same topic, is irrelevant (label 0).
 Extra check on HaluEval QA (``--halueval``): each question with its own faithful answer (1) against
@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import rankdata
 
-from evalgate.embeddings import Embedder, default_embedder
-from evalgate.suite_passages import PASSAGES
+from evalgate.data.suite_passages import PASSAGES
+from evalgate.evaluation.embeddings import Embedder, default_embedder
 from evaluators.answer_relevancy import AnswerRelevancy
 from evaluators.base import ScoredRow
 
@@ -133,7 +133,7 @@ def main() -> None:
         f"answer_relevancy v{AnswerRelevancy.version}": current(embedder),
         "cosine (v1, no reference)": cosine_v1(embedder),
     }
-    report("suite passages (evalgate/suite_passages.py)", passage_pairs(), scorers, args.show_errors)
+    report("suite passages (evalgate/data/suite_passages.py)", passage_pairs(), scorers, args.show_errors)
     if args.halueval.exists():
         report(f"HaluEval QA faithful answers ({args.halueval.name})", halueval_pairs(args.halueval),
                scorers, args.show_errors)  # fmt: skip

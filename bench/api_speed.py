@@ -58,14 +58,14 @@ import uvicorn
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
 
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
 from evalgate.db.models import DatasetVersion
 from evalgate.db.session import engine_for, session_factory, session_scope
-from evalgate.gate_policy import GatePolicy
-from evalgate.gate_service import decide_candidate, get_decision
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token
+from evalgate.gate.policy import GatePolicy
+from evalgate.gate.service import decide_candidate, get_decision
+from evalgate.service.api_tokens import create_token
 from tests.scored_runs import add_candidate, add_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

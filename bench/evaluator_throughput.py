@@ -11,7 +11,7 @@ printed.
 
 Then the grounded-answer figure: faithfulness + hallucination_score + answer_relevancy scoring the
 same rows one after the other (one batched ``score`` call each), rows/s = rows / total seconds. The
-rows are built from ``evalgate.faithfulness_corpus``: every question with, as context, its passage
+rows are built from ``evalgate.evaluation.faithfulness_corpus``: every question with, as context, its passage
 followed by the next passage (about 100 words), as answer the passage sentence holding the answer
 span, and the span as reference. Target: >= 200 rows/s on the 2-core CPU.
 """
@@ -24,11 +24,11 @@ import time
 
 from common import machine  # bench/ is on sys.path when run as a script
 
-from evalgate.embeddings import Embedder, default_embedder
-from evalgate.evaluator_factory import RUNNER_BUILT_EVALUATORS, build_evaluator
-from evalgate.faithfulness_corpus import PASSAGES
-from evalgate.faithfulness_training import answer_sentence
-from evalgate.paths import BUNDLED_SUITE_DIR
+from evalgate.core.paths import BUNDLED_SUITE_DIR
+from evalgate.evaluation.embeddings import Embedder, default_embedder
+from evalgate.evaluation.factory import RUNNER_BUILT_EVALUATORS, build_evaluator
+from evalgate.evaluation.faithfulness_corpus import PASSAGES
+from evalgate.evaluation.faithfulness_training import answer_sentence
 from evaluators import registry
 from evaluators.base import ScoredRow
 

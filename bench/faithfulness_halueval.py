@@ -7,7 +7,7 @@ Each row has question, context, answer and label ("faithful" or "hallucinated");
 question come in pairs. Rows are split into halves by a hash of the question number (a pair stays
 together): the default threshold was chosen on the "dev" half; "test" is the held-out figure. The
 evaluators' weights were fitted on the project's own perturbed passages
-(``python -m evalgate.faithfulness_training``), never on this file.
+(``python -m evalgate.evaluation.faithfulness_training``), never on this file.
 
 Figures, each for the dev half, the test half and all rows:
 - ROC AUC: P(a random faithful row scores better than a random hallucinated row), ties count 1/2.
@@ -23,7 +23,7 @@ does not contain and the context does (1 when the answer adds no word to the que
 
 Second check, on hallucinations this project generates: for every question, its faithful answer
 against one hallucinated answer made from that faithful answer and the context by
-``evalgate.faithfulness_training.perturb`` (seed ``GENERATED_SEED``, not the training seed; the
+``evalgate.evaluation.faithfulness_training.perturb`` (seed ``GENERATED_SEED``, not the training seed; the
 passages are this file's contexts, never seen in training): a name or number swapped for another of
 the context or of another context, a negation, an unsupported clause, another name as a short answer.
 """
@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 from common import machine  # bench/ is on sys.path when run as a script
 
-from evalgate.faithfulness_training import perturb
+from evalgate.evaluation.faithfulness_training import perturb
 from evaluators import text
 from evaluators.base import Evaluator, ScoredRow
 from evaluators.faithfulness import Faithfulness

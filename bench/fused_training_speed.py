@@ -24,11 +24,22 @@ from typing import Any
 import numpy as np
 from common import machine, random_init_copy  # bench/ is on sys.path when run as a script
 
-from evalgate.fused_train import CHECKPOINT_FILE, FusedRun, train_fused
-from evalgate.models import EMBEDDED_DEFAULT_MODEL, load_model, pick_device, pick_dtype, resolve_model
-from evalgate.paths import BUNDLED_SUITE_DIR, MAIN_SWEEP_CONFIG
-from evalgate.sweep_config import SweepConfig
-from evalgate.train import AnswerOnlyCollator, attach_adapter, tokenize_rows, train_candidate
+from evalgate.core.paths import BUNDLED_SUITE_DIR, MAIN_SWEEP_CONFIG
+from evalgate.modeling.loading import (
+    EMBEDDED_DEFAULT_MODEL,
+    load_model,
+    pick_device,
+    pick_dtype,
+    resolve_model,
+)
+from evalgate.sweep.config import SweepConfig
+from evalgate.sweep.training.fused import CHECKPOINT_FILE, FusedRun, train_fused
+from evalgate.sweep.training.peft_trainer import (
+    AnswerOnlyCollator,
+    attach_adapter,
+    tokenize_rows,
+    train_candidate,
+)
 
 
 def train_rows() -> list[dict[str, object]]:

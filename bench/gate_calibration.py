@@ -6,7 +6,8 @@
 Default policy, one check: margin δ = 0.05, confidence 0.95, so alpha = 2.5% one-sided. The promise:
 a candidate whose true mean drop is exactly δ passes in at most alpha of trials (plus Monte Carlo
 error: the bound printed is alpha + 2 sqrt(alpha (1 - alpha) / trials)). At a drop of 1.5δ passes
-should be near 0; with no drop the pass rate is the power. Each case runs the gate (evalgate.gate.decide)
+should be near 0; with no drop the pass rate is the power. Each case runs the gate
+(evalgate.gate.decide.decide)
 and, on the same tables, the percentile bootstrap the gate used before (``legacy_passes``).
 
 Binary scores (as answer_accuracy, json_validation, content_safety give): each row falls in one of
@@ -29,9 +30,9 @@ tail below, ``-δ + s (1 - E)`` with ``E ~ Exp(1)`` (mean -δ, sd s, skewness -2
 ``(mean + δ) / se`` and the bootstrap's ``t*`` are then free of ``s``. One resampling per sample
 (``POLICY.resamples``, its own seed) gives the four verdicts printed for each cell, each a pass rate at
 the margin ± its Monte Carlo standard error ``sqrt(p (1 - p) / samples)``: the gate's continuous test
-as shipped (``evalgate.intervals.paired_test``: bootstrap-t capped by Student's t), the bootstrap-t
+as shipped (``evalgate.evaluation.intervals.paired_test``: bootstrap-t capped by Student's t), the bootstrap-t
 alone (``P*(t* >= T) <= alpha``), Student's t alone (``P(t_(n-1) >= T) <= alpha``, exactly alpha on
-normal deltas) and the BCa lower bound alone (``evalgate.intervals.bca``, pass when it clears -δ).
+normal deltas) and the BCa lower bound alone (``evalgate.evaluation.intervals.bca``, pass when it clears -δ).
 ``--samples`` is ``--trials``; a cell's seed depends on ``--seed``, its shape and its rows only.
 """
 
@@ -47,9 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
-from evalgate.gate import ScoreTable, decide
-from evalgate.gate_policy import DEFAULT_MARGIN, Check, GatePolicy
-from evalgate.intervals import StudentizedTest, bca, paired_test, student_t_sf
+from evalgate.evaluation.intervals import StudentizedTest, bca, paired_test, student_t_sf
+from evalgate.gate.decide import ScoreTable, decide
+from evalgate.gate.policy import DEFAULT_MARGIN, Check, GatePolicy
 
 POLICY = GatePolicy(checks=(Check("quality", "target"),))
 KEY = ("quality", "target")

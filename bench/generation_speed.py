@@ -3,7 +3,7 @@
     python bench/generation_speed.py --rows 32 --batch-sizes 8 16 32
     python bench/generation_speed.py --random-init --model-source DIR      # e.g. on a GPU machine
 
-Answers the bundled suite's eval rows with ``evalgate.generate.generate_answers`` (the code the
+Answers the bundled suite's eval rows with ``evalgate.modeling.generation.generate_answers`` (the code the
 evaluation runs use) and prints new tokens per second for each batch size and precision. With
 ``--random-init`` the weights are random, so answers run to ``--max-new-tokens``: a throughput
 figure, not a quality one.
@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from common import machine, random_init_copy  # bench/ is on sys.path when run as a script
 
-from evalgate.decoding import DecodingSettings
-from evalgate.generate import generate_answers
-from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
-from evalgate.models import load_model, pick_device, resolve_model
-from evalgate.paths import BUNDLED_SUITE_DIR
+from evalgate.core.paths import BUNDLED_SUITE_DIR
+from evalgate.modeling.decoding import DecodingSettings
+from evalgate.modeling.generation import generate_answers
+from evalgate.modeling.loading import load_model, pick_device, resolve_model
+from evalgate.modeling.refs import EMBEDDED_DEFAULT_MODEL
 
 PRECISIONS = {"bf16": torch.bfloat16, "fp32": torch.float32}
 

@@ -3,11 +3,11 @@
     python bench/grounded_cohort_check.py                         # embedded SmolLM2-135M-Instruct
     python bench/grounded_cohort_check.py --max-new-tokens 32 --show-failures 50
 
-Builds the cohort's rows with ``evalgate.suite.grounded_rows`` (the rows the suite file holds),
+Builds the cohort's rows with ``evalgate.data.suite.grounded_rows`` (the rows the suite file holds),
 answers them the way evaluation runs do (``ModelPool`` + ``generate_answers``: the row rendered by
-``evalgate.prompting``, greedy decoding, batched), scores each answer with ``answer_accuracy`` and
+``evalgate.modeling.prompting``, greedy decoding, batched), scores each answer with ``answer_accuracy`` and
 prints the share correct, per topic and overall, with the failed rows if asked. The questions of
-``evalgate/suite_passages.py`` were kept where this check passes: the cohort is meant to hold
+``evalgate/data/suite_passages.py`` were kept where this check passes: the cohort is meant to hold
 questions the base model handles, so that a fine-tune's drop on it is forgetting.
 """
 
@@ -17,11 +17,11 @@ import argparse
 import time
 from collections import defaultdict
 
-from evalgate.decoding import DecodingSettings
-from evalgate.generate import ModelPool, generate_answers
-from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
-from evalgate.settings import get_settings
-from evalgate.suite import grounded_rows
+from evalgate.core.settings import get_settings
+from evalgate.data.suite import grounded_rows
+from evalgate.modeling.decoding import DecodingSettings
+from evalgate.modeling.generation import ModelPool, generate_answers
+from evalgate.modeling.refs import EMBEDDED_DEFAULT_MODEL
 from evaluators.accept_match import AnswerAccuracy
 from evaluators.base import ScoredRow
 

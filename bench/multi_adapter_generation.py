@@ -6,7 +6,7 @@
 Side by side in one process, on the same model and prompts: ``generate_per_adapter`` (one pass per
 model, ``set_adapter`` in between: the obvious way) and ``generate_mixed_adapters`` (each prompt batch
 answered by every model in one pass), the latter twice: with evalgate's decoder, which drops a row
-from the running batch when it finishes (``evalgate.greedy``), and with transformers' ``generate``,
+from the running batch when it finishes (``evalgate.modeling.greedy``), and with transformers' ``generate``,
 which keeps every row until the batch's last one stops. Prints rows/s, new tokens/s, the ratios, and
 how many answers agree with the loop's. Rows get the main job's per-cohort answer budgets
 (``examples/ci.yaml``; ``--no-cohort-budgets``: ``--max-new-tokens`` for all). The adapters are
@@ -29,13 +29,13 @@ from common import machine, random_init_copy
 from generation_speed import suite_rows  # bench/ is on sys.path when run as a script
 from peft import LoraConfig, PeftModel, get_peft_model
 
-import evalgate.generate
-from evalgate.ci_config import CiConfig
-from evalgate.decoding import DecodingSettings
-from evalgate.generate import AdapterGenerate, generate_per_adapter
-from evalgate.mixed_generation import generate_mixed_adapters
-from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
-from evalgate.models import load_model, pick_device, pick_dtype, resolve_model
+import evalgate.modeling.generation
+from evalgate.ci.config import CiConfig
+from evalgate.modeling.decoding import DecodingSettings
+from evalgate.modeling.generation import AdapterGenerate, generate_per_adapter
+from evalgate.modeling.loading import load_model, pick_device, pick_dtype, resolve_model
+from evalgate.modeling.refs import EMBEDDED_DEFAULT_MODEL
+from evalgate.modeling.stacked_generation import generate_mixed_adapters
 
 
 def with_adapters(model: Any, count: int, folders: list[Path]) -> tuple[Any, list[str | None]]:
@@ -73,7 +73,8 @@ def transformers_decode(
     stops: Sequence[int],
     on_rows_kept: Any = None,
 ) -> list[list[int]]:
-    """``evalgate.greedy.greedy_decode``'s contract through ``model.generate``: every row stays in the
+    """``evalgate.modeling.greedy.greedy_decode``'s contract through ``model.generate``: every row stays in
+    the
     batch until the last one stops (a finished row is fed pad tokens)."""
     with torch.inference_mode():
         output = model.generate(
@@ -91,12 +92,12 @@ def transformers_decode(
 @contextlib.contextmanager
 def decoder(decode: Any) -> Iterator[None]:
     """Within the block, evaluation generation decodes with ``decode``."""
-    previous = evalgate.generate.greedy_decode
-    evalgate.generate.greedy_decode = decode
+    previous = evalgate.modeling.generation.greedy_decode
+    evalgate.modeling.generation.greedy_decode = decode
     try:
         yield
     finally:
-        evalgate.generate.greedy_decode = previous
+        evalgate.modeling.generation.greedy_decode = previous
 
 
 def timed(
@@ -149,8 +150,8 @@ def main() -> None:
     timed(generate_per_adapter, model, tokenizer, rows[: args.batch_size], adapters[:2], decoding)  # warm-up
     results = {}
     for label, generator, decode in (
-        ("loop (set_adapter)", generate_per_adapter, evalgate.generate.greedy_decode),
-        ("mixed batches", generate_mixed_adapters, evalgate.generate.greedy_decode),
+        ("loop (set_adapter)", generate_per_adapter, evalgate.modeling.generation.greedy_decode),
+        ("mixed batches", generate_mixed_adapters, evalgate.modeling.generation.greedy_decode),
         ("mixed, generate()", generate_mixed_adapters, transformers_decode),
     ):
         with decoder(decode):

@@ -27,17 +27,17 @@ from pathlib import Path
 
 from common import machine, random_init_copy  # bench/ is on sys.path when run as a script
 
-from evalgate.ci_config import CiConfig
+from evalgate.ci.config import CiConfig
+from evalgate.core.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_JOB_CONFIG
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
-from evalgate.evaluate import EvaluationOptions, evaluate_sweep
-from evalgate.generate import generate_per_adapter
-from evalgate.mixed_generation import generate_mixed_adapters
-from evalgate.models import EMBEDDED_DEFAULT_MODEL, resolve_model
-from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_JOB_CONFIG
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.sweep import run_sweep
-from evalgate.sweep_config import SweepConfig
+from evalgate.evaluation.run import EvaluationOptions, evaluate_sweep
+from evalgate.modeling.generation import generate_per_adapter
+from evalgate.modeling.loading import EMBEDDED_DEFAULT_MODEL, resolve_model
+from evalgate.modeling.stacked_generation import generate_mixed_adapters
+from evalgate.sweep.config import SweepConfig
+from evalgate.sweep.run import run_sweep
 
 
 def suite_files(folder: Path, eval_rows: int | None) -> list[str]:

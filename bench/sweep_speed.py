@@ -23,13 +23,13 @@ from pathlib import Path
 
 from common import machine, random_init_copy  # bench/ is on sys.path when run as a script
 
+from evalgate.core.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_SWEEP_CONFIG
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
-from evalgate.models import EMBEDDED_DEFAULT_MODEL, pick_device, pick_dtype, resolve_model
-from evalgate.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_SWEEP_CONFIG
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.sweep import run_sweep
-from evalgate.sweep_config import SweepConfig
+from evalgate.modeling.loading import EMBEDDED_DEFAULT_MODEL, pick_device, pick_dtype, resolve_model
+from evalgate.sweep.config import SweepConfig
+from evalgate.sweep.run import run_sweep
 
 
 def main() -> None:

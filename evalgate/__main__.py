@@ -1,5 +1,5 @@
 """``python -m evalgate`` is the ``evalgate`` command."""
 
-from evalgate.cli import app
+from evalgate.cli.main import app
 
 app()

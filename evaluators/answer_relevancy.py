@@ -55,7 +55,7 @@ from evaluators.base import Evaluator, RowScore, ScoredRow
 from evaluators.registry import register
 
 if TYPE_CHECKING:
-    from evalgate.embeddings import Embedder
+    from evalgate.evaluation.embeddings import Embedder
 
 INCOMPATIBLE = 0.2
 """Factor for an answer of another kind than the question asks for (keeps it below 0.5)."""

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from evalgate.client import ApiError, Client, JobFailed
-from evalgate.model_refs import EMBEDDED_DEFAULT_MODEL
+from evalgate.modeling.refs import EMBEDDED_DEFAULT_MODEL
 
 EXIT_PROMOTED, EXIT_BLOCKED, EXIT_ERROR = 0, 1, 2
 

@@ -7,10 +7,10 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import pool
 
+from evalgate.core.settings import get_settings
 from evalgate.db import models  # noqa: F401  (registers the tables on Base.metadata)
 from evalgate.db.base import Base
 from evalgate.db.session import make_engine
-from evalgate.settings import get_settings
 
 config = context.config
 if config.config_file_name is not None:

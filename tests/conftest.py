@@ -16,11 +16,11 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.base import Base
 from evalgate.db.migrate import upgrade
 from evalgate.db.session import engine_for
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "EVALGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

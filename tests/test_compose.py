@@ -18,7 +18,7 @@ import pytest
 import yaml
 from sqlalchemy import create_engine, text
 
-from evalgate.paths import REPO_ROOT
+from evalgate.core.paths import REPO_ROOT
 from tests.conftest import POSTGRES_ADMIN_URL
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

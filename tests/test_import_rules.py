@@ -14,7 +14,13 @@ import sys
 import pytest
 
 HEAVY = ("torch", "transformers", "peft")
-LIGHT_MODULES = ["api.main", "evalgate.cli", "evalgate.report", "evalgate.client", "evalgate.gate_service"]
+LIGHT_MODULES = [
+    "api.main",
+    "evalgate.cli.main",
+    "evalgate.report.sweep",
+    "evalgate.client",
+    "evalgate.gate.service",
+]
 
 
 @pytest.mark.parametrize("module", LIGHT_MODULES)

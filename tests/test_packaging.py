@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from evalgate.paths import REPO_ROOT
+from evalgate.core.paths import REPO_ROOT
 
 CODE_TREES = ("evalgate", "evaluators", "api")
 """Python trees shipped as they are: every ``.py`` file keeps its path in the wheel."""
@@ -42,7 +42,7 @@ def _run(command: list[str], cwd: Path | None = None, env: dict[str, str] | None
 
 
 def _runtime_data() -> dict[str, str]:
-    """Checkout path -> wheel path of each file evalgate reads at run time (per evalgate/paths.py)."""
+    """Checkout path -> wheel path of each file evalgate reads at run time (per evalgate/core/paths.py)."""
     expected = {}
     for checkout, bundled in DATA_TREES.items():
         pattern = "*.yaml" if checkout == "examples" else "*"
@@ -104,9 +104,9 @@ INSTALLED_CHECK = textwrap.dedent(
     import evalgate
     import evalgate.db
     import evaluators
-    from evalgate.ci_config import CiConfig
+    from evalgate.ci.config import CiConfig
     from evalgate.db.migrate import current_revision, head_revision, upgrade
-    from evalgate.paths import BUNDLED_SUITE_DIR, MAIN_JOB_CONFIG, MAIN_SWEEP_CONFIG, MIGRATIONS_DIR
+    from evalgate.core.paths import BUNDLED_SUITE_DIR, MAIN_JOB_CONFIG, MAIN_SWEEP_CONFIG, MIGRATIONS_DIR
 
     target, url, suite_files = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     for module in (evalgate, evaluators, api.routers):

@@ -7,9 +7,9 @@ from sqlalchemy import select
 
 from api.deps import READ, WRITE, AppState, get_state
 from api.schemas import STORABLE, CandidateIn, CandidateOut, PathId, QueryId
-from evalgate.candidates import CandidateRegistration, register_candidate_once
 from evalgate.db.models import Candidate
 from evalgate.db.session import session_scope
+from evalgate.sweep.external import CandidateRegistration, register_candidate_once
 
 router = APIRouter(prefix="/candidates", tags=["candidates"], dependencies=[STORABLE])
 

@@ -24,11 +24,11 @@ from fastapi.security import HTTPAuthorizationCredentials
 from api.deps import COOKIE, AppState, bearer, check_read, client_address, get_state, viewer
 from api.routers.sweeps import get_sweep
 from api.schemas import STORABLE, PathId
-from evalgate.report import build_sweep_view
-from evalgate.report_history import dataset_history, dataset_rows, sweep_rows
-from evalgate.report_pages import history_page, index_page, login_page, message_page, rows_page, sweep_page
-from evalgate.report_rows import candidate_rows_view
-from evalgate.tokens import TokenInfo
+from evalgate.report.history import dataset_history, dataset_rows, sweep_rows
+from evalgate.report.pages import history_page, index_page, login_page, message_page, rows_page, sweep_page
+from evalgate.report.rows import candidate_rows_view
+from evalgate.report.sweep import build_sweep_view
+from evalgate.service.api_tokens import TokenInfo
 
 router = APIRouter(include_in_schema=False, tags=["dashboard"], dependencies=[STORABLE])
 COOKIE_SECONDS = 12 * 3600

@@ -13,9 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import READ, WRITE, AppState, get_state
 from api.errors import PayloadTooLarge
 from api.schemas import MAX_ID, STORABLE, DiffOut, VersionOut, version_ref
-from evalgate.dataset_ops import diff_versions
-from evalgate.rows import COHORT_PATTERN, Split
-from evalgate.store import VersionRef
+from evalgate.data.dataset_ops import diff_versions
+from evalgate.data.rows import COHORT_PATTERN, Split
+from evalgate.data.store import VersionRef
 
 router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[STORABLE])
 FORMATS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}

@@ -12,8 +12,8 @@ from api.routers.jobs import job_out
 from api.schemas import MAX_ID, STORABLE, EvaluationIn, EvaluationOut, JobOut, PathId, QueryId, version_ref
 from evalgate.db.models import Candidate, EvaluationRun, RowScore, Sweep
 from evalgate.db.session import session_scope
-from evalgate.job_handlers import EVALUATE
-from evalgate.jobs import enqueue
+from evalgate.service.handlers import EVALUATE
+from evalgate.service.jobs import enqueue
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"], dependencies=[STORABLE])
 

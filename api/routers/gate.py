@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends
 
 from api.deps import READ, AppState, get_state, require
 from api.schemas import STORABLE, DecideIn, DecisionOut, PathId, PromotionOut, QueryId
-from evalgate.gate_policy import GatePolicy
-from evalgate.gate_service import current_baseline, decide_candidate, get_decision, list_decisions, promote
-from evalgate.tokens import TokenInfo
+from evalgate.gate.policy import GatePolicy
+from evalgate.gate.service import current_baseline, decide_candidate, get_decision, list_decisions, promote
+from evalgate.service.api_tokens import TokenInfo
 
 router = APIRouter(prefix="/gate", tags=["gate"], dependencies=[STORABLE])
 write = require("write")

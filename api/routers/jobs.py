@@ -10,7 +10,7 @@ from api.deps import READ, WRITE, AppState, get_state
 from api.schemas import STORABLE, JobOut, PathId
 from evalgate.db.models import JOB_STATUSES, Job
 from evalgate.db.session import session_scope
-from evalgate.jobs import request_cancel
+from evalgate.service.jobs import request_cancel
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], dependencies=[STORABLE])
 

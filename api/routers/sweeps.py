@@ -12,10 +12,10 @@ from api.routers.jobs import job_out
 from api.schemas import STORABLE, JobOut, PathId, SweepIn, version_ref
 from evalgate.db.models import Sweep
 from evalgate.db.session import session_scope
-from evalgate.job_handlers import SWEEP
-from evalgate.jobs import enqueue
-from evalgate.sweep_config import SweepConfig
-from evalgate.sweep_records import candidate_rows
+from evalgate.service.handlers import SWEEP
+from evalgate.service.jobs import enqueue
+from evalgate.sweep.config import SweepConfig
+from evalgate.sweep.records import candidate_rows
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[STORABLE])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, status
 
 from api.deps import ADMIN, AppState, get_state
 from api.schemas import STORABLE, TokenCreated, TokenIn, TokenOut
-from evalgate.tokens import create_token, list_tokens, revoke_token
+from evalgate.service.api_tokens import create_token, list_tokens, revoke_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], dependencies=[ADMIN, STORABLE])
 

@@ -9,8 +9,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from evalgate.core.paths import MIGRATIONS_DIR
 from evalgate.db.session import engine_for
-from evalgate.paths import MIGRATIONS_DIR
 
 
 class SchemaNotReadyError(RuntimeError):

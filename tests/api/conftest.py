@@ -10,11 +10,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.main import create_app
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.models import DatasetVersion
 from evalgate.db.session import session_scope
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token
+from evalgate.service.api_tokens import create_token
 from tests.scored_runs import add_candidate, add_run
 
 ROWS = 300

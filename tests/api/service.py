@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
 
 LEASE_SECONDS = 4
 SLOW_WORKER = Path(__file__).resolve().parent.parent / "slow_worker"

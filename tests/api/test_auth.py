@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api import deps
+from evalgate.data.store import DatasetStore
 from evalgate.db.models import ApiToken
 from evalgate.db.session import session_scope
-from evalgate.store import DatasetStore
-from evalgate.tokens import TokenError, create_token, hash_token, revoke_token
+from evalgate.service.api_tokens import TokenError, create_token, hash_token, revoke_token
 from tests.api.conftest import bearer
 
 

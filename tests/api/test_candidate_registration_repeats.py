@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
 from tests.api.conftest import bearer
 from tests.api.test_candidates_api import make_adapter, register
 

@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import case, func, select
 
 from api import deps
+from evalgate.data.store import DatasetStore
 from evalgate.db.models import EvaluationRun, RowScore
 from evalgate.db.session import session_scope
-from evalgate.store import DatasetStore
-from evalgate.tokens import revoke_token
+from evalgate.service.api_tokens import revoke_token
 from tests.api.conftest import bearer
 from tests.browser.sweep_data import SeededSweep, seed_weekly_sweep
 

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from tests.api.conftest import bearer
 
 ROWS = [{"id": f"r{i}", "question": f"What is {i}?", "reference": str(i)} for i in range(5)]

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
 
 
 def test_health_reports_a_migrated_database(settings: Settings) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evalgate.client import Client
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
 from tests.api.service import Service, free_port, sweep_config, write_rows
 
 

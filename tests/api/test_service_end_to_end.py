@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from evalgate.client import ApiError, Client
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
 from tests.api.service import EVALUATION, Service, free_port, sweep_config, write_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
@@ -103,7 +103,7 @@ def test_the_example_pipeline_script_promotes_or_is_refused_by_exit_code(
 ) -> None:
     import importlib.util
 
-    from evalgate.paths import REPO_ROOT
+    from evalgate.core.paths import REPO_ROOT
 
     running, client = service
     running.start("worker", "worker", "--name", "w1")

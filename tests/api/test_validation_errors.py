@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import list_tokens
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
+from evalgate.service.api_tokens import list_tokens
 from tests.api.conftest import bearer
 
 

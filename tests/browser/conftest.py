@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from tests.browser.server import CHROMIUM, Dashboard, running_dashboard
 
 if TYPE_CHECKING:

@@ -12,9 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
 from tests.browser.server import CHROMIUM, running_dashboard, save_sweep_view
 
 VIEWPORT = {"width": 1280, "height": 900}

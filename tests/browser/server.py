@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
+from evalgate.service.api_tokens import create_token
 from tests.api.service import Service, free_port
 from tests.browser.sweep_data import SeededSweep, seed_weekly_sweep
 

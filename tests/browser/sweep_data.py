@@ -20,14 +20,14 @@ import numpy as np
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from evalgate.aggregate import ScoreRecord, delta_table, summarise
+from evalgate.data.store import DatasetStore
 from evalgate.db.models import Candidate, DatasetVersion, EvaluationRun, Generation, RowScore, Sweep
 from evalgate.db.session import session_scope
-from evalgate.diagnosis import diagnose
-from evalgate.gate_policy import Check, GatePolicy
-from evalgate.gate_records import gate_sweep
-from evalgate.pseudo_evaluators import OOD_KL
-from evalgate.store import DatasetStore
+from evalgate.evaluation.aggregate import ScoreRecord, delta_table, summarise
+from evalgate.evaluation.pseudo_evaluators import OOD_KL
+from evalgate.gate.policy import Check, GatePolicy
+from evalgate.gate.records import gate_sweep
+from evalgate.sweep.diagnosis import diagnose
 
 DATASET = "orders-json"
 ROWS = 120

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evalgate.embeddings import Embedder
+from evalgate.evaluation.embeddings import Embedder
 from tests.evaluators.fakes import BagOfWordsEmbedder
 
 
@@ -17,6 +17,6 @@ def fake_embedder() -> BagOfWordsEmbedder:
 @pytest.fixture(scope="session")
 def minilm() -> Embedder:
     """The real all-MiniLM-L6-v2 from its package folder (slow tests only)."""
-    from evalgate.embeddings import default_embedder
+    from evalgate.evaluation.embeddings import default_embedder
 
     return default_embedder()

@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from evalgate import cli_score
+from evalgate.cli import score as cli_score
 
 app = typer.Typer()
 app.command()(cli_score.score)

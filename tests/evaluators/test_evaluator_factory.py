@@ -1,6 +1,6 @@
 import pytest
 
-from evalgate.evaluator_factory import EvaluatorNeedsModelError, build_evaluator
+from evalgate.evaluation.factory import EvaluatorNeedsModelError, build_evaluator
 from evaluators.answer_relevancy import AnswerRelevancy
 from evaluators.faithfulness import Faithfulness
 from evaluators.json_validation import JSONValidation

@@ -1,6 +1,6 @@
 import pytest
 
-from evalgate import faithfulness_training
+from evalgate.evaluation import faithfulness_training
 from evaluators import faithfulness_head, grounding
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import select
 
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
 from evalgate.db.models import DatasetVersion
 from evalgate.db.session import engine_for, session_scope
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token
+from evalgate.service.api_tokens import create_token
 from tests.api.service import Service, free_port, wait_until_healthy
 from tests.reliability.load import LoadPlan
 from tests.scored_runs import add_candidate, add_run

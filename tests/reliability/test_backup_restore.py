@@ -25,13 +25,13 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.base import Base
 from evalgate.db.migrate import current_revision, ensure_schema, head_revision
 from evalgate.db.models import DatasetVersion
 from evalgate.db.session import engine_for, session_factory, session_scope
-from evalgate.gate_policy import Check, GatePolicy
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
+from evalgate.gate.policy import Check, GatePolicy
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.scored_runs import add_candidate, add_run
 
@@ -78,7 +78,7 @@ def empty_database(postgres_url: str) -> Iterator[str]:
 
 def _fill(store: DatasetStore, write_jsonl: Callable[..., str]) -> None:
     """A dataset version, scored runs of three candidates, six decisions, one promotion."""
-    from evalgate.gate_service import decide_candidate, promote
+    from evalgate.gate.service import decide_candidate, promote
 
     rows = [
         {"id": f"r{i}", "question": f"question {i}", "cohort": ("target", "ood")[i % 2]} for i in range(8)
@@ -137,7 +137,7 @@ def test_a_dump_restored_into_a_new_database_keeps_every_decision_and_its_guaran
     empty_database: str,
     tmp_path: Path,
 ) -> None:
-    from evalgate.gate_service import current_baseline, decide_candidate, list_decisions
+    from evalgate.gate.service import current_baseline, decide_candidate, list_decisions
 
     _fill(store, write_jsonl)
     source = settings.resolved_database_url

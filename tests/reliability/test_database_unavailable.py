@@ -26,9 +26,9 @@ from api import deps
 from api.errors import DATABASE_RETRY_AFTER_SECONDS, database_unavailable
 from api.main import create_app
 from api.routers import dashboard
+from evalgate.core.settings import Settings
 from evalgate.db.session import POSTGRES_CONNECT_TIMEOUT_SECONDS, engine_for
-from evalgate.settings import Settings
-from evalgate.tokens import create_token
+from evalgate.service.api_tokens import create_token
 from tests.api.conftest import bearer
 from tests.api.service import free_port
 from tests.reliability.figures import record

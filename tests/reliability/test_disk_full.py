@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from evalgate.models import model_fingerprint
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
+from evalgate.modeling.loading import model_fingerprint
 from tests.api.service import sweep_config
 from tests.reliability.figures import record
 from tests.reliability.workers import served, sweep_ids, sweep_state, wait_to_end

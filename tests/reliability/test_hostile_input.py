@@ -22,12 +22,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from api.main import create_app
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
 from evalgate.db.models import Candidate
 from evalgate.db.session import session_scope
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token
+from evalgate.service.api_tokens import create_token
 from tests.reliability.figures import record
 
 pytestmark = pytest.mark.reliability

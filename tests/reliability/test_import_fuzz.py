@@ -14,7 +14,7 @@ list, decimal, timestamps past year 9999, a null column). Each file goes through
   with the number of versions and the files under the artifact root unchanged.
 
 Anything else (another exception type, a partial version, a 5xx) is counted as a server error; every
-case runs, then the figures are recorded and the count must be zero. ``tests/evalgate/test_bad_input.py``
+case runs, then the figures are recorded and the count must be zero. ``tests/evalgate/data/test_bad_input.py``
 has the hand-written cases; this module adds the generated ones.
 """
 
@@ -28,13 +28,13 @@ import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, Phase, example, given, settings
 
-import evalgate.quiet  # noqa: F401  (no progress bars from the Parquet writer)
+import evalgate.core.quiet  # noqa: F401  (no progress bars from the Parquet writer)
 from api.main import create_app
+from evalgate.core.settings import Settings
+from evalgate.data.rows import DatasetInputError
+from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
-from evalgate.rows import DatasetInputError
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token
+from evalgate.service.api_tokens import create_token
 from tests.reliability.figures import record
 from tests.reliability.hostile_files import HostileFile, hostile_files, regressions
 

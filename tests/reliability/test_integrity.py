@@ -30,17 +30,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.main import create_app
-from evalgate.dataset_ops import diff_versions, export_version
+from evalgate.core.settings import Settings
+from evalgate.data.dataset_ops import diff_versions, export_version
+from evalgate.data.store import DatasetStore, VersionInfo
+from evalgate.data.store_files import DatasetIntegrityError
 from evalgate.db.append_only import AppendOnlyError
 from evalgate.db.migrate import alembic_config
 from evalgate.db.models import DatasetVersion, GateDecision, Job, Promotion
 from evalgate.db.session import engine_for, session_scope
-from evalgate.gate_policy import Check, GatePolicy
-from evalgate.jobs import enqueue
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore, VersionInfo
-from evalgate.store_files import DatasetIntegrityError
-from evalgate.tokens import create_token
+from evalgate.gate.policy import Check, GatePolicy
+from evalgate.service.api_tokens import create_token
+from evalgate.service.jobs import enqueue
 from tests.scored_runs import add_candidate, add_run
 
 pytestmark = pytest.mark.reliability
@@ -66,7 +66,7 @@ BEFORE_TRIGGERS = "73aa36d878c8"
 @pytest.fixture
 def promoted(store: DatasetStore, write_jsonl: Callable[..., str]) -> dict[str, int]:
     """A candidate decided (pass) by the gate service, then promoted; the ids by table."""
-    from evalgate.gate_service import decide_candidate, promote
+    from evalgate.gate.service import decide_candidate, promote
 
     store.add("suite", [write_jsonl("rows.jsonl", [{"id": "a", "question": "q"}])])
     rng = np.random.default_rng(3)
@@ -246,13 +246,13 @@ def test_every_kind_of_tampering_is_refused_naming_the_file_and_both_hashes(
 
 
 def _training_rows(store: DatasetStore, _settings: Settings, label: str, _tmp: Path) -> object:
-    from evalgate.sweep import train_rows  # the training and self-replay input
+    from evalgate.sweep.run import train_rows  # the training and self-replay input
 
     return train_rows(store, store.get(label), self_replay=("ood",))
 
 
 def _evaluation(store: DatasetStore, settings: Settings, label: str, _tmp: Path) -> object:
-    from evalgate.evaluate import evaluate_model
+    from evalgate.evaluation.run import evaluate_model
 
     return evaluate_model("base-model-never-loaded", label, settings)
 
@@ -303,8 +303,8 @@ def test_the_api_answers_409_naming_the_file_and_hashes_for_a_tampered_version(
 def test_queued_evaluation_and_sweep_jobs_fail_with_the_integrity_error(
     store: DatasetStore, settings: Settings, write_jsonl: Callable[..., str]
 ) -> None:
-    from evalgate.job_handlers import handlers
-    from evalgate.worker import Worker
+    from evalgate.service.handlers import handlers
+    from evalgate.service.worker import Worker
 
     info, refusal = _tamper(store, write_jsonl, "replace-with-other-valid-parquet")
     with session_scope(store.sessions) as session:
@@ -351,7 +351,7 @@ def test_the_ci_job_exits_2_naming_the_tampered_file(
 def test_the_dashboard_leaves_out_prompts_of_a_tampered_file(
     store: DatasetStore, write_jsonl: Callable[..., str]
 ) -> None:
-    from evalgate.report_rows import PromptSource
+    from evalgate.report.rows import PromptSource
 
     info, _ = _tamper(store, write_jsonl, "replace-with-other-valid-parquet")
     with session_scope(store.sessions) as session:

@@ -20,18 +20,18 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from evalgate.client import Client, JobFailed
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
 from tests.api.service import Service, free_port, sweep_config, wait_until_healthy, write_rows
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.slow]
 DEBUG_SERVE = """
 import logging, sys
 logging.basicConfig(level=logging.DEBUG, format="%(name)s %(levelname)s %(message)s")
-import api.main, evalgate.cli  # SQLAlchemy sets its loggers to WARNING on import: lower them again
+import api.main, evalgate.cli.main  # SQLAlchemy sets its loggers to WARNING on import: lower them again
 for name in list(logging.root.manager.loggerDict):
     logging.getLogger(name).setLevel(logging.DEBUG)
 sys.argv[0] = "evalgate"
-evalgate.cli.app()
+evalgate.cli.main.app()
 """
 """``evalgate serve`` with every logger at DEBUG (uvicorn's own stay at the level ``serve`` gives them)."""
 

@@ -33,14 +33,14 @@ from schemathesis.core.failures import FailureGroup
 from sqlalchemy import select
 
 from api.main import create_app
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.models import EvaluationRun, GateDecision
 from evalgate.db.session import session_scope
-from evalgate.gate_service import PromotionRefused, promote
-from evalgate.job_handlers import SWEEP
-from evalgate.jobs import enqueue
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token
+from evalgate.gate.service import PromotionRefused, promote
+from evalgate.service.api_tokens import create_token
+from evalgate.service.handlers import SWEEP
+from evalgate.service.jobs import enqueue
 from tests.browser.sweep_data import DATASET, POLICY, dataset_rows, seed_weekly_sweep
 from tests.reliability.figures import record
 

@@ -14,10 +14,10 @@ from sqlalchemy import text
 
 from api import deps
 from api.main import create_app
+from evalgate.core.settings import Settings
+from evalgate.data.store import DatasetStore
 from evalgate.db.session import session_scope
-from evalgate.settings import Settings
-from evalgate.store import DatasetStore
-from evalgate.tokens import create_token, hash_token
+from evalgate.service.api_tokens import create_token, hash_token
 from tests.api.conftest import bearer, tokens  # noqa: F401  (fixture shared with tests/api)
 
 pytestmark = pytest.mark.reliability

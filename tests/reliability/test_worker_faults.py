@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from evalgate.client import Client
-from evalgate.models import model_fingerprint
-from evalgate.settings import Settings
+from evalgate.core.settings import Settings
+from evalgate.modeling.loading import model_fingerprint
 from evaluators import registry
 from tests.api.service import ANSWERS, Service, sweep_config, tiny_rows
 from tests.reliability.figures import record

@@ -19,9 +19,9 @@ from typing import Any
 from sqlalchemy import select
 
 from evalgate.client import FINAL_JOB_STATUSES, Client
+from evalgate.core.settings import Settings
 from evalgate.db.models import Candidate, EvaluationRun, RowScore, Sweep
 from evalgate.db.session import session_factory, session_scope
-from evalgate.settings import Settings
 from tests.api.service import Service, free_port, write_rows
 
 DATASET = "tiny-e2e"

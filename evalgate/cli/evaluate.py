@@ -1,0 +1,104 @@
+"""``evalgate evaluate``: score the base model and a sweep's candidates on the pinned dataset version.
+
+evalgate evaluate --sweep 3                       # base + every trained candidate of sweep 3
+evalgate evaluate --dataset suite@v1              # the base model alone (--base-model to choose it)
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from evalgate.cli.common import ready_settings
+from evalgate.evaluation.progress import task_bars
+from evalgate.modeling.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS
+
+console = Console()
+
+
+def evaluate(
+    sweep: Annotated[
+        int | None, typer.Option(help="Evaluate the base model and this sweep's candidates.")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="NAME@vN: evaluate the base model alone.")] = None,
+    evaluators: Annotated[
+        list[str] | None, typer.Option("--evaluator", "-e", help="Evaluator name (repeatable); default all.")
+    ] = None,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Answer budget in tokens.")
+    ] = DEFAULT_MAX_NEW_TOKENS,
+    batch_size: Annotated[int, typer.Option(min=1, help="Rows per generation batch.")] = DEFAULT_BATCH_SIZE,
+    base_model: Annotated[
+        str, typer.Option(help="Base model with --dataset (default: the embedded SmolLM2).")
+    ] = "smollm2-135m-instruct",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Generate (cached) answers, score every eval row, and print means, intervals and deltas vs base."""
+    from evalgate.evaluation.run import EvaluationOptions, evaluate_model, evaluate_sweep
+
+    if (sweep is None) == (dataset is None):
+        raise typer.BadParameter("give exactly one of --sweep and --dataset")
+    settings = ready_settings()
+    options = EvaluationOptions(
+        evaluators=tuple(evaluators) if evaluators else None,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        seed=seed,
+    )
+    with task_bars(console, progress) as bars:
+        if sweep is not None:
+            results = evaluate_sweep(sweep, settings, options, progress=bars)
+        else:
+            assert dataset is not None
+            results = [evaluate_model(base_model, dataset, settings, options, progress=bars)]
+    for result in results:
+        cached = result.summary.get("rows", 0) - result.generated_rows
+        console.print(
+            f"\n[bold]{result.label}[/] (run {result.run_id}; {result.generated_rows} answers generated, "
+            f"{cached} cached)"
+        )
+        console.print(run_table(result.summary))
+
+
+def run_table(summary: dict[str, Any]) -> Table:
+    """Evaluator x cohort: n, mean [95% interval], fail rate, and the paired delta vs base when present."""
+    deltas = summary.get("deltas", {})
+    table = Table(show_header=True, header_style="bold")
+    for column in ("evaluator", "cohort", "n", "mean [95% CI]", "fail rate"):
+        table.add_column(column, justify="left" if column in ("evaluator", "cohort") else "right")
+    if deltas:
+        table.add_column("delta vs base [95% CI]", justify="right")
+    for evaluator, cohorts in summary.get("aggregates", {}).items():
+        direction = (
+            "↑" if summary.get("evaluators", {}).get(evaluator, {}).get("higher_is_better", True) else "↓"
+        )
+        for cohort, entry in cohorts.items():
+            cells = [
+                f"{evaluator} {direction}",
+                cohort,
+                str(entry["n"]),
+                _interval(entry.get("mean"), entry.get("ci_low"), entry.get("ci_high")),
+                "-" if entry.get("fail_rate") is None else f"{entry['fail_rate']:.0%}",
+            ]
+            if deltas:
+                delta = deltas.get(evaluator, {}).get(cohort)
+                cells.append(
+                    _interval(delta["mean"], delta["ci_low"], delta["ci_high"], signed=True) if delta else "-"
+                )
+            table.add_row(*cells)
+    return table
+
+
+def _interval(mean: float | None, low: float | None, high: float | None, signed: bool = False) -> str:
+    if mean is None or low is None or high is None:
+        return "-"
+    sign = "+" if signed else ""
+    return f"{mean:{sign}.3f} [{low:{sign}.3f}, {high:{sign}.3f}]"

@@ -1,0 +1,1 @@
+"""The versioned dataset store: rows and their checks, file readers, the store, the bundled suite."""

@@ -1,0 +1,1 @@
+"""Evaluation runs: answers, per-row scores, aggregates with their intervals, the forgetting signal."""

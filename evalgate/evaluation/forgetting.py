@@ -1,0 +1,159 @@
+"""Teacher-forced signals from a loaded model: reference log-probabilities and the ood KL divergence.
+
+Both run one forward pass over ``prompt + answer`` token ids, rendered exactly as training renders a
+row (``render_prompt`` then ``render_completion``, see
+``evalgate.sweep.training.peft_trainer.tokenize_rows``).
+
+**ood_kl** (the forgetting signal, a pseudo-evaluator; lower is better, 0 means unchanged). For an
+out-of-domain row let ``x_1..x_n`` be its prompt tokens followed by the base model's own answer (and the
+end-of-turn mark). At every position ``t < n`` both models give a next-token distribution over the
+vocabulary, ``P_t`` (base, adapters disabled) and ``Q_t`` (candidate, adapter active), and
+
+    ood_kl = (1 / (n - 1)) * sum_{t=1}^{n-1} KL(P_t || Q_t),
+    KL(P || Q) = sum_v P(v) * (log P(v) - log Q(v))        [nats per token, >= 0]
+
+Positions are paired by token (same input ids through both models), so the signal measures how far the
+candidate's predictions moved on general text, with no sampling noise. The base model scores exactly 0.
+``ood_kl_all`` gives every candidate's values from one forward pass per batch over the base model and
+all the adapters stacked (``evalgate.modeling.stacked_generation.stacked_adapters``): the base
+distributions are
+computed once rather than once per candidate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from evalgate.evaluation.pseudo_evaluators import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION
+from evalgate.modeling.generation import active_adapter
+from evalgate.modeling.prompting import render_completion, render_prompt
+from evalgate.modeling.stacked_generation import CannotStack, stacked_adapters
+from evaluators.base import ScoredRow
+from evaluators.perplexity import LogProbs
+
+__all__ = ["OOD_KL", "OOD_KL_THRESHOLD", "OOD_KL_VERSION", "ood_kl", "ood_kl_all", "reference_logprobs"]
+
+DEFAULT_BATCH_SIZE = 4
+
+
+def teacher_forced_ids(
+    tokenizer: PreTrainedTokenizerBase, row: Mapping[str, Any], answer: str
+) -> tuple[list[int], int]:
+    """Token ids of prompt + answer (training's rendering) and the index where the answer starts."""
+    prompt_ids = tokenizer(render_prompt(tokenizer, row), add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(render_completion(tokenizer, row, answer), add_special_tokens=False)["input_ids"]
+    return list(prompt_ids) + list(answer_ids), len(prompt_ids)
+
+
+def _batches(sequences: list[list[int]], size: int) -> Iterator[tuple[int, list[list[int]]]]:
+    for start in range(0, len(sequences), size):
+        yield start, sequences[start : start + size]
+
+
+def _log_softmax(model: Any, batch: list[list[int]], pad_id: int) -> torch.Tensor:
+    """Right-padded forward pass; log next-token distributions ``[batch, length, vocab]`` in float32."""
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in batch])
+    attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch])
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).logits
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def reference_logprobs(model: Any, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8) -> LogProbs:
+    """The callable the perplexity evaluator needs, bound to ``model`` in whatever state it is called.
+
+    ``logprobs(rows)[i][k]`` is ``log p(a_k | prompt, a_<k)`` for the k-th token of row i's rendered
+    reference answer (end-of-turn included, as in training's loss).
+    """
+    pad_id = int(tokenizer.pad_token_id or 0)
+
+    def logprobs(rows: Sequence[ScoredRow]) -> list[list[float]]:
+        pairs = [
+            teacher_forced_ids(tokenizer, {"question": r.question, "context": r.context}, r.reference or "")
+            for r in rows
+        ]
+        results: list[list[float]] = []
+        for start, batch in _batches([ids for ids, _ in pairs], batch_size):
+            log_probs = _log_softmax(model, batch, pad_id)
+            for offset, ids in enumerate(batch):
+                answer_start = pairs[start + offset][1]
+                targets = torch.tensor(ids[answer_start:], device=log_probs.device)
+                picked = log_probs[offset, answer_start - 1 : len(ids) - 1].gather(1, targets[:, None])
+                results.append(picked.squeeze(1).tolist())
+        return results
+
+    return logprobs
+
+
+def ood_kl(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[Mapping[str, Any]],
+    base_answers: Sequence[str],
+    adapter: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> list[float]:
+    """Per row, the mean per-token KL(base || candidate) on prompt + base answer (see module docstring).
+
+    ``model`` is a PeftModel holding ``adapter``; the base distributions come from the same model with
+    its adapters disabled. ``base_answers[i]`` is the base model's answer to ``rows[i]``.
+    """
+    pad_id = int(tokenizer.pad_token_id or 0)
+    sequences = [
+        teacher_forced_ids(tokenizer, row, answer)[0] for row, answer in zip(rows, base_answers, strict=True)
+    ]
+    results: list[float] = []
+    for _, batch in _batches(sequences, batch_size):
+        with active_adapter(model, None):
+            base = _log_softmax(model, batch, pad_id)
+        with active_adapter(model, adapter):
+            candidate = _log_softmax(model, batch, pad_id)
+        results += _mean_kl(base, candidate, batch)
+    return results
+
+
+def ood_kl_all(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: Sequence[Mapping[str, Any]],
+    base_answers: Sequence[str],
+    adapters: Sequence[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> dict[str, list[float]]:
+    """``ood_kl`` of every adapter in ``adapters``: one forward pass per batch over the base model's
+    copy and each adapter's (stacked); the loop of ``ood_kl`` when the adapters cannot be stacked."""
+    pad_id = int(tokenizer.pad_token_id or 0)
+    sequences = [
+        teacher_forced_ids(tokenizer, row, answer)[0] for row, answer in zip(rows, base_answers, strict=True)
+    ]
+    models: list[str | None] = [None, *adapters]
+    try:
+        with stacked_adapters(model, models) as routing:
+            results: dict[str, list[float]] = {adapter: [] for adapter in adapters}
+            for _, batch in _batches(sequences, batch_size):
+                routing.start(len(batch))
+                stacked = _log_softmax(model, batch * len(models), pad_id)
+                base = stacked[: len(batch)]
+                for k, adapter in enumerate(adapters, start=1):
+                    results[adapter] += _mean_kl(base, stacked[k * len(batch) : (k + 1) * len(batch)], batch)
+            return results
+    except CannotStack:
+        return {
+            adapter: ood_kl(model, tokenizer, rows, base_answers, adapter, batch_size) for adapter in adapters
+        }
+
+
+def _mean_kl(base: torch.Tensor, candidate: torch.Tensor, batch: list[list[int]]) -> list[float]:
+    """Per row of ``batch``, the mean over its positions but the last of KL(base || candidate)."""
+    per_token = (base.exp() * (base - candidate)).sum(dim=-1)  # [batch, length]
+    results = []
+    for offset, ids in enumerate(batch):
+        positions = per_token[offset, : len(ids) - 1]
+        results.append(float(positions.clamp_min(0).mean()) if positions.numel() else 0.0)
+    return results

@@ -1,0 +1,1 @@
+"""The gate: the policy, the non-inferiority decision, the recommendation, and their records."""

@@ -1,0 +1,1 @@
+"""The sweep report and the dashboard pages: view models, tables, charts, HTML."""

@@ -1,0 +1,1 @@
+"""The service's background side: the job queue, the worker and its handlers, API tokens."""

@@ -1,0 +1,92 @@
+"""What a worker does for each job kind: train a sweep, evaluate a candidate or a sweep.
+
+Each handler takes the job's context and payload and returns the JSON result stored on the job.
+Progress is read off a rich ``Progress`` that the training and evaluation code already advance; a
+cancelled job stops at the next training step (saving a checkpoint) or the next generation batch.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress, TaskID
+
+from evalgate.core.settings import Settings
+from evalgate.service.worker import Handler, JobContext
+
+SWEEP = "sweep"
+EVALUATE = "evaluate"
+JOB_KINDS = (SWEEP, EVALUATE)
+
+
+class JobProgress(Progress):
+    """A silent rich ``Progress`` whose tasks become the job's progress; with ``check``, it stops jobs.
+
+    Every ``advance`` calls ``JobContext.check()``, so a cancelled evaluation stops at its next batch.
+    """
+
+    def __init__(self, context: JobContext, check: bool):
+        super().__init__(console=Console(file=io.StringIO()), disable=True)
+        self.context = context
+        self.checking = check
+        context.progress_source = self.as_dict
+
+    def advance(self, task_id: TaskID, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        if self.checking:
+            self.context.check()
+
+    def as_dict(self) -> dict[str, Any]:
+        """``{"tasks": [{"name", "completed", "total", ...fields}]}``."""
+        tasks = [
+            {"name": task.description, "completed": task.completed, "total": task.total, **task.fields}
+            for task in self.tasks
+        ]
+        return {"tasks": tasks}
+
+
+def handlers(settings: Settings) -> dict[str, Handler]:
+    """The handler of every job kind, bound to ``settings``."""
+    return {
+        SWEEP: lambda context, payload: run_sweep_job(settings, context, payload),
+        EVALUATE: lambda context, payload: run_evaluation_job(settings, context, payload),
+    }
+
+
+def run_sweep_job(settings: Settings, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Payload ``{"config": {...sweep YAML as JSON...}}``: train (or resume) every rate."""
+    from evalgate.sweep.config import SweepConfig
+    from evalgate.sweep.run import run_sweep  # torch: only in workers
+
+    config = SweepConfig.from_dict(payload["config"])
+    context.log(f"sweep {config.name!r} on {config.dataset}: rates {list(config.learning_rates)}")
+    result = run_sweep(
+        config,
+        settings,
+        progress=JobProgress(context, check=False),
+        should_stop=context.stop_requested,
+    )
+    context.log(f"sweep {result.sweep_id} finished")
+    return {"sweep_id": result.sweep_id, "dataset": result.dataset, "candidates": result.candidates}
+
+
+def run_evaluation_job(settings: Settings, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
+    """Payload ``{"candidate_id", "dataset"}`` or ``{"sweep_id"}`` plus optional evaluation options."""
+    from evalgate.evaluation.run import EvaluationOptions, evaluate_candidate, evaluate_sweep
+
+    options = EvaluationOptions(**payload.get("options", {}))
+    progress = JobProgress(context, check=True)
+    resume = f"job {context.job.id}"  # a retried attempt takes up the runs an earlier one stored
+    if payload.get("sweep_id") is not None:
+        context.log(f"evaluating sweep {payload['sweep_id']}")
+        runs = evaluate_sweep(int(payload["sweep_id"]), settings, options, progress, resume)
+    else:
+        context.log(f"evaluating candidate {payload['candidate_id']} on {payload['dataset']}")
+        runs = evaluate_candidate(
+            int(payload["candidate_id"]), payload["dataset"], settings, options, progress, resume
+        )
+    for run in runs:
+        context.log(f"run {run.run_id} ({run.label}): {run.generated_rows} answers generated")
+    return {"runs": [{"run_id": r.run_id, "candidate_id": r.candidate_id, "label": r.label} for r in runs]}

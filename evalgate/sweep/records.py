@@ -1,0 +1,147 @@
+"""Sweep and candidate rows: open (or resume) a sweep, claim and finish its candidates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from evalgate.data.store import VersionInfo
+from evalgate.db.base import utcnow
+from evalgate.db.models import Candidate, DatasetVersion, Sweep
+from evalgate.db.session import session_scope
+from evalgate.sweep.config import SweepConfig
+from evalgate.sweep.diagnosis import compare_within_sweep
+
+DONE_STATUSES = ("trained", "diverged")
+"""A candidate in one of these states is not trained again when its sweep is re-run."""
+
+
+def config_hash(config: SweepConfig, version: VersionInfo) -> str:
+    """sha256 of the config and the exact dataset content: equal hashes mean the same sweep.
+
+    The dataset is identified by its content hash, not by how the config names it (``suite`` and
+    ``suite@v1`` are the same sweep while v1 is the latest).
+    """
+    settings = {key: value for key, value in config.to_dict().items() if key != "dataset"}
+    payload = {"config": settings, "dataset": version.content_hash}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def open_sweep(
+    sessions: sessionmaker[Session], config: SweepConfig, version: VersionInfo
+) -> tuple[int, bool]:
+    """The id of the unfinished or finished sweep with this exact config, else of a new one.
+
+    Returns ``(sweep_id, resumed)``.
+    """
+    digest = config_hash(config, version)
+    with session_scope(sessions) as session:
+        found = session.scalars(
+            select(Sweep)
+            .where(Sweep.name == config.name, Sweep.config_hash == digest)
+            .order_by(Sweep.id.desc())
+        ).first()
+        if found is not None:
+            found.status = "running"
+            return found.id, True
+        version_id = session.scalars(
+            select(DatasetVersion.id).where(DatasetVersion.content_hash == version.content_hash)
+        ).first()
+        assert version_id is not None, f"dataset version {version.label} vanished"
+        sweep = Sweep(
+            name=config.name,
+            dataset_version_id=version_id,
+            base_model=config.base_model,
+            config=config.to_dict(),
+            config_hash=digest,
+            status="running",
+        )
+        session.add(sweep)
+        session.flush()
+        return sweep.id, False
+
+
+def claim_candidate(
+    sessions: sessionmaker[Session], sweep_id: int, rate: float, base_model: str
+) -> tuple[int, str]:
+    """The candidate row for ``rate`` (created when missing); returns ``(id, status before the claim)``.
+
+    A finished candidate keeps its status; any other is marked ``training``.
+    """
+    with session_scope(sessions) as session:
+        candidate = session.scalars(
+            select(Candidate).where(Candidate.sweep_id == sweep_id, Candidate.learning_rate == rate)
+        ).first()
+        if candidate is None:
+            candidate = Candidate(
+                sweep_id=sweep_id,
+                name=f"lr={rate:g}",
+                base_model=base_model,
+                learning_rate=rate,
+                status="pending",
+            )
+            session.add(candidate)
+            session.flush()
+        previous = candidate.status
+        if previous not in DONE_STATUSES:
+            candidate.status, candidate.error = "training", None
+        return candidate.id, previous
+
+
+def finish_candidate(sessions: sessionmaker[Session], candidate_id: int, **values: Any) -> None:
+    """Store a candidate's outcome (status, diagnosis, adapter, curves or error)."""
+    with session_scope(sessions) as session:
+        candidate = session.get_one(Candidate, candidate_id)
+        for key, value in values.items():
+            setattr(candidate, key, value)
+
+
+def finish_sweep(sessions: sessionmaker[Session], sweep_id: int, status: str) -> None:
+    """Mark the sweep finished, failed or interrupted."""
+    with session_scope(sessions) as session:
+        sweep = session.get_one(Sweep, sweep_id)
+        sweep.status = status
+        sweep.finished_at = utcnow() if status == "finished" else None
+
+
+def relabel_within_sweep(sessions: sessionmaker[Session], sweep_id: int) -> None:
+    """Apply ``compare_within_sweep`` to the sweep's trained candidates and store the new labels."""
+    with session_scope(sessions) as session:
+        candidates = session.scalars(
+            select(Candidate).where(Candidate.sweep_id == sweep_id, Candidate.status.in_(DONE_STATUSES))
+        ).all()
+        curves = {
+            c.learning_rate: (c.diagnosis or "", list(c.training.get("loss", [])))
+            for c in candidates
+            if c.learning_rate is not None
+        }
+        changes = compare_within_sweep(curves)
+        for candidate in candidates:
+            if candidate.learning_rate in changes:
+                verdict = changes[candidate.learning_rate]
+                candidate.diagnosis = verdict.label
+                candidate.training = {**candidate.training, "diagnosis_reason": verdict.reason}
+
+
+def candidate_rows(sessions: sessionmaker[Session], sweep_id: int) -> list[dict[str, Any]]:
+    """The sweep's candidates as plain dicts, ordered by rate."""
+    with session_scope(sessions) as session:
+        candidates = session.scalars(
+            select(Candidate).where(Candidate.sweep_id == sweep_id).order_by(Candidate.learning_rate)
+        ).all()
+        return [
+            {
+                "id": c.id,
+                "rate": c.learning_rate,
+                "status": c.status,
+                "diagnosis": c.diagnosis,
+                "adapter_uri": c.adapter_uri,
+                "training": c.training,
+                "error": c.error,
+            }
+            for c in candidates
+        ]

@@ -1,0 +1,313 @@
+"""Learning-rate sweep: one LoRA candidate per rate on a dataset version's train split.
+
+    evalgate sweep examples/sweep.yaml
+
+The base model is loaded once; each rate gets a fresh adapter with the same seeded initialisation
+and sees the same batches in the same order, so candidates differ by their rate alone. By default
+all rates train together over the one base model (``evalgate.sweep.training.fused``); models it does not
+support, and ``trainer: peft``, train one rate after the other with peft and the transformers
+Trainer. Re-running the same config resumes: finished candidates are skipped and unfinished ones
+continue from their last checkpoint. A diverging candidate stops early and is kept (marked
+``diverged``). When the fused rates run out of memory together, they train one at a time; a single
+rate that runs out of memory is marked ``failed`` with the reason; either way the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from transformers import PreTrainedModel
+
+from evalgate.core.settings import Settings
+from evalgate.core.timings import stage
+from evalgate.data.store import DatasetStore, VersionInfo
+from evalgate.modeling.loading import load_model, model_fingerprint, pick_device, pick_dtype
+from evalgate.sweep.config import SweepConfig
+from evalgate.sweep.progress import training_progress
+from evalgate.sweep.records import (
+    DONE_STATUSES,
+    candidate_rows,
+    claim_candidate,
+    finish_candidate,
+    finish_sweep,
+    open_sweep,
+    relabel_within_sweep,
+)
+from evalgate.sweep.self_replay import with_self_replay
+from evalgate.sweep.training.fused import CHECKPOINT_FILE, FusedRun, fused_unsupported, train_fused
+from evalgate.sweep.training.peft_trainer import (
+    ADAPTER_DIR,
+    AnswerOnlyCollator,
+    TrainingInputError,
+    TrainingInterrupted,
+    TrainingOutcome,
+    attach_adapter,
+    tokenize_rows,
+    train_candidate,
+)
+
+
+@dataclass(frozen=True)
+class _SweepRun:
+    """What every candidate of one sweep run shares."""
+
+    store: DatasetStore
+    sweep_id: int
+    config: SweepConfig
+    setup: TrainingSetup
+    root: Path
+    progress: Any
+    should_stop: Callable[[], bool] | None = None
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """A finished (or resumed-and-finished) sweep and its candidates, ordered by rate."""
+
+    sweep_id: int
+    dataset: str
+    resumed: bool
+    candidates: list[dict[str, Any]]
+
+
+def train_rows(
+    store: DatasetStore, version: VersionInfo, self_replay: Sequence[str] = ()
+) -> list[Mapping[str, Any]]:
+    """The version's train rows that have a reference answer (or are in a ``self_replay`` cohort,
+    which the base model answers); refuse an empty train split."""
+    splits = store.load(version.label)
+    train = splits.get("train", [])
+    rows = [row for row in train if row["reference"] or row["cohort"] in self_replay]
+    if not rows:
+        raise TrainingInputError(f"{version.label} has no train rows with a reference answer to train on")
+    return rows
+
+
+def check_sequence_length(model: PreTrainedModel, max_seq_length: int) -> None:
+    """Refuse a ``max_seq_length`` beyond the model's position embeddings."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_seq_length > limit:
+        raise TrainingInputError(
+            f"max_seq_length {max_seq_length} exceeds the model's limit of {limit} tokens"
+        )
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """A loaded base model ready for LoRA training, and the tokenised training rows."""
+
+    base: PreTrainedModel
+    tokenizer: Any
+    examples: list[dict[str, list[int]]]
+    device: str
+    dtype: torch.dtype
+
+
+def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str, Any]]) -> TrainingSetup:
+    """Load the base model on the config's device and precision, check the length, tokenise ``rows``."""
+    device = pick_device(config.device)
+    dtype = pick_dtype(config.precision, device)
+    with stage("sweep: model load"):
+        base, tokenizer = load_model(config.base_model, home, dtype=dtype, device=device)
+    tokenizer.padding_side = "right"
+    check_sequence_length(base, config.max_seq_length)
+    if config.self_replay:
+        with stage("sweep: self-replay answers"):
+            rows = with_self_replay(base, tokenizer, rows, config.self_replay)
+    return TrainingSetup(
+        base, tokenizer, tokenize_rows(tokenizer, rows, config.max_seq_length), device, dtype
+    )
+
+
+def sweep_rates(config: SweepConfig, setup: TrainingSetup) -> tuple[float, ...]:
+    """The config's rates, or with ``lr_find`` the grid the range test proposes."""
+    if not config.lr_find:
+        return config.learning_rates
+    from evalgate.sweep.lr_find import find_rates
+
+    return find_rates(
+        setup.base, setup.tokenizer, setup.examples, config, device=setup.device, dtype=setup.dtype
+    ).proposed
+
+
+def sweep_root(settings: Settings, sweep_id: int) -> Path:
+    """Local folder of a sweep's candidates (training writes checkpoints, so it must be local)."""
+    root = settings.resolved_artifact_root
+    if "://" in root and not root.startswith("file://"):
+        raise TrainingInputError(f"training needs a local artifact root, got {root}")
+    return Path(root.removeprefix("file://")) / "sweeps" / str(sweep_id)
+
+
+def run_sweep(
+    config: SweepConfig,
+    settings: Settings,
+    *,
+    console: Console | None = None,
+    show_progress: bool = True,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> SweepResult:
+    """Train every rate of ``config`` (skipping finished candidates) and record them in the database.
+
+    ``progress`` replaces the console display (a job reads its tasks); ``should_stop`` is polled after
+    every training step: when true, a checkpoint is saved and ``TrainingInterrupted`` is raised.
+    """
+    store = DatasetStore.from_settings(settings)
+    version = store.get(config.dataset)
+    setup = prepare_training(config, settings.home, train_rows(store, version, config.self_replay))
+    rates = sweep_rates(config, setup)
+    sweep_id, resumed = open_sweep(store.sessions, config, version)
+    status = "failed"
+    base = setup.base
+    try:
+        with progress or training_progress(console, enabled=show_progress) as shown:
+            root = sweep_root(settings, sweep_id)
+            run = _SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
+            with stage("sweep: training"):
+                base = _train_rates(run, rates, base)
+        relabel_within_sweep(store.sessions, sweep_id)
+        status = "finished"
+    except (KeyboardInterrupt, TrainingInterrupted):
+        status = "interrupted"
+        raise
+    finally:
+        finish_sweep(store.sessions, sweep_id, status)
+    return SweepResult(sweep_id, version.label, resumed, candidate_rows(store.sessions, sweep_id))
+
+
+def _train_rates(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) -> PreTrainedModel:
+    """Train the rates that are not done: all together with the fused trainer where it applies (and
+    fits in memory), else one after the other with peft and the transformers Trainer."""
+    unsupported = fused_unsupported(base, run.config, run.setup.dtype)
+    if run.config.trainer == "fused" and unsupported:
+        raise TrainingInputError(f"trainer: fused does not apply: {unsupported}")
+    if run.config.trainer != "peft" and unsupported is None:
+        try:
+            return _train_fused(run, rates, base)
+        except _FusedOutOfMemory as error:
+            run.progress.console.print(f"fused training ran out of memory ({error}); one rate at a time")
+    for rate in rates:
+        base = _train_rate(run, rate, base)
+    return base
+
+
+class _FusedOutOfMemory(RuntimeError):
+    """The K stacked adapters did not fit: the sweep trains the rates one by one instead."""
+
+
+def _train_fused(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) -> PreTrainedModel:
+    """Claim every rate not done and train them together; record each outcome."""
+    sessions = run.store.sessions
+    claims = [(rate, *claim_candidate(sessions, run.sweep_id, rate, run.config.base_model)) for rate in rates]
+    pending = {rate: candidate_id for rate, candidate_id, previous in claims if previous not in DONE_STATUSES}
+    if not pending:
+        return base
+    fused = FusedRun(
+        config=run.config,
+        rates=list(pending),
+        examples=run.setup.examples,
+        collator=AnswerOnlyCollator(run.setup.tokenizer.pad_token_id or 0),
+        device=run.setup.device,
+        dtype=run.setup.dtype,
+        checkpoint=run.root / CHECKPOINT_FILE,
+        progress=run.progress,
+        should_stop=run.should_stop,
+    )
+    try:
+        base, outcomes = train_fused(base, fused, run.root)
+    except TrainingInterrupted as interrupted:
+        for candidate_id in pending.values():
+            finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
+        raise
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
+        if _is_out_of_memory(error):
+            raise _FusedOutOfMemory(str(error)) from error
+        for rate, candidate_id in pending.items():
+            _fail_candidate(run, candidate_id, rate, error)
+        raise
+    for candidate_id, outcome in zip(pending.values(), outcomes, strict=True):
+        _record_outcome(sessions, candidate_id, outcome)
+    fused.checkpoint.unlink(missing_ok=True)
+    return base
+
+
+def _record_outcome(sessions: Any, candidate_id: int, outcome: TrainingOutcome) -> None:
+    """Store a trained (or diverged) candidate: status, diagnosis, adapter, fingerprint, curves."""
+    finish_candidate(
+        sessions,
+        candidate_id,
+        status="diverged" if outcome.diagnosis == "diverged" else "trained",
+        diagnosis=outcome.diagnosis,
+        adapter_uri=str(outcome.adapter_dir),
+        adapter_hash=model_fingerprint(str(outcome.adapter_dir)),
+        training=outcome.curves(),
+    )
+
+
+def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTrainedModel:
+    """Train one candidate unless it is done; return the base model with the adapter removed again."""
+    sessions = run.store.sessions
+    candidate_id, previous = claim_candidate(sessions, run.sweep_id, rate, run.config.base_model)
+    if previous in DONE_STATUSES:
+        return base
+    model = attach_adapter(base, run.config)
+    output_dir = run.root / f"lr-{rate:g}"
+    try:
+        outcome = train_candidate(
+            model,
+            run.setup.tokenizer,
+            run.setup.examples,
+            run.config,
+            rate,
+            output_dir,
+            device=run.setup.device,
+            dtype=run.setup.dtype,
+            progress=run.progress,
+            should_stop=run.should_stop,
+        )
+    except TrainingInterrupted as interrupted:
+        finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
+        raise
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
+        if not _is_out_of_memory(error):
+            _fail_candidate(run, candidate_id, rate, error)
+            raise
+        finish_candidate(sessions, candidate_id, status="failed", error=f"out of memory: {error}")
+        return _detach(model, run.setup.device)
+    _record_outcome(sessions, candidate_id, outcome)
+    return _detach(model, run.setup.device)
+
+
+def _fail_candidate(run: _SweepRun, candidate_id: int, rate: float, error: BaseException) -> None:
+    """Mark the candidate failed with the reason, and remove any adapter folder of its rate, so no
+    folder is left that the database does not account for (a retry writes it again)."""
+    shutil.rmtree(run.root / f"lr-{rate:g}" / ADAPTER_DIR, ignore_errors=True)
+    finish_candidate(
+        run.store.sessions, candidate_id, status="failed", error=f"{type(error).__name__}: {error}"
+    )
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    """CUDA/MPS out-of-memory errors, and the CPU allocator's failure to allocate."""
+    return isinstance(error, torch.OutOfMemoryError | MemoryError) or mentions_out_of_memory(str(error))
+
+
+def mentions_out_of_memory(text: str) -> bool:
+    """True when an error message reports an out-of-memory failure (GPU or CPU allocator)."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in ("out of memory", "outofmemory", "can't allocate memory"))
+
+
+def _detach(model: Any, device: str) -> PreTrainedModel:
+    """Remove the LoRA layers, giving back the untouched base model; free cached GPU memory."""
+    base: PreTrainedModel = model.unload()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return base

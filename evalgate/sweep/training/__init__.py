@@ -1,0 +1,1 @@
+"""The trainers: the peft + transformers Trainer path and the fused K-rate trainer."""

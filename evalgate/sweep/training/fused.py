@@ -1,0 +1,341 @@
+"""Fused multi-LoRA sweep training: every rate of a sweep trained together in one process.
+
+One frozen base model, K adapters (``evalgate.sweep.training.fused_lora``), identical batches for every
+rate. Per
+optimizer step, for adapter ``k`` over the N answer tokens of the step's batches:
+
+    loss_k = (1 / N) * sum_t CE(logits_k[t], label[t])     (prompt tokens are not counted)
+    loss   = sum_k loss_k                                  (gradients of adapter k only see loss_k)
+
+then each adapter's gradients are clipped to ``max_grad_norm`` on their own, and one AdamW with one
+parameter group per adapter (its own rate, all sharing the schedule's factor) takes the step. The
+logits are computed only at answer positions: the prompt's would be thrown away by the loss.
+
+A diverging adapter (non-finite loss, or above ``DIVERGENCE_FACTOR`` times its first loss) is stopped
+and saved as it was after that step; the others go on with a smaller batch. Checkpoints hold every
+adapter, the optimizer and the curves (``fused-checkpoint.pt``, replaced atomically); a re-run with
+the same rates resumes from it. Ctrl-C or ``should_stop()`` saves a checkpoint and raises
+``TrainingInterrupted``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.progress import Progress
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import PreTrainedModel
+
+from evalgate.core.disk_writes import write_file, write_folder
+from evalgate.sweep.config import SchedulerSettings, SweepConfig
+from evalgate.sweep.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
+from evalgate.sweep.training.fused_lora import FusedAdapters, decoder_layers, export_adapter, fused_adapters
+from evalgate.sweep.training.peft_trainer import (
+    ADAPTER_DIR,
+    IGNORE_INDEX,
+    AnswerOnlyCollator,
+    TrainingInterrupted,
+    TrainingOutcome,
+    ctrl_c_sets_flag,
+)
+
+CHECKPOINT_FILE = "fused-checkpoint.pt"
+
+
+def fused_unsupported(base: PreTrainedModel, config: SweepConfig, dtype: torch.dtype) -> str | None:
+    """Why the fused trainer cannot train this sweep (the caller falls back to peft), or None."""
+    if decoder_layers(base) is None:
+        return f"{type(base).__name__} has no decoder layer list"
+    if base.get_output_embeddings() is None:
+        return f"{type(base).__name__} has no output embeddings"
+    if getattr(base.config, "final_logit_softcapping", None):
+        return "the model caps its logits"
+    if dtype == torch.float16:
+        return "fp16 needs loss scaling"
+    return None
+
+
+@dataclass
+class AdapterCurve:
+    """One rate's training history in the fused run."""
+
+    rate: float
+    losses: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
+    first_loss: float | None = None
+    stopped_at: int | None = None
+    reason: str = ""
+
+    def record(self, step: int, loss: float, rate: float) -> bool:
+        """Append one step; True when this step diverged (the adapter must stop)."""
+        self.losses.append(loss)
+        self.learning_rates.append(rate)
+        if self.first_loss is None:
+            self.first_loss = loss
+        if math.isfinite(loss) and loss <= DIVERGENCE_FACTOR * max(self.first_loss, 1e-8):
+            return False
+        self.stopped_at = step
+        self.reason = f"stopped at step {step}: loss {loss:.3g} (started at {self.first_loss:.3g})"
+        return True
+
+
+def schedule_factor(settings: SchedulerSettings, step: int, total: int) -> float:
+    """Multiplier of every rate at optimizer step ``step`` (0-based) of ``total``: linear warmup
+    from 0, then constant, linear decay to 0, half-cosine decay to 0, or x gamma every step_size."""
+    warmup = settings.warmup_steps or math.ceil(total * settings.warmup_ratio)
+    if settings.kind == "step":
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return float(settings.gamma ** ((step - warmup) // settings.step_size))
+    if step < warmup:
+        return step / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    if settings.kind == "linear":
+        return max(0.0, 1.0 - progress)
+    if settings.kind == "cosine":
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+    return 1.0
+
+
+def total_steps(config: SweepConfig, rows: int) -> int:
+    """Optimizer steps: ``max_steps``, else ``epochs`` passes of ``ceil(rows / batch)`` batches."""
+    if config.max_steps:
+        return config.max_steps
+    batches = math.ceil(rows / config.batch_size)
+    return max(1, math.ceil(batches * config.epochs / config.gradient_accumulation))
+
+
+def batch_indices(rows: int, batch_size: int, seed: int) -> Iterator[list[int]]:
+    """Row indices batch by batch, forever: epoch ``e`` is a permutation seeded with ``seed + e``."""
+    epoch = 0
+    while True:
+        order = torch.randperm(rows, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        for start in range(0, rows, batch_size):
+            yield order[start : start + batch_size]
+        epoch += 1
+
+
+def answer_token_losses(model: PreTrainedModel, batch: dict[str, torch.Tensor], count: int) -> torch.Tensor:
+    """Summed next-token cross-entropy over the answer tokens, per adapter: shape [count]."""
+    hidden = model.get_decoder()(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+    ).last_hidden_state
+    labels = batch["labels"][:, 1:]
+    answer = labels != IGNORE_INDEX
+    rows, width = labels.shape
+    hidden = hidden[:, :-1].reshape(count, rows, width, hidden.shape[-1])[:, answer]  # [K, N, H]
+    logits = model.get_output_embeddings()(hidden).float()  # [K, N, V]
+    targets = labels[answer].repeat(count)
+    losses = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets, reduction="none")
+    return losses.view(count, -1).sum(dim=1)
+
+
+@dataclass
+class FusedRun:
+    """Everything the fused training loop needs, fixed for the run."""
+
+    config: SweepConfig
+    rates: list[float]
+    examples: list[dict[str, list[int]]]
+    collator: AnswerOnlyCollator
+    device: str
+    dtype: torch.dtype
+    checkpoint: Path
+    progress: Progress | None = None
+    should_stop: Callable[[], bool] | None = None
+
+
+class _Loop:
+    """The state of one fused training run: adapters, optimizer, schedule, curves, step."""
+
+    def __init__(self, run: FusedRun, model: PreTrainedModel, adapters: FusedAdapters) -> None:
+        self.run = run
+        self.model = model
+        self.adapters = adapters
+        self.total = total_steps(run.config, len(run.examples))
+        groups = [{"params": adapters.parameters_of(k), "lr": rate} for k, rate in enumerate(run.rates)]
+        self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
+        factor = lambda step: schedule_factor(run.config.scheduler, step, self.total)  # noqa: E731
+        self.scheduler = LambdaLR(self.optimizer, [factor] * len(run.rates))
+        self.curves = [AdapterCurve(rate) for rate in run.rates]
+        self.stopped_state: dict[int, dict[str, torch.Tensor]] = {}
+        self.step = 0
+        self.tokens = 0
+        self.interrupted = False
+
+    @property
+    def active(self) -> list[int]:
+        return [k for k, curve in enumerate(self.curves) if curve.stopped_at is None]
+
+    def save(self) -> None:
+        state = {
+            "config": self.run.config.to_dict(),
+            "rates": self.run.rates,
+            "step": self.step,
+            "tokens": self.tokens,
+            "adapters": [self.adapters.state_of(k) for k in range(len(self.curves))],
+            "stopped_state": self.stopped_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "curves": [asdict(curve) for curve in self.curves],
+        }
+        write_file(self.run.checkpoint, "the training checkpoint", lambda path: torch.save(state, path))
+
+    def restore(self) -> bool:
+        """Load the checkpoint when it is for the same rates; False when there is none to use."""
+        path = self.run.checkpoint
+        if not path.is_file():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except (OSError, RuntimeError, EOFError):
+            return False
+        if state.get("config") != self.run.config.to_dict() or list(state["rates"]) != self.run.rates:
+            return False  # another sweep's or another config's checkpoint: start afresh
+        for k, weights in enumerate(state["adapters"]):
+            self.adapters.load_state(k, weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.curves = [AdapterCurve(**curve) for curve in state["curves"]]
+        self.stopped_state = state["stopped_state"]
+        self.step, self.tokens = state["step"], state["tokens"]
+        return True
+
+    def train_step(self, batches: list[dict[str, torch.Tensor]]) -> None:
+        """One optimizer step over ``batches`` (the gradient-accumulation group) for every active rate."""
+        active = self.active
+        self.adapters.set_active(active)
+        answer_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
+        step_losses = torch.zeros(len(active))
+        for batch in batches:
+            batch = {name: tensor.to(self.run.device) for name, tensor in batch.items()}
+            self.tokens += int(batch["attention_mask"].sum())
+            with self._autocast():
+                losses = answer_token_losses(self.model, batch, len(active)) / max(answer_tokens, 1)
+            losses.sum().backward()
+            step_losses += losses.detach().float().cpu()
+        rates = self.scheduler.get_last_lr()
+        for k in active:
+            torch.nn.utils.clip_grad_norm_(self.adapters.parameters_of(k), self.run.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        for position, k in enumerate(active):
+            if self.curves[k].record(self.step, float(step_losses[position]), float(rates[k])):
+                self.stopped_state[k] = self.adapters.state_of(k)
+
+    def _autocast(self) -> Any:
+        if self.run.dtype == torch.bfloat16 and self.run.device != "cpu":
+            return torch.autocast(device_type=self.run.device.split(":")[0], dtype=torch.bfloat16)
+        return nullcontext()
+
+    def final_state(self, k: int) -> dict[str, torch.Tensor]:
+        return self.stopped_state.get(k) or self.adapters.state_of(k)
+
+
+def _micro_batches(run: FusedRun, skip_steps: int) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """The batches of each optimizer step, after the ``skip_steps`` already taken (resume)."""
+    indices = batch_indices(len(run.examples), run.config.batch_size, run.config.seed)
+    accumulation = run.config.gradient_accumulation
+    for _ in range(skip_steps * accumulation):
+        next(indices)
+    while True:
+        yield [run.collator([run.examples[i] for i in next(indices)]) for _ in range(accumulation)]
+
+
+class _Bars:
+    """One progress task per rate: step, loss and tokens/s."""
+
+    def __init__(self, progress: Progress | None, loop: _Loop) -> None:
+        self.progress = progress
+        self.loop = loop
+        self.started = time.perf_counter()
+        self.tasks = (
+            [
+                progress.add_task(f"lr={rate:g}", total=loop.total, completed=loop.step, loss="-", tps="-")
+                for rate in loop.run.rates
+            ]
+            if progress is not None
+            else []
+        )
+
+    def update(self) -> None:
+        if self.progress is None:
+            return
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        tokens_per_second = f"{self.loop.tokens / elapsed:.0f}"
+        for task, curve in zip(self.tasks, self.loop.curves, strict=True):
+            loss = f"{curve.losses[-1]:.3f}" if curve.losses else "-"
+            self.progress.update(task, completed=len(curve.losses), loss=loss, tps=tokens_per_second)
+
+
+def train_fused(
+    base: PreTrainedModel, run: FusedRun, output_root: Path
+) -> tuple[PreTrainedModel, list[TrainingOutcome]]:
+    """Train one adapter per rate of ``run`` together; save each under ``output_root/lr-<rate>/adapter``.
+
+    Returns the bare base model (unchanged) and one outcome per rate, in ``run.rates`` order.
+    """
+    with fused_adapters(base, run.config, len(run.rates)) as (model, adapters):
+        loop = _Loop(run, model, adapters)
+        loop.restore()
+        bars = _Bars(run.progress, loop)
+        started = time.perf_counter()
+        with ctrl_c_sets_flag(loop):
+            for batches in _micro_batches(run, loop.step):
+                if loop.step >= loop.total or not loop.active:
+                    break
+                loop.train_step(batches)
+                bars.update()
+                if run.should_stop is not None and run.should_stop():
+                    loop.interrupted = True
+                if loop.interrupted or loop.step % run.config.checkpoint_every == 0:
+                    loop.save()
+                if loop.interrupted:
+                    raise TrainingInterrupted(f"interrupted at step {loop.step}; checkpoint saved")
+        wall = time.perf_counter() - started
+        states = [loop.final_state(k) for k in range(len(run.rates))]
+    outcomes = []
+    for k, rate in enumerate(run.rates):
+        folder = output_root / f"lr-{rate:g}" / ADAPTER_DIR
+        base = _export(base, run.config, states[k], folder, rate)
+        outcomes.append(_outcome(loop.curves[k], folder, wall, loop.tokens))
+    return base, outcomes
+
+
+def _export(
+    base: PreTrainedModel, config: SweepConfig, state: dict[str, torch.Tensor], folder: Path, rate: float
+) -> PreTrainedModel:
+    """``export_adapter`` all or nothing (``evalgate.core.disk_writes``); returns the bare base model."""
+    restored: list[PreTrainedModel] = []
+    write_folder(
+        folder,
+        f"the adapter of lr={rate:g}",
+        lambda path: restored.append(export_adapter(base, config, state, Path(path))),
+    )
+    return restored[0]
+
+
+def _outcome(curve: AdapterCurve, folder: Path, wall: float, tokens: float) -> TrainingOutcome:
+    """``tokens``: tokens each adapter trained on (the batches are shared, so the same for all)."""
+    verdict = Diagnosis("diverged", curve.reason) if curve.stopped_at else diagnose(curve.losses)
+    return TrainingOutcome(
+        adapter_dir=folder,
+        steps=len(curve.losses),
+        losses=curve.losses,
+        learning_rates=curve.learning_rates,
+        wall_seconds=wall,
+        tokens_per_second=tokens / wall if wall > 0 else 0.0,
+        stopped_early=curve.stopped_at is not None,
+        diagnosis=verdict.label,
+        reason=verdict.reason,
+    )

@@ -1,0 +1,247 @@
+"""K LoRA adapters over one frozen base model, applied together in one forward pass.
+
+The batch is stacked adapter-major: rows ``k*B .. (k+1)*B - 1`` belong to adapter ``k``. Each adapted
+linear layer computes, for adapter ``k`` with input rows ``x_k`` (shape [B*T, in]),
+
+    y_k = W x_k + s * B_k (A_k x_k)          s = lora_alpha / r
+
+for all active adapters at once with two batched matmuls over the stacked ``[K, r, in]`` and
+``[K, out, r]`` weights. Layers below the lowest adapted layer see the batch once (B rows): a forward
+pre-hook repeats the hidden states K times on entering the first adapted layer, so that part of the
+model is computed once for every rate. Each adapter keeps its own parameters (one optimizer group
+each); they are stacked at every forward, which costs a copy of r x (in + out) numbers per layer.
+
+The modules, scaling and initial weights are those peft would create for the sweep's ``LoraConfig``
+(taken from a peft model built once and unloaded), and ``export_adapter`` writes a standard PEFT
+adapter folder, so the result loads with ``PeftModel.from_pretrained`` like any other adapter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+from torch import nn
+from transformers import PreTrainedModel
+
+from evalgate.sweep.config import SweepConfig
+from evalgate.sweep.training.peft_trainer import attach_adapter
+
+ADAPTER_NAME = "default"
+
+
+class FusedLoraLinear(nn.Module):
+    """A frozen ``nn.Linear`` plus one LoRA update per adapter, applied to the stacked batch."""
+
+    def __init__(
+        self,
+        base: nn.Linear,
+        lora_a: torch.Tensor,
+        lora_b: torch.Tensor,
+        count: int,
+        scaling: float,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.scaling = scaling
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_a = nn.ParameterList(nn.Parameter(lora_a.detach().float().clone()) for _ in range(count))
+        self.lora_b = nn.ParameterList(nn.Parameter(lora_b.detach().float().clone()) for _ in range(count))
+        self.active: list[int] = list(range(count))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: [K_active * B, T, in] adapter-major; returns [K_active * B, T, out]."""
+        out = self.base(x)
+        count = len(self.active)
+        stacked_a = torch.stack([self.lora_a[k] for k in self.active]).to(x.dtype)  # [K, r, in]
+        stacked_b = torch.stack([self.lora_b[k] for k in self.active]).to(x.dtype)  # [K, out, r]
+        rows = self.dropout(x).reshape(count, -1, x.shape[-1])  # [K, B*T, in]
+        delta = torch.bmm(torch.bmm(rows, stacked_a.transpose(1, 2)), stacked_b.transpose(1, 2))
+        return out + self.scaling * delta.reshape(out.shape)
+
+
+class BatchExpander:
+    """Forward pre-hooks that repeat the batch K times from the first adapted layer upwards.
+
+    The first hooked layer repeats its hidden states; every hooked layer repeats the other per-row
+    tensors it is given (attention mask, position ids and embeddings) whose first dimension is the
+    original batch size. Tensors with a first dimension of 1 broadcast and are left alone.
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], count: int) -> None:
+        self.count = count
+        self.batch = 0
+        self.handles = [
+            layer.register_forward_pre_hook(self._hook(index == 0), with_kwargs=True)
+            for index, layer in enumerate(layers)
+        ]
+
+    def _hook(self, first: bool) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if first:
+                hidden = args[0] if args else kwargs["hidden_states"]
+                self.batch = hidden.shape[0]
+                hidden = hidden.repeat(self.count, *([1] * (hidden.dim() - 1)))
+                if args:
+                    args = (hidden, *args[1:])
+                else:
+                    kwargs["hidden_states"] = hidden
+            kwargs = {name: self._repeat(value) for name, value in kwargs.items()}
+            return args, kwargs
+
+        return hook
+
+    def _repeat(self, value: Any) -> Any:
+        if isinstance(value, tuple):
+            return tuple(self._repeat(item) for item in value)
+        if (
+            isinstance(value, torch.Tensor)
+            and value.dim() > 0
+            and self.batch > 1
+            and value.shape[0] == self.batch
+        ):
+            return value.repeat(self.count, *([1] * (value.dim() - 1)))
+        return value
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@dataclass
+class FusedAdapters:
+    """The fused modules installed in a base model, by their module name."""
+
+    modules: dict[str, FusedLoraLinear]
+    expander: BatchExpander
+    count: int
+
+    def parameters_of(self, adapter: int) -> list[nn.Parameter]:
+        """Every trainable tensor of one adapter (its optimizer group)."""
+        return [p for m in self.modules.values() for p in (m.lora_a[adapter], m.lora_b[adapter])]
+
+    def set_active(self, adapters: Sequence[int]) -> None:
+        """Run only ``adapters`` (in this order) from the next forward on."""
+        self.expander.count = len(adapters)
+        for module in self.modules.values():
+            module.active = list(adapters)
+
+    def state_of(self, adapter: int) -> dict[str, torch.Tensor]:
+        """One adapter's weights as ``{module name: tensor}`` with ``.lora_A`` / ``.lora_B`` suffixes."""
+        state = {}
+        for name, module in self.modules.items():
+            state[f"{name}.lora_A"] = module.lora_a[adapter].detach().clone()
+            state[f"{name}.lora_B"] = module.lora_b[adapter].detach().clone()
+        return state
+
+    def load_state(self, adapter: int, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            for name, module in self.modules.items():
+                module.lora_a[adapter].copy_(state[f"{name}.lora_A"])
+                module.lora_b[adapter].copy_(state[f"{name}.lora_B"])
+
+
+def decoder_layers(model: PreTrainedModel) -> nn.ModuleList | None:
+    """The model's transformer blocks (``model.get_decoder().layers``), or None when it has none."""
+    try:
+        layers = model.get_decoder().layers
+    except AttributeError:
+        return None
+    return layers if isinstance(layers, nn.ModuleList) else None
+
+
+def _layer_of_modules(layers: nn.ModuleList) -> dict[int, int]:
+    """``id(module)`` -> index of the decoder layer that contains it."""
+    return {id(module): index for index, layer in enumerate(layers) for module in layer.modules()}
+
+
+def _lora_layers(peft_model: PeftModel) -> dict[str, LoraLayer]:
+    """peft's adapted modules by their name in the base model (``model.layers.N.self_attn.q_proj``)."""
+    inner: nn.Module = peft_model.get_base_model()
+    return {
+        name: module
+        for name, module in inner.named_modules()
+        if isinstance(module, LoraLayer) and ADAPTER_NAME in module.lora_A
+    }
+
+
+def _weight(layer: LoraLayer, part: str) -> torch.Tensor:
+    """The ``lora_A`` or ``lora_B`` weight matrix of the adapter in ``layer``."""
+    modules = getattr(layer, part)
+    assert isinstance(modules, nn.ModuleDict)
+    weight = modules[ADAPTER_NAME].weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
+
+
+def _peft_initial_weights(
+    base: PreTrainedModel, config: SweepConfig
+) -> tuple[PreTrainedModel, dict[str, tuple[torch.Tensor, torch.Tensor, float]]]:
+    """peft's seeded initial ``(A, B, scaling)`` per adapted module; gives back the bare base model."""
+    peft_model = attach_adapter(base, config)
+    weights = {
+        name: (
+            _weight(layer, "lora_A").detach().clone(),
+            _weight(layer, "lora_B").detach().clone(),
+            float(layer.scaling[ADAPTER_NAME]),
+        )
+        for name, layer in _lora_layers(peft_model).items()
+    }
+    bare: PreTrainedModel = peft_model.unload()
+    return bare, weights
+
+
+@contextmanager
+def fused_adapters(
+    base: PreTrainedModel, config: SweepConfig, count: int
+) -> Iterator[tuple[PreTrainedModel, FusedAdapters]]:
+    """Install ``count`` fused adapters (all starting from peft's seeded init) and the batch expander;
+    on exit the base model is restored exactly (the original linear modules are put back)."""
+    base, initial = _peft_initial_weights(base, config)
+    layers = decoder_layers(base)
+    if layers is None or not initial:
+        raise ValueError(f"{type(base).__name__}: no decoder layers with LoRA targets to fuse")
+    modules: dict[str, FusedLoraLinear] = {}
+    originals: dict[str, nn.Module] = {}
+    for name, (lora_a, lora_b, scaling) in initial.items():
+        linear = base.get_submodule(name)
+        assert isinstance(linear, nn.Linear), name
+        fused = FusedLoraLinear(linear, lora_a, lora_b, count, scaling, config.lora.dropout)
+        fused.to(linear.weight.device)
+        originals[name] = linear
+        modules[name] = fused
+        base.set_submodule(name, fused)
+    layer_of = _layer_of_modules(layers)
+    indices = sorted({layer_of[id(module.base)] for module in modules.values()})
+    expander = BatchExpander(list(layers)[indices[0] :], count)
+    base.train()  # LoRA dropout is active in training mode, as under the transformers Trainer
+    try:
+        yield base, FusedAdapters(modules, expander, count)
+    finally:
+        base.eval()
+        expander.remove()
+        for name, linear in originals.items():
+            base.set_submodule(name, linear)
+
+
+def export_adapter(
+    base: PreTrainedModel, config: SweepConfig, state: dict[str, torch.Tensor], folder: Path
+) -> PreTrainedModel:
+    """Write one adapter's weights as a standard PEFT folder (``adapter_config.json`` and
+    ``adapter_model.safetensors``); returns the bare base model."""
+    peft_model = attach_adapter(base, config)
+    layers = _lora_layers(peft_model)
+    with torch.no_grad():
+        for name, layer in layers.items():
+            _weight(layer, "lora_A").copy_(state[f"{name}.lora_A"])
+            _weight(layer, "lora_B").copy_(state[f"{name}.lora_B"])
+    peft_model.save_pretrained(str(folder))
+    restored: PreTrainedModel = peft_model.unload()
+    return restored

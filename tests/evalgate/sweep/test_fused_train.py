@@ -1,0 +1,178 @@
+"""The fused multi-LoRA trainer matches K plain peft runs, one per rate, trained alone (fp32, CPU).
+
+The reference is the obvious sequential loop: a peft model per rate, the model's own loss
+(``labels=``), torch AdamW, per-run gradient clipping and transformers' own schedule, on the same
+batches. Its adapter weights after N steps must equal the fused trainer's exported ones.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import get_peft_model_state_dict
+from safetensors.torch import load_file
+from transformers import get_scheduler
+
+from evalgate.modeling.loading import load_model
+from evalgate.sweep.config import SchedulerSettings, SweepConfig
+from evalgate.sweep.training import fused as fused_train
+from evalgate.sweep.training.fused import FusedRun, batch_indices, schedule_factor, train_fused
+from evalgate.sweep.training.peft_trainer import (
+    AnswerOnlyCollator,
+    TrainingInterrupted,
+    attach_adapter,
+    tokenize_rows,
+)
+from tests.evalgate.sweep.test_sweep import _train_rows
+from tests.evalgate.sweep.tiny_sweep import tiny_sweep_config
+
+STEPS = 6
+
+
+def _setup(tiny_lm_dir: Path, **overrides: Any) -> tuple[Any, Any, SweepConfig, list[Any]]:
+    config = tiny_sweep_config(tiny_lm_dir, max_steps=STEPS, **overrides)
+    base, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir, dtype=torch.float32, device="cpu")
+    tokenizer.padding_side = "right"
+    rows = [row for row in _train_rows() if row["split"] == "train"]
+    return base, tokenizer, config, tokenize_rows(tokenizer, rows, config.max_seq_length)
+
+
+def _fused_run(config: SweepConfig, examples: list[Any], tokenizer: Any, folder: Path, **kw: Any) -> FusedRun:
+    return FusedRun(
+        config=config,
+        rates=list(config.learning_rates),
+        examples=examples,
+        collator=AnswerOnlyCollator(tokenizer.pad_token_id),
+        device="cpu",
+        dtype=torch.float32,
+        checkpoint=folder / "fused-checkpoint.pt",
+        **kw,
+    )
+
+
+def _plain_peft_weights(
+    base: Any, tokenizer: Any, config: SweepConfig, examples: list[Any], rate: float
+) -> dict[str, torch.Tensor]:
+    """One adapter trained alone, the way a plain peft training loop does it."""
+    model = attach_adapter(base, config)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=rate, weight_decay=0.0
+    )
+    names = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+    scheduler = get_scheduler(
+        names[config.scheduler.kind], optimizer, config.scheduler.warmup_steps, config.max_steps
+    )
+    collator = AnswerOnlyCollator(tokenizer.pad_token_id)
+    batches = batch_indices(len(examples), config.batch_size, config.seed)
+    for _ in range(config.max_steps):
+        batch = collator([examples[i] for i in next(batches)])
+        model(**batch).loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+    weights = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    model.unload()
+    return weights
+
+
+def _assert_same_adapter(folder: Path, expected: dict[str, torch.Tensor]) -> None:
+    found = load_file(str(folder / "adapter_model.safetensors"))
+    assert sorted(found) == sorted(expected)
+    for key, tensor in expected.items():
+        torch.testing.assert_close(found[key], tensor, rtol=1e-4, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({}, id="all-layers-constant"),
+        pytest.param(
+            {
+                "lora": {
+                    "r": 4,
+                    "alpha": 8,
+                    "target_modules": ["q_proj", "v_proj", "o_proj"],
+                    "top_layers": 1,
+                },
+                "scheduler": {"kind": "cosine", "warmup_steps": 2},
+            },
+            id="top-layer-cosine",
+        ),
+    ],
+)
+def test_each_fused_adapter_matches_a_plain_peft_run_at_its_rate(
+    tiny_lm_dir: Path, tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    base, tokenizer, config, examples = _setup(tiny_lm_dir, learning_rates=(1e-3, 3e-3, 3e-2), **overrides)
+    reference = {
+        rate: _plain_peft_weights(base, tokenizer, config, examples, rate) for rate in config.learning_rates
+    }
+
+    base, outcomes = train_fused(base, _fused_run(config, examples, tokenizer, tmp_path), tmp_path)
+
+    for outcome, rate in zip(outcomes, config.learning_rates, strict=True):
+        assert outcome.steps == STEPS and outcome.diagnosis != "diverged"
+        _assert_same_adapter(outcome.adapter_dir, reference[rate])
+    assert not any("lora" in name for name, _ in base.named_modules())  # the base model is bare again
+
+
+def test_a_diverging_rate_stops_alone_and_the_others_are_unaffected(
+    tiny_lm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A random tiny model sits at chance level and its norms absorb any rate, so make the second
+    # adapter's loss NaN at the third step inside the graph: NaN gradients then reach its weights,
+    # and must reach nothing else.
+    base, tokenizer, config, examples = _setup(tiny_lm_dir, learning_rates=(1e-3, 3e-2))
+    reference = _plain_peft_weights(base, tokenizer, config, examples, 1e-3)
+    real_losses, calls = fused_train.answer_token_losses, iter(range(1, 1000))
+
+    def nan_for_the_second_at_step_3(model: Any, batch: Any, count: int) -> torch.Tensor:
+        losses = real_losses(model, batch, count)
+        return losses * torch.tensor([1.0, float("nan")]) if next(calls) == 3 else losses
+
+    monkeypatch.setattr(fused_train, "answer_token_losses", nan_for_the_second_at_step_3)
+    base, (kept, diverged) = train_fused(base, _fused_run(config, examples, tokenizer, tmp_path), tmp_path)
+
+    assert diverged.diagnosis == "diverged" and diverged.steps == 3 and "stopped at step 3" in diverged.reason
+    assert (diverged.adapter_dir / "adapter_model.safetensors").is_file()
+    assert kept.steps == STEPS
+    _assert_same_adapter(kept.adapter_dir, reference)
+
+
+def test_an_interrupted_fused_run_resumes_to_the_same_weights(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    base, tokenizer, config, examples = _setup(tiny_lm_dir, checkpoint_every=100)
+    base, straight = train_fused(
+        base, _fused_run(config, examples, tokenizer, tmp_path / "a"), tmp_path / "a"
+    )
+    calls = iter(range(1000))
+
+    with pytest.raises(TrainingInterrupted, match="step 3"):
+        train_fused(
+            base,
+            _fused_run(config, examples, tokenizer, tmp_path / "b", should_stop=lambda: next(calls) >= 2),
+            tmp_path / "b",
+        )
+    base, resumed = train_fused(base, _fused_run(config, examples, tokenizer, tmp_path / "b"), tmp_path / "b")
+
+    for first, second in zip(straight, resumed, strict=True):
+        assert second.losses == first.losses
+        _assert_same_adapter(
+            second.adapter_dir, load_file(str(first.adapter_dir / "adapter_model.safetensors"))
+        )
+
+
+@pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
+def test_schedule_factors_match_transformers(kind: str) -> None:
+    names = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = get_scheduler(names[kind], optimizer, num_warmup_steps=3, num_training_steps=20)
+    settings = SchedulerSettings(kind=kind, warmup_steps=3)
+
+    for step in range(20):
+        assert schedule_factor(settings, step, 20) == pytest.approx(reference.get_last_lr()[0])
+        optimizer.step()
+        reference.step()

@@ -1,0 +1,65 @@
+"""Sweep YAML is validated into a frozen config; every bad value names its key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from evalgate.core.paths import REPO_ROOT
+from evalgate.sweep.config import ConfigError, SweepConfig
+
+
+def test_example_config_loads_with_lora_and_scheduler_handed_through() -> None:
+    config = SweepConfig.from_yaml(REPO_ROOT / "examples" / "sweep.yaml")
+
+    assert config.dataset == "evalgate-suite" and len(config.learning_rates) == 4
+    assert config.lora.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.seed = 3  # type: ignore[misc]
+
+
+def test_self_replay_and_trainer_are_checked() -> None:
+    assert SweepConfig.from_dict({"dataset": "d", "self_replay": ["replay"]}).self_replay == ("replay",)
+    with pytest.raises(ConfigError, match="self_replay: must be a list of cohort names"):
+        SweepConfig.from_dict({"dataset": "d", "self_replay": "replay"})
+    with pytest.raises(ConfigError, match="trainer: 'ray' is not one of"):
+        SweepConfig.from_dict({"dataset": "d", "trainer": "ray"})
+
+
+def test_rates_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("dataset: d\nlearning_rates: [3e-4, 1e-2]\n")
+
+    assert SweepConfig.from_yaml(path).learning_rates == (3e-4, 1e-2)
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"learning_rates": [0.0]}, "learning_rates: every rate must be a finite number > 0"),
+        ({"learning_rates": [-1e-4]}, "learning_rates: every rate must be a finite number > 0"),
+        ({"learning_rates": [float("nan")]}, "learning_rates: every rate must be a finite number > 0"),
+        ({"learning_rates": ["fast"]}, "learning_rates: 'fast' is not a number"),
+        ({"learning_rates": []}, "give at least one rate, or lr_find: true"),
+        ({"learning_rates": [1e-4, 1e-4]}, "learning_rates: has duplicates"),
+        ({"batch_size": 0}, "batch_size: must be >= 1"),
+        ({"precision": "fp8"}, "precision: 'fp8' is not one of"),
+        ({"scheduler": {"kind": "exponential"}}, "scheduler.kind: 'exponential' is not one of"),
+        ({"lora": {"r": 0}}, "lora.r: must be >= 1"),
+        ({"lora": {"rank": 8}}, "unknown key.*lora.rank"),
+        ({"learning_rate": 1e-4}, "unknown key.*learning_rate"),
+    ],
+)
+def test_bad_values_name_their_key(data: dict[str, object], pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        SweepConfig.from_dict({"dataset": "d", **data})
+
+
+def test_unreadable_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("dataset: [unclosed\n")
+
+    with pytest.raises(ConfigError, match=r"bad\.yaml: cannot read YAML"):
+        SweepConfig.from_yaml(path)
