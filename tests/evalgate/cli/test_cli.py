@@ -160,8 +160,14 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes(
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 90
-    while not list(home.glob("artifacts/sweeps/*/fused-checkpoint.pt")) and time.monotonic() < deadline:
+    # Ctrl-C only saves a checkpoint once training runs: before that (imports, model load, which take
+    # minutes on a loaded 2-core machine) it is click's plain abort, exit code 1. So wait for the first
+    # checkpoint, however long loading takes, and fail plainly if the sweep ended or never got there.
+    deadline = time.monotonic() + 600
+    while not list(home.glob("artifacts/sweeps/*/fused-checkpoint.pt")):
+        if process.poll() is not None:
+            pytest.fail(f"the sweep ended before its first checkpoint: {process.communicate()[1]}")
+        assert time.monotonic() < deadline, "no checkpoint within 600 s"
         time.sleep(0.2)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
