@@ -16,8 +16,7 @@ Positions are paired by token (same input ids through both models), so the signa
 candidate's predictions moved on general text, with no sampling noise. The base model scores exactly 0.
 ``ood_kl_all`` gives every candidate's values from one forward pass per batch over the base model and
 all the adapters stacked (``evalgate.modeling.stacked_generation.stacked_adapters``): the base
-distributions are
-computed once rather than once per candidate.
+distributions are computed once rather than once per candidate.
 """
 
 from __future__ import annotations
@@ -28,14 +27,11 @@ from typing import Any
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from evalgate.evaluation.pseudo_evaluators import OOD_KL, OOD_KL_THRESHOLD, OOD_KL_VERSION
 from evalgate.modeling.generation import active_adapter
 from evalgate.modeling.prompting import render_completion, render_prompt
 from evalgate.modeling.stacked_generation import CannotStack, stacked_adapters
 from evaluators.base import ScoredRow
 from evaluators.perplexity import LogProbs
-
-__all__ = ["OOD_KL", "OOD_KL_THRESHOLD", "OOD_KL_VERSION", "ood_kl", "ood_kl_all", "reference_logprobs"]
 
 DEFAULT_BATCH_SIZE = 4
 
@@ -105,9 +101,7 @@ def ood_kl(
     its adapters disabled. ``base_answers[i]`` is the base model's answer to ``rows[i]``.
     """
     pad_id = int(tokenizer.pad_token_id or 0)
-    sequences = [
-        teacher_forced_ids(tokenizer, row, answer)[0] for row, answer in zip(rows, base_answers, strict=True)
-    ]
+    sequences = _kl_sequences(tokenizer, rows, base_answers)
     results: list[float] = []
     for _, batch in _batches(sequences, batch_size):
         with active_adapter(model, None):
@@ -129,9 +123,7 @@ def ood_kl_all(
     """``ood_kl`` of every adapter in ``adapters``: one forward pass per batch over the base model's
     copy and each adapter's (stacked); the loop of ``ood_kl`` when the adapters cannot be stacked."""
     pad_id = int(tokenizer.pad_token_id or 0)
-    sequences = [
-        teacher_forced_ids(tokenizer, row, answer)[0] for row, answer in zip(rows, base_answers, strict=True)
-    ]
+    sequences = _kl_sequences(tokenizer, rows, base_answers)
     models: list[str | None] = [None, *adapters]
     try:
         with stacked_adapters(model, models) as routing:
@@ -147,6 +139,15 @@ def ood_kl_all(
         return {
             adapter: ood_kl(model, tokenizer, rows, base_answers, adapter, batch_size) for adapter in adapters
         }
+
+
+def _kl_sequences(
+    tokenizer: PreTrainedTokenizerBase, rows: Sequence[Mapping[str, Any]], base_answers: Sequence[str]
+) -> list[list[int]]:
+    """Token ids of each row's prompt + the base model's answer, the text both models are compared on."""
+    return [
+        teacher_forced_ids(tokenizer, row, answer)[0] for row, answer in zip(rows, base_answers, strict=True)
+    ]
 
 
 def _mean_kl(base: torch.Tensor, candidate: torch.Tensor, batch: list[list[int]]) -> list[float]:
