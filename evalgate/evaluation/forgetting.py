@@ -16,7 +16,8 @@ Positions are paired by token (same input ids through both models), so the signa
 candidate's predictions moved on general text, with no sampling noise. The base model scores exactly 0.
 ``ood_kl_all`` gives every candidate's values from one forward pass per batch over the base model and
 all the adapters stacked (``evalgate.modeling.stacked_generation.stacked_adapters``): the base
-distributions are computed once rather than once per candidate.
+distributions are computed once rather than once per candidate, and the layers below the lowest
+adapted one run once for all the models (``evalgate.modeling.shared_layers``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from transformers import PreTrainedTokenizerBase
 
 from evalgate.modeling.generation import active_adapter
 from evalgate.modeling.prompting import render_completion, render_prompt
-from evalgate.modeling.stacked_generation import CannotStack, stacked_adapters
+from evalgate.modeling.shared_layers import shared_below
+from evalgate.modeling.stacked_generation import CannotStack, adapted_modules, stacked_adapters
 from evaluators.base import ScoredRow
 from evaluators.perplexity import LogProbs
 
@@ -126,11 +128,14 @@ def ood_kl_all(
     sequences = _kl_sequences(tokenizer, rows, base_answers)
     models: list[str | None] = [None, *adapters]
     try:
-        with stacked_adapters(model, models) as routing:
+        with (
+            stacked_adapters(model, models) as routing,
+            shared_below(model, adapted_modules(model), len(models)) as shared,
+        ):
             results: dict[str, list[float]] = {adapter: [] for adapter in adapters}
             for _, batch in _batches(sequences, batch_size):
                 routing.start(len(batch))
-                stacked = _log_softmax(model, batch * len(models), pad_id)
+                stacked = _log_softmax(model, batch if shared else batch * len(models), pad_id)
                 base = stacked[: len(batch)]
                 for k, adapter in enumerate(adapters, start=1):
                     results[adapter] += _mean_kl(base, stacked[k * len(batch) : (k + 1) * len(batch)], batch)

@@ -23,7 +23,7 @@ from transformers import PreTrainedTokenizerBase
 
 from evalgate.core.timings import stage
 from evalgate.modeling.decoding import DecodingSettings
-from evalgate.modeling.greedy import RowsKept, greedy_decode
+from evalgate.modeling.greedy import Prefill, RowsKept, greedy_decode, plain_prefill
 from evalgate.modeling.loading import (
     hub_cache_dir,
     load_model,
@@ -110,6 +110,7 @@ def generate_batch(
     budgets: list[int],
     stops: list[int],
     on_rows_kept: RowsKept | None = None,
+    prefill: Prefill = plain_prefill,
 ) -> list[Answer]:
     """One left-padded batch through ``evalgate.modeling.greedy.greedy_decode``: each row stops at its own
     budget or stop token and leaves the running batch then (``on_rows_kept`` is told which rows stay)."""
@@ -118,7 +119,9 @@ def generate_batch(
     input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded])
     attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
     device = next(model.parameters()).device
-    new_ids = greedy_decode(model, input_ids.to(device), attention.to(device), budgets, stops, on_rows_kept)
+    new_ids = greedy_decode(
+        model, input_ids.to(device), attention.to(device), budgets, stops, on_rows_kept, prefill
+    )
     return [_decode(tokenizer, ids, stops) for ids in new_ids]
 
 

@@ -23,6 +23,23 @@ import torch
 RowsKept = Callable[[list[int]], None]
 """Told the positions (in the running batch) of the rows kept after a step, before the next step."""
 
+Prefill = Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor], Any]
+"""The first forward pass, ``(model, input_ids, attention_mask, position_ids) -> output``: the output's
+``logits`` (at least the last position) and ``cache`` cover every row of ``input_ids``."""
+
+
+def plain_prefill(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+) -> Any:
+    """The whole prompt batch through the model, keeping the last position's logits and the cache."""
+    return model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+
 
 def greedy_decode(
     model: Any,
@@ -31,18 +48,18 @@ def greedy_decode(
     budgets: Sequence[int],
     stops: Sequence[int],
     on_rows_kept: RowsKept | None = None,
+    prefill: Prefill = plain_prefill,
 ) -> list[list[int]]:
     """New token ids of each left-padded row: at most ``budgets[i]`` of them, ending at the first stop
-    token (included) when one comes first."""
+    token (included) when one comes first. ``prefill`` runs the prompt pass (one that shares work
+    between rows may stand in for ``plain_prefill``)."""
     stop_set = set(stops)
     new_tokens: list[list[int]] = [[] for _ in budgets]
     running = list(range(len(budgets)))
     mask = attention_mask
     positions = (mask.long().cumsum(-1) - 1).clamp_min(0)
     with torch.inference_mode():
-        output = model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
-        )
+        output = prefill(model, input_ids, mask, positions)
         cache, next_position = output.cache, positions[:, -1:] + 1
         while True:
             tokens = output.logits[:, -1].argmax(dim=-1)

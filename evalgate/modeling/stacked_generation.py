@@ -6,7 +6,8 @@ layer adds, for model ``k`` with input rows ``x_k``,
 
     delta_k = (x_k A_k^T) (s_k B_k)^T          s_k = lora_alpha_k / r_k,  no delta for the base
 
-with two matmuls on the contiguous run of model ``k``'s rows (``RowRouting``). The decoder
+with two matmuls on the contiguous run of model ``k``'s rows (``RowRouting``). The prompt pass runs
+the layers below the lowest adapted one once for all the copies (``shared_prefill``). The decoder
 (``evalgate.modeling.greedy``) drops a row as soon as it finishes; the rows left stay adapter-major, so the
 runs only shrink. peft's own ``adapter_names=`` batches select and scatter the rows of each adapter in
 every layer at every step instead. Every copy is padded exactly as the batch alone, so each model sees
@@ -32,6 +33,8 @@ from evalgate.modeling.generation import (
     generate_per_adapter,
     prompt_batches,
 )
+from evalgate.modeling.greedy import Prefill, plain_prefill
+from evalgate.modeling.shared_layers import shared_below, tile_shared_cache
 
 
 class CannotStack(ValueError):
@@ -42,6 +45,11 @@ def _lora_layers(model: Any) -> dict[str, Any]:
     from peft.tuners.lora import LoraLayer
 
     return {name: module for name, module in model.named_modules() if isinstance(module, LoraLayer)}
+
+
+def adapted_modules(model: Any) -> list[nn.Module]:
+    """The model's LoRA layers (empty for a model without adapters)."""
+    return list(_lora_layers(model).values())
 
 
 LoraWeights = tuple[torch.Tensor, torch.Tensor] | None
@@ -137,6 +145,23 @@ def stacked_adapters(model: Any, adapters: Sequence[str | None]) -> Iterator[Row
             handle.remove()
 
 
+def shared_prefill(adapted: Sequence[nn.Module], copies: int) -> Prefill:
+    """A prompt pass over ``copies`` adapter-major copies of a batch that runs the layers below the
+    lowest ``adapted`` one on a single copy (``evalgate.modeling.shared_layers``), then repeats their
+    cache rows for decoding; the plain pass when the lowest adapted layer is the first."""
+
+    def prefill(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> Any:
+        rows = input_ids.shape[0] // copies
+        with shared_below(model, adapted, copies) as shared:
+            if not shared:
+                return plain_prefill(model, input_ids, mask, positions)
+            output = plain_prefill(model, input_ids[:rows], mask[:rows], positions[:rows])
+        tile_shared_cache(output.cache, shared, copies)
+        return output
+
+    return prefill
+
+
 def generate_mixed_adapters(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -167,12 +192,19 @@ def _generate_stacked(
 ) -> dict[str | None, list[Answer]]:
     encoded, budgets, batches = prompt_batches(tokenizer, rows, decoding)
     stops = end_of_turn_ids(tokenizer)
+    prefill = shared_prefill(adapted_modules(model), len(adapters))
     answers: dict[str | None, dict[int, Answer]] = {adapter: {} for adapter in adapters}
     for batch in batches:
         prompts = [encoded[i] for _ in adapters for i in batch]
         routing.start(len(batch))
         texts = generate_batch(
-            model, tokenizer, prompts, [budgets[i] for _ in adapters for i in batch], stops, routing.keep
+            model,
+            tokenizer,
+            prompts,
+            [budgets[i] for _ in adapters for i in batch],
+            stops,
+            routing.keep,
+            prefill,
         )
         for position, adapter in enumerate(adapters):
             chunk = texts[position * len(batch) : (position + 1) * len(batch)]

@@ -35,9 +35,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import PreTrainedModel
 
 from evalgate.core.disk_writes import write_file, write_folder
+from evalgate.modeling.shared_layers import decoder_layers
 from evalgate.sweep.config import SchedulerSettings, SweepConfig
 from evalgate.sweep.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
-from evalgate.sweep.training.fused_lora import FusedAdapters, decoder_layers, export_adapter, fused_adapters
+from evalgate.sweep.training.fused_lora import FusedAdapters, export_adapter, fused_adapters
 from evalgate.sweep.training.peft_trainer import (
     ADAPTER_DIR,
     IGNORE_INDEX,

@@ -7,9 +7,10 @@ linear layer computes, for adapter ``k`` with input rows ``x_k`` (shape [B*T, in
 
 for all active adapters at once with two batched matmuls over the stacked ``[K, r, in]`` and
 ``[K, out, r]`` weights. Layers below the lowest adapted layer see the batch once (B rows): a forward
-pre-hook repeats the hidden states K times on entering the first adapted layer, so that part of the
-model is computed once for every rate. Each adapter keeps its own parameters (one optimizer group
-each); they are stacked at every forward, which costs a copy of r x (in + out) numbers per layer.
+pre-hook repeats the hidden states K times on entering the first adapted layer
+(``evalgate.modeling.shared_layers``), so that part of the model is computed once for every rate.
+Each adapter keeps its own parameters (one optimizer group each); they are stacked at every forward,
+which costs a copy of r x (in + out) numbers per layer.
 
 The modules, scaling and initial weights are those peft would create for the sweep's ``LoraConfig``
 (taken from a peft model built once and unloaded), and ``export_adapter`` writes a standard PEFT
@@ -22,7 +23,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from peft import PeftModel
@@ -30,6 +30,7 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 from transformers import PreTrainedModel
 
+from evalgate.modeling.shared_layers import BatchExpander, decoder_layers, lowest_layer_holding
 from evalgate.sweep.config import SweepConfig
 from evalgate.sweep.training.peft_trainer import attach_adapter
 
@@ -67,54 +68,6 @@ class FusedLoraLinear(nn.Module):
         return out + self.scaling * delta.reshape(out.shape)
 
 
-class BatchExpander:
-    """Forward pre-hooks that repeat the batch K times from the first adapted layer upwards.
-
-    The first hooked layer repeats its hidden states; every hooked layer repeats the other per-row
-    tensors it is given (attention mask, position ids and embeddings) whose first dimension is the
-    original batch size. Tensors with a first dimension of 1 broadcast and are left alone.
-    """
-
-    def __init__(self, layers: Sequence[nn.Module], count: int) -> None:
-        self.count = count
-        self.batch = 0
-        self.handles = [
-            layer.register_forward_pre_hook(self._hook(index == 0), with_kwargs=True)
-            for index, layer in enumerate(layers)
-        ]
-
-    def _hook(self, first: bool) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            if first:
-                hidden = args[0] if args else kwargs["hidden_states"]
-                self.batch = hidden.shape[0]
-                hidden = hidden.repeat(self.count, *([1] * (hidden.dim() - 1)))
-                if args:
-                    args = (hidden, *args[1:])
-                else:
-                    kwargs["hidden_states"] = hidden
-            kwargs = {name: self._repeat(value) for name, value in kwargs.items()}
-            return args, kwargs
-
-        return hook
-
-    def _repeat(self, value: Any) -> Any:
-        if isinstance(value, tuple):
-            return tuple(self._repeat(item) for item in value)
-        if (
-            isinstance(value, torch.Tensor)
-            and value.dim() > 0
-            and self.batch > 1
-            and value.shape[0] == self.batch
-        ):
-            return value.repeat(self.count, *([1] * (value.dim() - 1)))
-        return value
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-
 @dataclass
 class FusedAdapters:
     """The fused modules installed in a base model, by their module name."""
@@ -146,20 +99,6 @@ class FusedAdapters:
             for name, module in self.modules.items():
                 module.lora_a[adapter].copy_(state[f"{name}.lora_A"])
                 module.lora_b[adapter].copy_(state[f"{name}.lora_B"])
-
-
-def decoder_layers(model: PreTrainedModel) -> nn.ModuleList | None:
-    """The model's transformer blocks (``model.get_decoder().layers``), or None when it has none."""
-    try:
-        layers = model.get_decoder().layers
-    except AttributeError:
-        return None
-    return layers if isinstance(layers, nn.ModuleList) else None
-
-
-def _layer_of_modules(layers: nn.ModuleList) -> dict[int, int]:
-    """``id(module)`` -> index of the decoder layer that contains it."""
-    return {id(module): index for index, layer in enumerate(layers) for module in layer.modules()}
 
 
 def _lora_layers(peft_model: PeftModel) -> dict[str, LoraLayer]:
@@ -218,9 +157,9 @@ def fused_adapters(
         originals[name] = linear
         modules[name] = fused
         base.set_submodule(name, fused)
-    layer_of = _layer_of_modules(layers)
-    indices = sorted({layer_of[id(module.base)] for module in modules.values()})
-    expander = BatchExpander(list(layers)[indices[0] :], count)
+    first = lowest_layer_holding(layers, list(modules.values()))
+    assert first is not None
+    expander = BatchExpander(list(layers)[first:], count)
     base.train()  # LoRA dropout is active in training mode, as under the transformers Trainer
     try:
         yield base, FusedAdapters(modules, expander, count)

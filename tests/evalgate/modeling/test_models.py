@@ -184,20 +184,22 @@ def test_pick_dtype_maps_explicit_precision(precision: str, dtype: torch.dtype) 
     assert pick_dtype(precision, "cpu") == dtype
 
 
-def test_pick_dtype_auto_is_bf16_only_on_cpus_with_native_bf16(
+def test_pick_dtype_auto_is_bf16_only_on_cpus_with_amx(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import evalgate.modeling.loading as models
 
-    amx, avx2 = tmp_path / "amx", tmp_path / "avx2"
+    amx, avx512, avx2 = tmp_path / "amx", tmp_path / "avx512", tmp_path / "avx2"
     amx.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_bf16\n")
+    avx512.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
     avx2.write_text("processor\t: 0\nflags\t\t: fpu avx2 fma\n")
-    assert models.cpu_has_native_bf16(amx) and not models.cpu_has_native_bf16(avx2)
-    assert not models.cpu_has_native_bf16(tmp_path / "missing")
+    assert models.cpu_has_fast_bf16(amx)
+    assert not models.cpu_has_fast_bf16(avx512) and not models.cpu_has_fast_bf16(avx2)
+    assert not models.cpu_has_fast_bf16(tmp_path / "missing")
 
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
     assert pick_dtype("auto", "cpu") == torch.bfloat16
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
     assert pick_dtype("auto", "cpu") == torch.float32
     assert pick_dtype("auto", "mps") == torch.float32
 

@@ -1,0 +1,85 @@
+"""Layers below the lowest adapted one run once for every model of a stacked pass, with the same answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from evalgate.modeling.generation import DecodingSettings, generate_per_adapter
+from evalgate.modeling.loading import load_model
+from evalgate.modeling.shared_layers import decoder_layers, lowest_layer_holding
+from evalgate.modeling.stacked_generation import adapted_modules, generate_mixed_adapters
+
+ROWS: list[dict[str, Any]] = [
+    {"id": "a", "question": "What is the capital of France?", "context": ""},
+    {"id": "b", "question": "Extract the order.", "context": "Ann bought 3 apples at the market."},
+    {"id": "c", "question": "Hi", "context": ""},
+    {"id": "d", "question": "Return only valid JSON with the fields name and quantity.", "context": "Bob"},
+    {"id": "e", "question": "The quick brown fox jumps over the lazy dog?", "context": ""},
+]
+DECODING = DecodingSettings(max_new_tokens=12, batch_size=4)  # batches of 4 rows and of 1 row
+
+
+def top_layer_adapters(tiny_lm_dir: Path) -> Any:
+    """The tiny model (seeded weight noise) with two random adapters on its last layer only."""
+    model, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir, dtype=torch.float32)
+    tokenizer.padding_side = "left"
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn(parameter.shape, generator=noise) * 0.05)
+    last = model.config.num_hidden_layers - 1
+    torch.manual_seed(0)
+
+    def lora(alpha: int) -> LoraConfig:
+        return LoraConfig(
+            r=4,
+            lora_alpha=alpha,
+            target_modules=["q_proj", "v_proj"],
+            layers_to_transform=[last],
+            init_lora_weights=False,
+        )
+
+    peft_model = get_peft_model(model, lora(64), adapter_name="noisy")
+    peft_model.add_adapter("louder", lora(256))
+    peft_model.eval()
+    return peft_model, tokenizer
+
+
+def test_the_lowest_adapted_layer_is_found_through_the_peft_wrapper(tiny_lm_dir: Path) -> None:
+    model, _ = top_layer_adapters(tiny_lm_dir)
+    layers = decoder_layers(model)
+
+    assert layers is not None and len(layers) == 2
+    assert lowest_layer_holding(layers, adapted_modules(model)) == 1
+    assert lowest_layer_holding(layers, []) is None
+
+
+def test_stacked_answers_with_shared_lower_layers_are_the_loops(tiny_lm_dir: Path) -> None:
+    model, tokenizer = top_layer_adapters(tiny_lm_dir)
+    adapters: list[str | None] = [None, "noisy", "louder"]
+    rows_seen: dict[int, list[int]] = {0: [], 1: []}  # rows each layer put out, per pass
+    layers = decoder_layers(model)
+    assert layers is not None
+    handles = [
+        layers[index].register_forward_hook(
+            lambda _m, _args, output, index=index: rows_seen[index].append(
+                (output[0] if isinstance(output, tuple) else output).shape[0]
+            )
+        )
+        for index in (0, 1)
+    ]
+    try:
+        mixed = generate_mixed_adapters(model, tokenizer, ROWS, adapters, DECODING)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    assert mixed == generate_per_adapter(model, tokenizer, ROWS, adapters, DECODING)
+    assert mixed["noisy"] != mixed[None] != mixed["louder"]
+    # the prompt pass of each batch (4 rows, then 1): the lower layer once, the adapted one per model
+    assert rows_seen[0][0] == 4 and rows_seen[1][0] == 12
+    assert 1 in rows_seen[0] and 3 in rows_seen[1]
