@@ -85,6 +85,13 @@ def test_wheel_holds_every_module_of_the_code_trees(wheel_names: set[str]) -> No
     assert [name for name in modules if name not in wheel_names] == []
 
 
+def test_wheel_holds_the_report_templates(wheel_names: set[str]) -> None:
+    """The Jinja2 templates of the report and the dashboard ship inside ``evalgate/report/templates/``."""
+    templates = [path.as_posix() for path in _files(REPO_ROOT / "evalgate" / "report" / "templates")]
+    assert "evalgate/report/templates/report.html.j2" in templates
+    assert [name for name in templates if name not in wheel_names] == []
+
+
 def test_wheel_holds_migrations_suite_and_example_configs(wheel_names: set[str]) -> None:
     """The Alembic scripts, the bundled suite and the example configs are under evalgate/_bundled/."""
     expected = _runtime_data()
@@ -107,6 +114,7 @@ INSTALLED_CHECK = textwrap.dedent(
     from evalgate.ci.config import CiConfig
     from evalgate.db.migrate import current_revision, head_revision, upgrade
     from evalgate.core.paths import BUNDLED_SUITE_DIR, MAIN_JOB_CONFIG, MAIN_SWEEP_CONFIG, MIGRATIONS_DIR
+    from evalgate.report.pages import login_page
 
     target, url, suite_files = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     for module in (evalgate, evaluators, api.routers):
@@ -115,6 +123,7 @@ INSTALLED_CHECK = textwrap.dedent(
         assert path.is_relative_to(target / "evalgate" / "_bundled") and path.exists(), path
     assert len(list(BUNDLED_SUITE_DIR.glob("*.jsonl"))) == suite_files
     assert CiConfig.from_yaml(MAIN_JOB_CONFIG).sweep is not None
+    assert 'name="token"' in login_page("/")  # the templates load from the installed package
     upgrade(url)
     assert current_revision(url) == head_revision(url) is not None
     """
@@ -123,7 +132,8 @@ INSTALLED_CHECK = textwrap.dedent(
 
 def test_installed_wheel_runs_from_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
     """Installed with ``pip --target`` and imported first on the path, the wheel finds its own data:
-    the migrations bring an empty SQLite database to head and the main job's config loads."""
+    the migrations bring an empty SQLite database to head, the main job's config loads and a dashboard
+    page renders from the packaged templates."""
     target = tmp_path / "site"
     install = [*PIP, "install", "--no-deps", "--no-index", "-q", "--target", str(target), str(wheel)]
     _run(install)

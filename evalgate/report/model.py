@@ -1,6 +1,6 @@
 """The view model of a sweep report: plain frozen data, built by ``evalgate.report.sweep``, drawn by
-``evalgate.report.html``. Every delta here is *oriented*: ``+`` is an improvement, whatever the
-evaluator's direction (``sign x (candidate - baseline)``, ``sign = -1`` for lower-is-better).
+the templates in ``evalgate/report/templates/``. Every delta here is *oriented*: ``+`` is an improvement,
+whatever the evaluator's direction (``sign x (candidate - baseline)``, ``sign = -1`` for lower-is-better).
 """
 
 from __future__ import annotations
@@ -97,6 +97,11 @@ class CandidateView:
     def cell(self, label: str) -> CheckCell | None:
         """The cell of ``evaluator/cohort``, if this candidate has it."""
         return next((cell for cell in self.cells if cell.label == label), None)
+
+    @property
+    def plottable(self) -> bool:
+        """True when the trade-off chart can place it: it has both an objective and an ood delta."""
+        return self.objective is not None and self.ood is not None
 
 
 @dataclass(frozen=True)

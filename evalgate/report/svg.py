@@ -1,7 +1,8 @@
 """Inline SVG charts of a sweep report: the per-rate trade-off chart and the training-loss curves.
 
-Plain SVG markup (no script, no external reference); every text is escaped. Hovering a point shows its
-``<title>`` (numbers and verdict) in any browser.
+Plain SVG markup (no script, no external reference); every text is escaped here, which is why the
+templates embed these charts unescaped (``evalgate.report.templating`` marks them ``Markup``). Hovering a
+point shows its ``<title>`` (numbers and verdict) in any browser.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def padded(values: Sequence[float], pad: float = 0.08) -> tuple[float, float]:
 
 def trade_off_chart(view: SweepView) -> str:
     """x: oriented ood delta, y: oriented target gain, one point per candidate with 95% whiskers."""
-    points = [c for c in view.candidates if c.objective is not None and c.ood is not None]
+    points = [c for c in view.candidates if c.plottable]
     if not points or view.objective_check is None or view.ood_check is None:
         return '<p class="muted">No candidate has both an objective and an out-of-domain delta yet.</p>'
     xs = [v for c in points for v in _span(c.ood)] + [0.0]

@@ -11,9 +11,9 @@ from sqlalchemy import case, func, select
 
 from api import deps
 from evalgate.data.store import DatasetStore
-from evalgate.db.models import EvaluationRun, RowScore
+from evalgate.db.models import Candidate, EvaluationRun, RowScore, Sweep
 from evalgate.db.session import session_scope
-from evalgate.service.api_tokens import revoke_token
+from evalgate.service.api_tokens import create_token, revoke_token
 from tests.api.conftest import bearer
 from tests.browser.sweep_data import SeededSweep, seed_weekly_sweep
 
@@ -153,7 +153,7 @@ def test_worst_rows_drill_down(
     default = api.get(f"/candidates/{forgets}/rows", headers=HTML)
 
     assert page.status_code == 200 and "lr=0.001: worst rows on answer_accuracy/ood" in page.text
-    assert page.text.count("<tr><td>o") == 4 and "{&quot;answer&quot;: " in page.text
+    assert page.text.count("<tr><td>o") == 4 and "{&#34;answer&#34;: " in page.text
     assert "of 120 paired rows got worse" in page.text
     assert default.status_code == 200 and "worst rows on answer_accuracy/ood" in default.text
     assert api.get("/candidates/999/rows", headers=HTML).status_code == 404
@@ -208,3 +208,30 @@ def test_sweep_page_shows_each_cohorts_eval_fail_rate_next_to_the_baseline(
     assert cells == pytest.approx([round(failed[c], 1) for c in ("baseline", *runs)], abs=0.051)
     assert failed["lr=0.0001"] > failed["baseline"] + 5
     assert f'<td class="num regress">{failed["lr=0.0001"]:.1f}%' in line
+
+
+def test_every_page_escapes_sweep_candidate_and_token_names(
+    api: TestClient, store: DatasetStore, weeks: tuple[SeededSweep, SeededSweep]
+) -> None:
+    """Names stored as HTML (the store's name rules aside) come out as text on every page."""
+    hostile = "<script>alert(1)</script>"
+    escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
+    week1 = weeks[0]
+    with session_scope(store.sessions) as session:
+        sweep = session.get_one(Sweep, week1.sweep_id)
+        sweep.name, sweep.base_model = hostile, hostile
+        for candidate in session.scalars(select(Candidate).where(Candidate.sweep_id == week1.sweep_id)):
+            candidate.name = f"{hostile} {candidate.name}"
+    login(api, create_token(store.sessions, hostile, "read"))
+    rows = f"/candidates/{week1.candidates['lr=0.001']}/rows?evaluator=answer_accuracy&cohort=ood"
+    history = "/datasets/orders-json/history"
+    paths = ("/", f"/sweeps/{week1.sweep_id}", rows, history, f"/login?next=/{hostile}")
+
+    pages = {path: api.get(path, headers=HTML) for path in paths}
+
+    for path, page in pages.items():
+        assert page.status_code == 200, path
+        assert "<script" not in page.text and escaped in page.text, path
+    assert f"<h1>{escaped} lr=0.001: worst rows on answer_accuracy/ood</h1>" in pages[rows].text
+    series = f"<h2>HuggingFaceTB/SmolLM2-135M · {escaped} lr=0.0001</h2>"
+    assert series in pages[history].text

@@ -163,7 +163,7 @@ def test_report_is_one_self_contained_escaped_document(store: DatasetStore, week
     html = render_sweep_report(store.sessions, week1.sweep_id, title="weekly <b>retrain</b>")
 
     assert html.startswith("<!DOCTYPE html>") and "<title>weekly &lt;b&gt;retrain&lt;/b&gt;</title>" in html
-    assert "<img" not in html and "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert "<img" not in html and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;" in html
     for external in ("http://", "https://", "<script", "<link", "url(", "@import"):
         assert external not in html, external
     assert not re.search(r"<[^>]+\s(src|href)=", html)  # no element loads or links anything
