@@ -1,12 +1,14 @@
 """Does answer_relevancy tell a question's own answer from another question's? ROC AUC, balanced accuracy.
 
     python bench/answer_relevancy_pairs.py
-    python bench/answer_relevancy_pairs.py --halueval /work/shared/data/halueval_qa_dev.jsonl --show-errors 10
+    python bench/answer_relevancy_pairs.py --halueval rows.jsonl --show-errors 10
 
 Pairs built from ``evalgate/data/suite_passages.py``: each question with its own reference answer is
 relevant (label 1); the same question with the answer of every other question on the same passage,
 and with the answer of a question on another passage of the same topic, is irrelevant (label 0).
-Extra check on HaluEval QA (``--halueval``): each question with its own faithful answer (1) against
+Extra check on HaluEval QA (``--halueval``, default ``../shared/data/halueval_qa_dev.jsonl`` relative to
+the repository root; skipped with a note when that default is absent, an error when a given file is
+missing): each question with its own faithful answer (1) against
 the faithful answer of the next question in the file (0). Every pair is scored twice: with the passage
 as the row's context, and with no context. The reference is never given: a relevancy score must not
 copy the reference match. Printed side by side: the evaluator as it is now and the question-answer
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from common import HALUEVAL_QA_DEV, require_file  # bench/ is on sys.path when run as a script
 from scipy.stats import rankdata
 
 from evalgate.data.suite_passages import PASSAGES
@@ -125,18 +128,23 @@ def report(name: str, pairs: list[Pair], scorers: dict[str, Scorer], show_errors
 def main() -> None:
     """Build the pairs, score them, print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--halueval", type=Path, default=Path("/work/shared/data/halueval_qa_dev.jsonl"))
+    parser.add_argument(
+        "--halueval", type=Path, default=None, help=f"HaluEval QA rows (JSONL; default {HALUEVAL_QA_DEV})"
+    )
     parser.add_argument("--show-errors", type=int, default=0, help="print up to N misjudged pairs")
     args = parser.parse_args()
+    halueval = HALUEVAL_QA_DEV if args.halueval is None else require_file(parser, args.halueval, "--halueval")
     embedder = default_embedder()
     scorers = {
         f"answer_relevancy v{AnswerRelevancy.version}": current(embedder),
         "cosine (v1, no reference)": cosine_v1(embedder),
     }
     report("suite passages (evalgate/data/suite_passages.py)", passage_pairs(), scorers, args.show_errors)
-    if args.halueval.exists():
-        report(f"HaluEval QA faithful answers ({args.halueval.name})", halueval_pairs(args.halueval),
+    if halueval.is_file():
+        report(f"HaluEval QA faithful answers ({halueval.name})", halueval_pairs(halueval),
                scorers, args.show_errors)  # fmt: skip
+    else:
+        print(f"\nHaluEval QA pairs skipped: {halueval} not found (pass --halueval PATH)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Rows per second of every evaluator on the bundled suite with synthetic answers; prints the machine.
 
-    python bench/evaluator_throughput.py            # all eval rows of datasets/suite (350)
+    python bench/evaluator_throughput.py            # every eval row of datasets/suite
     python bench/evaluator_throughput.py --rows 100
 
 Synthetic answers: the reference for target rows (JSON), "The answer is <first accepted string>."

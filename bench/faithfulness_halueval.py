@@ -1,13 +1,15 @@
 """Faithfulness and hallucination_score on HaluEval QA: ROC AUC, length-matched AUROC, balanced accuracy.
 
-    python bench/faithfulness_halueval.py                      # /work/shared/data/halueval_qa_dev.jsonl
+    python bench/faithfulness_halueval.py                      # ../shared/data/halueval_qa_dev.jsonl
     python bench/faithfulness_halueval.py --data rows.jsonl --show-errors 5
 
-Each row has question, context, answer and label ("faithful" or "hallucinated"); the two answers of a
-question come in pairs. Rows are split into halves by a hash of the question number (a pair stays
-together): the default threshold was chosen on the "dev" half; "test" is the held-out figure. The
-evaluators' weights were fitted on the project's own perturbed passages
-(``python -m evalgate.evaluation.faithfulness_training``), never on this file.
+The default file is ``../shared/data/halueval_qa_dev.jsonl`` relative to the repository root (beside
+the checkout, not in it); a missing file is an error that names the path. Each row has question,
+context, answer and label ("faithful" or "hallucinated"); the two answers of a question come in pairs.
+Rows are split into halves by a hash of the question number (a pair stays together): the default
+threshold was chosen on the "dev" half; "test" is the held-out figure. The evaluators' weights were
+fitted on the project's own perturbed passages (``python -m evalgate.evaluation.faithfulness_training``),
+never on this file.
 
 Figures, each for the dev half, the test half and all rows:
 - ROC AUC: P(a random faithful row scores better than a random hallucinated row), ties count 1/2.
@@ -39,7 +41,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from common import machine  # bench/ is on sys.path when run as a script
+from common import HALUEVAL_QA_DEV, machine, require_file  # bench/ is on sys.path when run as a script
 
 from evalgate.evaluation.faithfulness_training import perturb
 from evaluators import text
@@ -47,7 +49,6 @@ from evaluators.base import Evaluator, ScoredRow
 from evaluators.faithfulness import Faithfulness
 from evaluators.hallucination import HallucinationScore
 
-DEFAULT_DATA = Path("/work/shared/data/halueval_qa_dev.jsonl")
 GENERATED_SEED = 90210
 """Seed of the generated hallucinations (training uses ``faithfulness_training.SEED``)."""
 
@@ -150,9 +151,10 @@ def report(
 def main() -> None:
     """Print the figures on the file and on the generated hallucinations."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=HALUEVAL_QA_DEV, help="HaluEval QA rows (JSONL)")
     parser.add_argument("--show-errors", type=int, default=0, help="print this many misjudged dev rows")
     args = parser.parse_args()
+    require_file(parser, args.data, "--data")
     raw = [json.loads(line) for line in args.data.read_text().splitlines() if line.strip()]
     rows = [ScoredRow(r["id"], r["question"], r["answer"], context=r["context"]) for r in raw]
     labels = np.array([r["label"] == "faithful" for r in raw])
