@@ -109,17 +109,15 @@ class RowRouting:
 
 def _add_routed_delta(weights: list[LoraWeights], routing: RowRouting) -> Any:
     def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        """Adds each adapter's delta to its rows of the base layer's fresh output, in place."""
         x = args[0]
-        parts = []
         for model, first, end in routing.runs(x.shape[0]):
-            part = output[first:end]
             pair = weights[model]
             if pair is not None:
                 lora_a, lora_b = pair
                 delta = (x[first:end].to(lora_a.dtype) @ lora_a.T) @ lora_b.T
-                part = part + delta.to(output.dtype)
-            parts.append(part)
-        return torch.cat(parts)
+                output[first:end] += delta.to(output.dtype)
+        return output
 
     return hook
 
