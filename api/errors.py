@@ -27,17 +27,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from evalgate.data.rows import DatasetInputError
 from evalgate.data.store_files import DatasetIntegrityError
 from evalgate.gate.decide import GateRefusal
-from evalgate.gate.policy import PolicyError
 from evalgate.gate.service import PromotionRefused
 from evalgate.service.api_tokens import TokenError
 from evalgate.service.jobs import JobStateError
-from evalgate.sweep.config import ConfigError
 from evalgate.sweep.external import AdapterLocationError
 
 CONFLICTS = (GateRefusal, PromotionRefused, JobStateError)
 BAD_INPUT: dict[type[Exception], tuple[str, ...]] = {
-    PolicyError: ("body", "policy"),
-    ConfigError: ("body", "config"),
     AdapterLocationError: ("body", "adapter_uri"),
     DatasetInputError: ("body",),
     TokenError: ("body",),

@@ -5,7 +5,7 @@ from reaching it: such input is a 422 naming the parameter or field, never a 500
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -15,7 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from evalgate.data.store import VersionInfo, VersionRef
 from evalgate.db.models import Candidate, EvaluationRun, Job
+from evalgate.evaluation.options import EvaluationOptions, KnownEvaluationOptions
+from evalgate.gate.policy import GatePolicy
 from evalgate.gate.service import PromotionInfo, StoredDecision
+from evalgate.sweep.config import SweepConfig
 
 MAX_ID = 2**31 - 1
 """Largest id the database can hold (id columns are 32-bit INTEGER on PostgreSQL): past it, a 422."""
@@ -25,12 +28,15 @@ BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 def unstorable(value: Any, where: str = "") -> str | None:
-    """Why ``value`` (nested dicts and lists walked) cannot be stored, naming the place, or None.
+    """Why ``value`` (nested dicts, lists, tuples and dataclasses walked) cannot be stored, naming the
+    place, or None.
 
     PostgreSQL text and JSONB refuse NUL characters, and JSON has no NaN or Infinity (Python's parser
     accepts them), so such input is refused up front with its location instead of failing in the
     database.
     """
+    if is_dataclass(value) and not isinstance(value, type):
+        value = asdict(value)
     if isinstance(value, str):
         return f"{where or 'value'}: NUL character (\\u0000) not allowed" if "\x00" in value else None
     if isinstance(value, float) and not math.isfinite(value):
@@ -41,7 +47,7 @@ def unstorable(value: Any, where: str = "") -> str | None:
             problem = unstorable(str(key), inner + " (key)") or unstorable(item, inner)
             if problem:
                 return problem
-    if isinstance(value, list):
+    if isinstance(value, list | tuple):
         for index, item in enumerate(value):
             problem = unstorable(item, f"{where}[{index}]")
             if problem:
@@ -148,7 +154,7 @@ class JobOut(BaseModel):
 
 
 class SweepIn(Strict):
-    config: dict[str, Any] = Field(description="A sweep config, as in examples/sweep.yaml.")
+    config: SweepConfig = Field(description="A sweep config, as in examples/sweep.yaml.")
 
 
 # ------------------------------------------------------------------------------------------ candidates
@@ -197,26 +203,15 @@ class CandidateOut(BaseModel):
 # ----------------------------------------------------------------------------------------- evaluations
 
 
-class EvaluationOptionsIn(Strict):
-    evaluators: list[str] | None = None
-    max_new_tokens: int = Field(default=96, ge=1, le=4096)
-    cohort_max_new_tokens: dict[str, Annotated[int, Field(ge=1, le=4096)]] = Field(
-        default_factory=dict, description="Answer budgets of named cohorts; others get max_new_tokens."
-    )
-    batch_size: int = Field(default=8, ge=1, le=1024)
-    device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    seed: int = Field(default=0, ge=0, le=2**32 - 1)
-    mixed_adapters: bool = True
-
-
 class EvaluationIn(Strict):
     candidate_id: BodyId | None = Field(
         default=None, description="Evaluate this candidate (and the base model)."
     )
     dataset: str | None = Field(default=None, description="NAME@vN; required with candidate_id.")
     sweep_id: BodyId | None = Field(default=None, description="Or: every trained candidate of this sweep.")
-    options: EvaluationOptionsIn = Field(default_factory=EvaluationOptionsIn)
+    options: KnownEvaluationOptions = Field(
+        default_factory=EvaluationOptions, description="How to evaluate, as the CI job's `evaluation:`."
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> EvaluationIn:
@@ -248,7 +243,7 @@ class EvaluationOut(BaseModel):
 
 class DecideIn(Strict):
     candidate_id: BodyId
-    policy: dict[str, Any] = Field(description="A gate policy, as in examples/policy.yaml.")
+    policy: GatePolicy = Field(description="A gate policy, as in examples/policy.yaml.")
     baseline: Literal["auto", "base", "promoted"] | BodyId = Field(
         default="auto",
         description="auto: the last promoted candidate of the same base model, else the base model; "

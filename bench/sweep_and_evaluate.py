@@ -32,7 +32,8 @@ from evalgate.core.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_JOB_
 from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
-from evalgate.evaluation.run import EvaluationOptions, evaluate_sweep
+from evalgate.evaluation.options import EvaluationOptions
+from evalgate.evaluation.run import EvaluationHooks, evaluate_sweep
 from evalgate.modeling.generation import generate_per_adapter
 from evalgate.modeling.loading import EMBEDDED_DEFAULT_MODEL, resolve_model
 from evalgate.modeling.stacked_generation import generate_mixed_adapters
@@ -76,7 +77,7 @@ def fresh_home(root: Path, name: str, files: list[str]) -> tuple[Settings, str]:
 def naive(root: Path, files: list[str], sweep: SweepConfig, options: EvaluationOptions) -> dict[str, float]:
     """K independent runs, one rate each, sharing nothing."""
     phases = {"train": 0.0, "evaluate": 0.0}
-    looped = dataclasses.replace(options, generator=generate_per_adapter)
+    looped = EvaluationHooks(generator=generate_per_adapter)
     for rate in sweep.learning_rates:
         settings, label = fresh_home(root, f"naive-{rate:g}", files)
         config = dataclasses.replace(sweep, dataset=label, learning_rates=(rate,), trainer="peft")
@@ -84,7 +85,7 @@ def naive(root: Path, files: list[str], sweep: SweepConfig, options: EvaluationO
         result = run_sweep(config, settings, show_progress=False)
         trained = time.perf_counter()
         if result.candidates[0]["status"] == "trained":
-            evaluate_sweep(result.sweep_id, settings, looped)
+            evaluate_sweep(result.sweep_id, settings, options, hooks=looped)
         phases["train"] += trained - started
         phases["evaluate"] += time.perf_counter() - trained
     return phases
@@ -96,11 +97,11 @@ def evalgate_path(
     """One run: fused training of every rate, one evaluation with mixed-adapter batches."""
     settings, label = fresh_home(root, "evalgate", files)
     config = dataclasses.replace(sweep, dataset=label, trainer="fused")
-    mixed = dataclasses.replace(options, generator=generate_mixed_adapters)
+    mixed = EvaluationHooks(generator=generate_mixed_adapters)
     started = time.perf_counter()
     result = run_sweep(config, settings, show_progress=False)
     trained = time.perf_counter()
-    evaluate_sweep(result.sweep_id, settings, mixed)
+    evaluate_sweep(result.sweep_id, settings, options, hooks=mixed)
     train, evaluate = trained - started, time.perf_counter() - trained
     return {"train": train, "evaluate": evaluate}
 
@@ -127,7 +128,7 @@ def main() -> None:
     if args.rates:
         sweep = dataclasses.replace(sweep, learning_rates=tuple(args.rates))
     resolve_model(sweep.base_model, root)  # build the embedded model's cache before timing anything
-    options = EvaluationOptions(**{**job.evaluation.to_dict(), "evaluators": job.evaluation.evaluators})
+    options = job.evaluation
     files = suite_files(root, args.rows)
     print(f"machine: {machine()}")
     print(

@@ -24,7 +24,7 @@ def start_evaluation(body: EvaluationIn, state: AppState = Depends(get_state)) -
 
     404 for an unknown candidate, sweep or dataset version; 409 for a candidate without an adapter.
     """
-    payload: dict[str, Any] = {"options": body.options.model_dump()}
+    payload: dict[str, Any] = {"options": body.options.to_dict()}
     if body.sweep_id is not None:
         with session_scope(state.sessions) as session:
             if session.get(Sweep, body.sweep_id) is None:

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends
 
 from api.deps import READ, AppState, get_state, require
 from api.schemas import STORABLE, DecideIn, DecisionOut, PathId, PromotionOut, QueryId
-from evalgate.gate.policy import GatePolicy
 from evalgate.gate.service import current_baseline, decide_candidate, get_decision, list_decisions, promote
 from evalgate.service.api_tokens import TokenInfo
 
@@ -27,9 +26,8 @@ def decide(
     The same candidate run, baseline run and policy return the decision already stored
     (``reused: true``). An invalid policy is a 422 naming the bad field.
     """
-    policy = GatePolicy.from_dict(body.policy)
     stored = decide_candidate(
-        state.sessions, body.candidate_id, policy, baseline=body.baseline, decided_by=token.name
+        state.sessions, body.candidate_id, body.policy, baseline=body.baseline, decided_by=token.name
     )
     return DecisionOut.of(stored)
 

@@ -14,7 +14,6 @@ from evalgate.db.models import Sweep
 from evalgate.db.session import session_scope
 from evalgate.service.handlers import SWEEP
 from evalgate.service.jobs import enqueue
-from evalgate.sweep.config import SweepConfig
 from evalgate.sweep.records import candidate_rows
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[STORABLE])
@@ -23,7 +22,7 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"], dependencies=[STORABLE])
 @router.post("", response_model=JobOut, status_code=status.HTTP_202_ACCEPTED, dependencies=[WRITE])
 def submit_sweep(body: SweepIn, state: AppState = Depends(get_state)) -> JobOut:
     """Validate the config and its dataset, then queue the sweep; follow it at ``/jobs/{id}``."""
-    config = SweepConfig.from_dict(body.config)
+    config = body.config
     state.store.get(
         version_ref(config.dataset, ("body", "config", "dataset"))
     )  # 404 now, not a failed job later

@@ -47,7 +47,7 @@ def run_standalone(
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)  # before importing torch: an unknown version fails fast
     console.print(f"dataset {version.label} (sha256 {version.content_hash[:16]})")
-    from evalgate.evaluation.run import EvaluationOptions, evaluate_candidate, evaluate_sweep
+    from evalgate.evaluation.run import evaluate_candidate, evaluate_sweep
 
     sweep_id, sweep = None, config.sweep
     if sweep is not None:
@@ -62,7 +62,7 @@ def run_standalone(
         candidates = [
             register(store.sessions, settings, config.base_model, spec) for spec in config.candidates
         ]
-    options = EvaluationOptions(**{**config.evaluation.to_dict(), "evaluators": config.evaluation.evaluators})
+    options = config.evaluation
     trained = [c.candidate_id for c in candidates if c.status == "trained"]
     with stage("evaluation"), task_bars(console, progress) as bars:
         if sweep_id is None:

@@ -13,10 +13,13 @@ from rich.console import Console
 from rich.table import Table
 
 from evalgate.cli.common import ready_settings
+from evalgate.evaluation.options import EvaluationOptions
 from evalgate.evaluation.progress import task_bars
-from evalgate.modeling.decoding import DEFAULT_BATCH_SIZE, DEFAULT_MAX_NEW_TOKENS
+from evalgate.modeling.refs import EMBEDDED_DEFAULT_MODEL
 
 console = Console()
+DEFAULTS = EvaluationOptions()
+"""The options' defaults, shown as the flags' defaults (written once, in ``EvaluationOptions``)."""
 
 
 def evaluate(
@@ -27,32 +30,43 @@ def evaluate(
     evaluators: Annotated[
         list[str] | None, typer.Option("--evaluator", "-e", help="Evaluator name (repeatable); default all.")
     ] = None,
-    max_new_tokens: Annotated[
-        int, typer.Option(min=1, help="Answer budget in tokens.")
-    ] = DEFAULT_MAX_NEW_TOKENS,
-    batch_size: Annotated[int, typer.Option(min=1, help="Rows per generation batch.")] = DEFAULT_BATCH_SIZE,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer budget in tokens.")] = DEFAULTS.max_new_tokens,
+    cohort_max_new_tokens: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cohort-max-new-tokens", metavar="COHORT=N", help="Answer budget of one cohort (repeatable)."
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Rows per generation batch.")] = DEFAULTS.batch_size,
     base_model: Annotated[
         str, typer.Option(help="Base model with --dataset (default: the embedded SmolLM2).")
-    ] = "smollm2-135m-instruct",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
+    ] = EMBEDDED_DEFAULT_MODEL,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = DEFAULTS.device,
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16 or fp16.")] = DEFAULTS.precision,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = DEFAULTS.seed,
+    mixed_adapters: Annotated[
+        bool, typer.Option(help="Answer with every model in one batched pass (else one pass per model).")
+    ] = DEFAULTS.mixed_adapters,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Generate (cached) answers, score every eval row, and print means, intervals and deltas vs base."""
-    from evalgate.evaluation.run import EvaluationOptions, evaluate_model, evaluate_sweep
+    from evalgate.evaluation.run import evaluate_model, evaluate_sweep
 
     if (sweep is None) == (dataset is None):
         raise typer.BadParameter("give exactly one of --sweep and --dataset")
-    settings = ready_settings()
-    options = EvaluationOptions(
-        evaluators=tuple(evaluators) if evaluators else None,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        seed=seed,
+    options = EvaluationOptions.from_dict(
+        {
+            "evaluators": evaluators or None,
+            "max_new_tokens": max_new_tokens,
+            "cohort_max_new_tokens": _budgets(cohort_max_new_tokens or []),
+            "batch_size": batch_size,
+            "device": device,
+            "precision": precision,
+            "seed": seed,
+            "mixed_adapters": mixed_adapters,
+        }
     )
+    settings = ready_settings()
     with task_bars(console, progress) as bars:
         if sweep is not None:
             results = evaluate_sweep(sweep, settings, options, progress=bars)
@@ -66,6 +80,17 @@ def evaluate(
             f"{cached} cached)"
         )
         console.print(run_table(result.summary))
+
+
+def _budgets(items: list[str]) -> dict[str, int]:
+    """``["ood=24", "safety=16"]`` -> ``{"ood": 24, "safety": 16}``."""
+    budgets = {}
+    for item in items:
+        cohort, _, number = item.partition("=")
+        if not cohort or not number.strip().isdigit():
+            raise typer.BadParameter(f"{item!r}: expected COHORT=N", param_hint="--cohort-max-new-tokens")
+        budgets[cohort] = int(number)
+    return budgets
 
 
 def run_table(summary: dict[str, Any]) -> Table:

@@ -13,7 +13,7 @@ loaded only when something needs it: missing answers, perplexity, or ood_kl.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from evalgate.core.settings import Settings
 from evalgate.core.timings import stage
 from evalgate.data.store import DatasetStore, VersionInfo
 from evalgate.evaluation.aggregate import DEFAULT_RESAMPLES, ScoreRecord, delta_table, summarise
+from evalgate.evaluation.options import EvaluationOptions
 from evalgate.evaluation.pseudo_evaluators import OOD_KL
 from evalgate.evaluation.records import (
     CandidateInfo,
@@ -50,25 +51,11 @@ from evalgate.modeling.stacked_generation import generate_mixed_adapters
 
 
 @dataclass(frozen=True)
-class EvaluationOptions:
-    """How to evaluate: which evaluators, decoding, precision, and the bootstrap's seed."""
+class EvaluationHooks:
+    """In-process replacements for how answers are generated and evaluators built (tests, benchmarks)."""
 
-    evaluators: tuple[str, ...] | None = None
-    """Evaluator names; None: every registered evaluator (plus ood_kl for candidates)."""
-    max_new_tokens: int = 96
-    cohort_max_new_tokens: Mapping[str, int] = field(default_factory=dict)
-    """Answer budgets of named cohorts (``DecodingSettings.cohort_max_new_tokens``)."""
-    batch_size: int = 8
-    device: str = "auto"
-    precision: str = "auto"
-    seed: int = 0
-    """Seed of the bootstrap intervals (stored in the summary)."""
-    resamples: int = DEFAULT_RESAMPLES
-    mixed_adapters: bool = True
-    """Generate the answers of the base model and the candidates in one batched pass
-    (``evalgate.modeling.stacked_generation``) rather than one pass per model."""
     generator: AdapterGenerate | None = None
-    """How answers of several adapters are generated; None: as ``mixed_adapters`` says."""
+    """How answers of several adapters are generated; None: as ``EvaluationOptions.mixed_adapters`` says."""
     factory: EvaluatorFactory | None = None
     """Builds an evaluator by name; None: ``evalgate.evaluation.factory.build_evaluator`` or the registry."""
 
@@ -94,6 +81,7 @@ class _Context:
     rows: list[dict[str, Any]]
     pool: ModelPool
     options: EvaluationOptions
+    hooks: EvaluationHooks
     factory: EvaluatorFactory
     progress: Progress | None
     resume_key: str | None = None
@@ -110,8 +98,8 @@ class _Context:
         )
 
     def generator(self) -> AdapterGenerate:
-        if self.options.generator is not None:
-            return self.options.generator
+        if self.hooks.generator is not None:
+            return self.hooks.generator
         return generate_mixed_adapters if self.options.mixed_adapters else generate_per_adapter
 
 
@@ -121,9 +109,10 @@ def evaluate_model(
     settings: Settings,
     options: EvaluationOptions | None = None,
     progress: Progress | None = None,
+    hooks: EvaluationHooks | None = None,
 ) -> RunResult:
     """Evaluate the base model on ``dataset``'s eval split (``NAME@vN``); returns the run."""
-    context = _context(base_model, dataset, settings, options, progress)
+    context = _context(base_model, dataset, settings, options, progress, hooks=hooks)
     return _evaluate_all(context, [])[0]
 
 
@@ -134,6 +123,7 @@ def evaluate_candidate(
     options: EvaluationOptions | None = None,
     progress: Progress | None = None,
     resume_key: str | None = None,
+    hooks: EvaluationHooks | None = None,
 ) -> list[RunResult]:
     """Evaluate the base model then the candidate on ``dataset``; returns [base run, candidate run].
 
@@ -141,7 +131,7 @@ def evaluate_candidate(
     are taken up instead of stored again."""
     store = DatasetStore.from_settings(settings)
     candidate = candidate_info(store.sessions, candidate_id)
-    context = _context(candidate.base_model, dataset, settings, options, progress, resume_key)
+    context = _context(candidate.base_model, dataset, settings, options, progress, resume_key, hooks)
     return _evaluate_all(context, [candidate])
 
 
@@ -151,13 +141,14 @@ def evaluate_sweep(
     options: EvaluationOptions | None = None,
     progress: Progress | None = None,
     resume_key: str | None = None,
+    hooks: EvaluationHooks | None = None,
 ) -> list[RunResult]:
     """Evaluate the base model and every trained candidate of a sweep on the sweep's dataset version
     (``resume_key`` as in ``evaluate_candidate``)."""
     store = DatasetStore.from_settings(settings)
     label, base_model, ids = sweep_candidates(store.sessions, sweep_id)
     candidates = [candidate_info(store.sessions, candidate_id) for candidate_id in ids]
-    context = _context(base_model, label, settings, options, progress, resume_key)
+    context = _context(base_model, label, settings, options, progress, resume_key, hooks)
     return _evaluate_all(context, candidates)
 
 
@@ -168,8 +159,10 @@ def _context(
     options: EvaluationOptions | None,
     progress: Progress | None,
     resume_key: str | None = None,
+    hooks: EvaluationHooks | None = None,
 ) -> _Context:
     options = options or EvaluationOptions()
+    hooks = hooks or EvaluationHooks()
     store = DatasetStore.from_settings(settings)
     version = store.get(dataset)
     splits = store.load(version.label)
@@ -182,7 +175,8 @@ def _context(
         rows=[dict(row) for row in splits["eval"]],
         pool=ModelPool(base_model, settings.home, device=options.device, precision=options.precision),
         options=options,
-        factory=options.factory or default_factory(settings),
+        hooks=hooks,
+        factory=hooks.factory or default_factory(settings),
         progress=progress,
         resume_key=resume_key,
     )
@@ -223,7 +217,7 @@ def _stored_base_run(context: _Context, generated: int) -> RunResult | None:
     """The base model's finished run of an earlier evaluation, when this one would store the same:
     same model, dataset version, decoding, and evaluators at the same versions (default evaluators
     only, and only when no base answer had to be generated)."""
-    if context.options.factory is not None or generated:
+    if context.hooks.factory is not None or generated:
         return None
     from evaluators import registry
 
@@ -316,7 +310,7 @@ def _summary(
     generated: int,
 ) -> dict[str, Any]:
     """Aggregates of the run's ``records`` (and paired deltas vs the base run's), JSON-ready."""
-    seed, resamples = context.options.seed, context.options.resamples
+    seed, resamples = context.options.seed, DEFAULT_RESAMPLES
     summary: dict[str, Any] = {
         "dataset": context.version.label,
         "dataset_hash": context.version.content_hash,

@@ -24,70 +24,46 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from evalgate.core.config_files import load_yaml
+from pydantic import Field, Strict, field_validator, model_validator
+from pydantic.dataclasses import dataclass
+
+from evalgate.core.config_files import CONFIG_FILE, Integer, Name, Number, load_yaml, validated
 
 DEFAULT_MARGIN = 0.05
-INCONCLUSIVE_CHOICES = ("block", "pass")
+Margin = Annotated[Number, Field(ge=0)]
+"""A margin: a finite number >= 0."""
 
 
 class PolicyError(ValueError):
     """A policy value is missing, unknown or out of range; the message names it."""
 
 
-def _require(condition: bool, key: str, message: str) -> None:
-    if not condition:
-        raise PolicyError(f"{key}: {message}")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _require_number(value: Any, key: str, optional: bool = False) -> None:
-    """A real number (YAML ``1e9`` is a string: write ``1.0e+9``), or None when ``optional``."""
-    if value is None and optional:
-        return
-    is_number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    _require(is_number, key, f"must be a number, got {value!r}")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG_FILE)
 class Check:
     """One evaluator x cohort comparison of candidate against baseline."""
 
-    evaluator: str
-    cohort: str
-    margin: float | None = None
-    """Absolute non-inferiority margin δ >= 0 (default DEFAULT_MARGIN unless relative_margin is set)."""
-    relative_margin: float | None = None
+    evaluator: Name
+    """Name of the evaluator whose per-row scores are compared."""
+    cohort: Name
+    """Cohort of the eval rows compared."""
+    margin: Margin | None = None
+    """Absolute non-inferiority margin δ >= 0 (0.05 when neither margin nor relative_margin is set)."""
+    relative_margin: Margin | None = None
     """δ as a share of the baseline's mean."""
-    floor: float | None = None
+    floor: Number | None = None
     """Absolute bound on the candidate's mean (min if higher is better, else max)."""
-    max_flips: int | None = None
+    max_flips: Annotated[Integer, Field(ge=0)] | None = None
     """Hard rule: most rows allowed to flip from pass to fail."""
 
-    def __post_init__(self) -> None:
-        key = f"checks[{self.evaluator}/{self.cohort}]"
-        for name in ("evaluator", "cohort"):
-            _require(isinstance(getattr(self, name), str), f"{key}.{name}", "must be a string")
-        _require(bool(self.evaluator) and bool(self.cohort), key, "evaluator and cohort are required")
-        for name in ("margin", "relative_margin", "floor"):
-            _require_number(getattr(self, name), f"{key}.{name}", optional=True)
-        _require(self.max_flips is None or _is_int(self.max_flips), f"{key}.max_flips", "must be an integer")
-        _require(
-            self.margin is None or self.relative_margin is None,
-            key,
-            "give margin or relative_margin, not both",
-        )
-        for name in ("margin", "relative_margin"):
-            value = getattr(self, name)
-            _require(value is None or (math.isfinite(value) and value >= 0), f"{key}.{name}", "must be >= 0")
-        _require(self.max_flips is None or self.max_flips >= 0, f"{key}.max_flips", "must be >= 0")
+    @model_validator(mode="after")
+    def _one_margin(self) -> Check:
+        if self.margin is not None and self.relative_margin is not None:
+            raise ValueError("give margin or relative_margin, not both")
+        return self
 
     @property
     def label(self) -> str:
@@ -101,53 +77,44 @@ class Check:
         return DEFAULT_MARGIN if self.margin is None else self.margin
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=CONFIG_FILE)
 class GatePolicy:
     """A validated gate policy."""
 
-    checks: tuple[Check, ...]
-    version: int = 1
-    confidence: float = 0.95
-    resamples: int = 2000
-    seed: int = 0
-    inconclusive: str = "block"
-    name: str = "default"
-    objective: str | None = None
+    checks: Annotated[tuple[Check, ...], Field(json_schema_extra={"minItems": 1})]
+    """The evaluator x cohort checks a candidate must pass (each pair at most once)."""
+    version: Integer = 1
+    """The policy's own version number, kept with each decision."""
+    confidence: Annotated[Number, Field(gt=0.5, lt=1)] = 0.95
+    """Two-sided level of each check's interval (Holm-corrected across checks)."""
+    resamples: Annotated[Integer, Field(ge=100)] = 2000
+    """Paired-bootstrap resamples."""
+    seed: Annotated[Integer, Field(ge=0)] = 0
+    """Seed of the bootstrap."""
+    inconclusive: Literal["block", "pass"] = "block"
+    """What an inconclusive check does: block (fail closed) or pass."""
+    name: Annotated[str, Strict()] = "default"
+    """Label of the policy."""
+    objective: Annotated[str, Strict()] | None = None
     """``evaluator/cohort`` whose gain ranks passing candidates (default: the first target check)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Free-form notes kept with the policy (owner, ticket, ...)."""
 
-    def __post_init__(self) -> None:
-        _require(len(self.checks) > 0, "checks", "give at least one check")
-        _require_number(self.confidence, "confidence")
-        for name in ("resamples", "seed", "version"):
-            _require(_is_int(getattr(self, name)), name, "must be an integer")
-        labels = [check.label for check in self.checks]
-        _require(len(set(labels)) == len(labels), "checks", "an evaluator/cohort pair is listed twice")
-        _require(0.5 < self.confidence < 1, "confidence", "must be in (0.5, 1)")
-        _require(self.resamples >= 100, "resamples", "must be >= 100")
-        _require(
-            self.inconclusive in INCONCLUSIVE_CHOICES,
-            "inconclusive",
-            f"must be one of {INCONCLUSIVE_CHOICES}",
-        )
+    @field_validator("checks")
+    @classmethod
+    def _distinct_checks(cls, checks: tuple[Check, ...]) -> tuple[Check, ...]:
+        if not checks:
+            raise ValueError("give at least one check")
+        labels = [check.label for check in checks]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ValueError(f"an evaluator/cohort pair is listed twice: {', '.join(repeated)}")
+        return checks
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GatePolicy:
         """Build from plain data, rejecting unknown keys."""
-        known = {item.name for item in fields(cls)}
-        unknown = sorted(set(data) - known)
-        _require(not unknown, "policy", f"unknown key(s) {unknown}")
-        raw_checks = data.get("checks") or []
-        _require(isinstance(raw_checks, list), "checks", "must be a list")
-        check_keys = {item.name for item in fields(Check)}
-        checks = []
-        for index, raw in enumerate(raw_checks):
-            _require(isinstance(raw, dict), f"checks[{index}]", "must be a mapping")
-            extra_keys = sorted(set(raw) - check_keys)
-            _require(not extra_keys, f"checks[{index}]", f"unknown key(s) {extra_keys}")
-            checks.append(Check(**raw))
-        return cls(**{**data, "checks": tuple(checks)})
+        return validated(cls, data, PolicyError)
 
     @classmethod
     def from_yaml(cls, path: Path) -> GatePolicy:

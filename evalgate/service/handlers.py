@@ -74,9 +74,10 @@ def run_sweep_job(settings: Settings, context: JobContext, payload: dict[str, An
 
 def run_evaluation_job(settings: Settings, context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
     """Payload ``{"candidate_id", "dataset"}`` or ``{"sweep_id"}`` plus optional evaluation options."""
-    from evalgate.evaluation.run import EvaluationOptions, evaluate_candidate, evaluate_sweep
+    from evalgate.evaluation.options import EvaluationOptions
+    from evalgate.evaluation.run import evaluate_candidate, evaluate_sweep
 
-    options = EvaluationOptions(**payload.get("options", {}))
+    options = EvaluationOptions.from_dict(payload.get("options", {}))
     progress = JobProgress(context, check=True)
     resume = f"job {context.job.id}"  # a retried attempt takes up the runs an earlier one stored
     if payload.get("sweep_id") is not None:

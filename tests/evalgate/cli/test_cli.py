@@ -57,6 +57,21 @@ def test_unknown_version_exits_2(tmp_path: Path, database_url: str) -> None:
     assert result.returncode == 2 and "no dataset named 'nothing'" in result.stderr
 
 
+def test_evaluate_options_are_checked_as_the_ci_job_and_the_api_check_them(
+    tmp_path: Path, database_url: str
+) -> None:
+    home = tmp_path / "home"
+    evaluate = ("evaluate", "--dataset", "x@v1")
+    bad = _evalgate(home, database_url, *evaluate, "--batch-size", "0", "--device", "tpu")
+    unknown = _evalgate(home, database_url, *evaluate, "-e", "nope")
+
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "error: batch_size: must be >= 1, got 0; device: 'tpu' is not one of auto, cpu, cuda, cuda:N, mps"
+    )
+    assert unknown.returncode == 2
+    assert "error: evaluators: unknown evaluator 'nope'; known: " in unknown.stderr
+
+
 def test_datasets_verify_names_a_tampered_file_and_exits_1(
     tmp_path: Path, database_url: str, write_jsonl
 ) -> None:

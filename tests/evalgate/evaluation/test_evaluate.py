@@ -18,8 +18,9 @@ from evalgate.db.models import EvaluationRun, Generation, RowScore
 from evalgate.db.session import session_scope
 from evalgate.evaluation.aggregate import paired_delta, scores_by_group
 from evalgate.evaluation.forgetting import ood_kl, ood_kl_all
+from evalgate.evaluation.options import EvaluationOptions
 from evalgate.evaluation.records import run_records
-from evalgate.evaluation.run import EvaluationOptions, evaluate_sweep
+from evalgate.evaluation.run import EvaluationHooks, evaluate_sweep
 from evalgate.modeling import generation as generate
 from evalgate.modeling.loading import load_model, model_fingerprint
 from evalgate.sweep.config import SweepConfig
@@ -118,16 +119,20 @@ class AnswerLength(Evaluator):
         return [self.verdict(float(len(row.answer))) for row in rows]
 
 
-def _options(*names: str, **overrides: Any) -> EvaluationOptions:
-    values: dict[str, Any] = {
-        "evaluators": names or ("answer_length",), "max_new_tokens": 8, "batch_size": 4, "device": "cpu",
-        "precision": "fp32", "factory": lambda name: AnswerLength(),
-    }  # fmt: skip
-    return EvaluationOptions(**(values | overrides))
+def _options(*names: str) -> EvaluationOptions:
+    return EvaluationOptions(
+        evaluators=names or ("answer_length",), max_new_tokens=8, batch_size=4, device="cpu", precision="fp32"
+    )
+
+
+STUB = EvaluationHooks(factory=lambda name: AnswerLength())
+"""Every evaluator name builds the stub."""
 
 
 def test_sweep_run_stores_per_row_scores_and_correct_summaries(settings: Settings, sweep_id: int) -> None:
-    base, *candidates = evaluate_sweep(sweep_id, settings, _options("answer_length", "perplexity", "ood_kl"))
+    base, *candidates = evaluate_sweep(
+        sweep_id, settings, _options("answer_length", "perplexity", "ood_kl"), hooks=STUB
+    )
     sessions = DatasetStore.from_settings(settings).sessions
 
     assert [c.label for c in candidates] == [f"lr={rate:g}" for rate in RATES]
@@ -173,8 +178,9 @@ def test_base_is_generated_once_for_two_candidates_and_reruns_hit_the_cache(
     real_load = generate.load_model
     monkeypatch.setattr(generate, "load_model", lambda *a, **k: loads.append("load") or real_load(*a, **k))
 
-    first = evaluate_sweep(sweep_id, settings, _options(generator=spy))
-    second = evaluate_sweep(sweep_id, settings, _options(generator=spy))
+    hooks = EvaluationHooks(generator=spy, factory=STUB.factory)
+    first = evaluate_sweep(sweep_id, settings, _options(), hooks=hooks)
+    second = evaluate_sweep(sweep_id, settings, _options(), hooks=hooks)
 
     assert calls == [[None, "candidate_1", "candidate_2"]]
     assert loads == ["load"]  # the cached re-run with a model-free evaluator loads no weights
@@ -185,9 +191,9 @@ def test_base_is_generated_once_for_two_candidates_and_reruns_hit_the_cache(
 
 
 def test_the_base_run_is_reused_until_the_evaluators_change(settings: Settings, sweep_id: int) -> None:
-    first = evaluate_sweep(sweep_id, settings, _options("json_validation", factory=None))
-    second = evaluate_sweep(sweep_id, settings, _options("json_validation", factory=None))
-    other = evaluate_sweep(sweep_id, settings, _options("json_validation", "answer_accuracy", factory=None))
+    first = evaluate_sweep(sweep_id, settings, _options("json_validation"))
+    second = evaluate_sweep(sweep_id, settings, _options("json_validation"))
+    other = evaluate_sweep(sweep_id, settings, _options("json_validation", "answer_accuracy"))
 
     assert second[0].run_id == first[0].run_id and second[0].generated_rows == 0
     assert all(run.summary["baseline_run_id"] == first[0].run_id for run in second[1:])
@@ -199,7 +205,7 @@ def test_the_base_run_is_reused_until_the_evaluators_change(settings: Settings, 
 def test_perplexity_is_lower_for_references_the_candidate_was_trained_on(
     settings: Settings, sweep_id: int
 ) -> None:
-    base, _, trained = evaluate_sweep(sweep_id, settings, _options("perplexity"))
+    base, _, trained = evaluate_sweep(sweep_id, settings, _options("perplexity"), hooks=STUB)
 
     def target_perplexity(summary: dict[str, Any]) -> float:
         return float(summary["aggregates"]["perplexity"]["target"]["mean"])
@@ -213,7 +219,7 @@ def test_a_failing_evaluator_marks_the_run_failed(settings: Settings, sweep_id: 
         raise RuntimeError("scorer crashed")
 
     with pytest.raises(RuntimeError, match="scorer crashed"):
-        evaluate_sweep(sweep_id, settings, _options(factory=broken))
+        evaluate_sweep(sweep_id, settings, _options(), hooks=EvaluationHooks(factory=broken))
 
     with session_scope(DatasetStore.from_settings(settings).sessions) as session:
         run = session.scalars(select(EvaluationRun)).one()
