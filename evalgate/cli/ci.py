@@ -104,8 +104,8 @@ def run_job(
     progress: bool = True,
 ) -> CiResult:
     """Run the job, write its outputs into ``folder``, print the per-candidate table and the verdict."""
-    from evalgate.ci.console import print_result
     from evalgate.ci.outputs import clear_outputs, write_outputs
+    from evalgate.cli.ci_table import print_result
 
     TIMINGS.reset()
     clear_outputs(folder)

@@ -7,10 +7,8 @@ cancelled job stops at the next training step (saving a checkpoint) or the next 
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from evalgate.core.settings import Settings
@@ -28,7 +26,7 @@ class JobProgress(Progress):
     """
 
     def __init__(self, context: JobContext, check: bool):
-        super().__init__(console=Console(file=io.StringIO()), disable=True)
+        super().__init__(disable=True)
         self.context = context
         self.checking = check
         context.progress_source = self.as_dict

@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.console import Console
 
-from evalgate.ci.console import print_result
 from evalgate.ci.result import CiResult, decisive_ood, failing_checks, reason_note
+from evalgate.cli.ci_table import print_result
 from tests.evalgate.ci.ci_synthetic import synthetic_result
 
 
