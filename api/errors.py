@@ -1,6 +1,10 @@
 """Domain errors to HTTP: 404 unknown ids, 409 conflicts, 413 too large, 422 bad input with its path,
 503 (with ``Retry-After``) while the database cannot be reached.
 
+``database_unavailable`` is the one place that decides whether an error means "the database is away"
+(a 503 that a retry will get past) or is a bug (a 500): the exception handlers and ``/healthz`` both
+ask it.
+
 Every error body has FastAPI's shape, ``{"detail": ...}``; for 422 the detail is a list of
 ``{"loc": [...], "msg": ..., "type": ...}`` like request-validation errors, so clients parse one form.
 Request-validation errors echo the bad input; values JSON cannot carry (NaN, infinities, lone
@@ -16,6 +20,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -41,6 +46,8 @@ BAD_INPUT: dict[type[Exception], tuple[str, ...]] = {
 _KEY_PATH = re.compile(r"^([A-Za-z_][\w./\[\]-]*): ")
 DATABASE_RETRY_AFTER_SECONDS = 2
 """What a 503 asks clients to wait: about as long as a PostgreSQL restart takes."""
+DATABASE_ERRORS: tuple[type[Exception], ...] = (sa.SQLAlchemyError, psycopg.Error, sqlite3.Error)
+"""What the database layer raises: SQLAlchemy's errors, and a driver's own should one escape unwrapped."""
 SQLITE_UNAVAILABLE = ("database is locked", "database table is locked", "unable to open database file",
                       "disk I/O error")  # fmt: skip
 LOST_CONNECTION = ("server closed the connection", "connection is closed", "connection is lost",
@@ -48,6 +55,12 @@ LOST_CONNECTION = ("server closed the connection", "connection is closed", "conn
                    "lost synchronization", "invalid transaction", "this connection is closed",
                    "connection reset", "broken pipe")  # fmt: skip
 """Phrases of driver and ORM errors that mean the connection died, whatever the error's class."""
+INVALIDATED_TRANSACTION = "8s2b"
+"""SQLAlchemy's code of "Can't reconnect until invalid transaction is rolled back": the connection under
+an open transaction was invalidated, which SQLAlchemy does when it sees the connection die."""
+PERMANENT_SQLSTATE_CLASSES = ("54",)
+"""PostgreSQL's "program limit exceeded" (statement too complex, too many columns, ...): psycopg raises
+it as an ``OperationalError``, but no retry can make the statement pass."""
 log = logging.getLogger(__name__)
 
 
@@ -103,27 +116,55 @@ def _path_of(message: str) -> list[str | int]:
     return parts
 
 
-def database_unavailable(error: Exception) -> bool:
-    """True when ``error`` says the database cannot be reached or is busy (worth retrying), not that a
-    statement is wrong: a lost or refused connection, an exhausted pool, a locked SQLite file.
+def database_unavailable(error: BaseException) -> bool:
+    """True when ``error`` says the database cannot be reached or is too busy to answer now (a retry may
+    pass), False when it says the statement or the code is wrong (no retry will).
 
-    SQLite reports syntax errors and missing tables as ``OperationalError`` too, so its messages are
-    matched; for server databases every ``OperationalError`` and ``InterfaceError`` counts, and so does
-    any other error that names a lost connection: a driver's plain ``DatabaseError`` ("server closed the
-    connection unexpectedly"), and the ORM's ``PendingRollbackError`` / ``ResourceClosedError`` that
-    follow when a connection dies mid-transaction. ``/healthz`` and every route then agree on 503.
+    Unavailable, in order:
+
+    - the pool found no connection in time (``sqlalchemy.exc.TimeoutError``) or dropped one at
+      checkout (``DisconnectionError``);
+    - a driver error that SQLAlchemy saw invalidate its connection (``connection_invalidated``);
+    - a driver error by its kind: on SQLite, a locked or unopenable file only (SQLite calls syntax
+      errors and missing tables ``OperationalError`` too); on a server database, every
+      ``OperationalError`` and ``InterfaceError`` (refused, lost or closed connection, server shutting
+      down, too many connections, lock or statement timeout) except PostgreSQL's "program limit
+      exceeded" (SQLSTATE class 54), and psycopg's plain ``DatabaseError`` without a SQLSTATE, which
+      is how it reports a failure libpq found itself, such as "server closed the connection
+      unexpectedly" in the middle of a query; the same, whether SQLAlchemy wrapped it or not;
+    - an ORM error that follows a dead connection: ``PendingRollbackError`` for a transaction whose
+      connection was invalidated, or any SQLAlchemy error whose message names a lost connection
+      (``ResourceClosedError("This Connection is closed")``, the session's "rolled back due to a
+      previous exception" with a lost connection as that exception).
+
+    Everything else is a server error: integrity and programming errors, ORM misuse, and any
+    exception that is not a database error.
     """
     if isinstance(error, sa.TimeoutError | sa.DisconnectionError):
         return True
-    if not isinstance(error, sa.DBAPIError):
-        return isinstance(error, sa.SQLAlchemyError) and _names_lost_connection(str(error))
-    if error.connection_invalidated:
+    if isinstance(error, sa.DBAPIError):
+        operational = isinstance(error, sa.OperationalError | sa.InterfaceError)
+        return error.connection_invalidated or _driver_unavailable(error.orig, operational)
+    if isinstance(error, psycopg.Error | sqlite3.Error):
+        operational_kinds = (psycopg.OperationalError, psycopg.InterfaceError, sqlite3.OperationalError,
+                             sqlite3.InterfaceError)  # fmt: skip
+        return _driver_unavailable(error, isinstance(error, operational_kinds))
+    if isinstance(error, sa.PendingRollbackError) and error.code == INVALIDATED_TRANSACTION:
         return True
-    if isinstance(error.orig, sqlite3.Error):
-        return str(error.orig).startswith(SQLITE_UNAVAILABLE)
-    return isinstance(error, sa.OperationalError | sa.InterfaceError) or _names_lost_connection(
-        str(error.orig)
-    )
+    return isinstance(error, sa.SQLAlchemyError) and _names_lost_connection(str(error))
+
+
+def _driver_unavailable(error: BaseException | None, operational: bool) -> bool:
+    """Whether the driver's ``error`` means the database is away; ``operational``: it is an
+    ``OperationalError`` or ``InterfaceError`` in PEP 249's terms."""
+    if isinstance(error, sqlite3.Error):
+        return str(error).startswith(SQLITE_UNAVAILABLE)
+    sqlstate = getattr(error, "sqlstate", None)
+    if operational:
+        return not (isinstance(sqlstate, str) and sqlstate.startswith(PERMANENT_SQLSTATE_CLASSES))
+    if type(error) is psycopg.DatabaseError and sqlstate is None:
+        return True
+    return _names_lost_connection(str(error))
 
 
 def _names_lost_connection(message: str) -> bool:
@@ -141,6 +182,18 @@ def unavailable_response() -> JSONResponse:
     )
 
 
+async def database_error(request: Request, error: Exception) -> JSONResponse:
+    """The handler of every database error: 503 (``unavailable_response``) when ``database_unavailable``
+    says the database is away, else the error raised on, to be the 500 it is."""
+    if not database_unavailable(error):
+        raise error
+    cause = getattr(error, "orig", None) or error
+    reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    log.warning("%s %s: database unavailable (%s: %s)", request.method, request.url.path,
+                type(cause).__name__, reason)  # fmt: skip
+    return unavailable_response()
+
+
 def install(app: FastAPI) -> None:
     """Register the domain-error handlers on ``app``."""
 
@@ -150,15 +203,8 @@ def install(app: FastAPI) -> None:
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": encodable(error.errors())}
         )
 
-    @app.exception_handler(sa.SQLAlchemyError)
-    async def database_error(request: Request, error: Exception) -> JSONResponse:
-        if not database_unavailable(error):
-            raise error
-        cause = getattr(error, "orig", None) or error
-        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
-        log.warning("%s %s: database unavailable (%s: %s)", request.method, request.url.path,
-                    type(cause).__name__, reason)  # fmt: skip
-        return unavailable_response()
+    for kind in DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
 
     @app.exception_handler(LookupError)
     async def not_found(_: Request, error: LookupError) -> JSONResponse:

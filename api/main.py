@@ -26,7 +26,6 @@ import evalgate.core.quiet  # noqa: F401  (before the HF imports: silences their
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.status import HTTP_503_SERVICE_UNAVAILABLE
 
 from api import errors
@@ -86,7 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         head = head_revision(url)
         try:
             revision = current_revision(url)
-        except SQLAlchemyError:
+        except errors.DATABASE_ERRORS as error:
+            if not errors.database_unavailable(error):
+                raise  # a bug, not an outage: the 500 every route would answer
             response.status_code = HTTP_503_SERVICE_UNAVAILABLE
             response.headers["Retry-After"] = str(errors.DATABASE_RETRY_AFTER_SECONDS)
             return HealthPublic(

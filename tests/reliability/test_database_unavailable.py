@@ -1,5 +1,6 @@
 """While PostgreSQL cannot be reached every route answers 503 with Retry-After, and the API recovers
-by itself when it is back; genuine SQL errors stay 500s.
+by itself when it is back; genuine SQL errors stay 500s (each kind of error is checked one by one in
+``tests/api/test_database_errors.py``).
 
 The outage is real at the network level: the app talks to PostgreSQL through a TCP relay that the test
 cuts (every connection reset, the port refused) and restores, so pooled connections die as they do
@@ -10,8 +11,6 @@ connect timeout on a server that accepts but never answers.
 from __future__ import annotations
 
 import socket
-import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from sqlalchemy import exc as sa
 from sqlalchemy.engine import make_url
 
 from api import deps
-from api.errors import DATABASE_RETRY_AFTER_SECONDS, database_unavailable
+from api.errors import DATABASE_RETRY_AFTER_SECONDS
 from api.main import create_app
 from api.routers import dashboard
 from evalgate.core.settings import Settings
@@ -32,68 +31,11 @@ from evalgate.service.api_tokens import create_token
 from tests.api.conftest import bearer
 from tests.api.service import free_port
 from tests.reliability.figures import record
+from tests.reliability.relay import Relay
 from tests.reliability.routes import SCOPES, VIEWER, routes
 
 pytestmark = pytest.mark.reliability
 NO_DATABASE = {"/login", "/logout", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
-
-
-class Relay:
-    """A TCP relay from a local port to ``target``; ``cut`` resets every connection and closes the port."""
-
-    def __init__(self, target: tuple[str, int]):
-        self.target, self.port = target, free_port()
-        self.sockets: list[socket.socket] = []
-        self.listener: socket.socket | None = None
-        self.lock = threading.Lock()  # a connection accepted while ``cut`` runs is reset too
-        self.restore()
-
-    def restore(self) -> None:
-        """Listen again: new connections reach the target."""
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.listener.settimeout(0.1)
-        threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
-
-    def cut(self) -> None:
-        """Stop listening and reset every open connection, as a crashed server would."""
-        assert self.listener is not None
-        with self.lock:
-            self.listener.close()
-            for sock in self.sockets:
-                _reset(sock)
-            self.sockets.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while listener.fileno() != -1:
-            try:
-                client, _ = listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                if listener.fileno() == -1:  # cut while this connection was being set up
-                    _reset(client)
-                    _reset(upstream)
-                    return
-                self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
-
-
-def _reset(sock: socket.socket) -> None:
-    """Close ``sock`` with a TCP reset, as a crashed server's connections end."""
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    sock.close()
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
 
 
 @pytest.fixture
@@ -203,34 +145,6 @@ def test_sql_errors_that_retrying_cannot_fix_stay_server_errors(tmp_path: Path) 
     answer = api.get("/jobs", headers=bearer("eg_some-token"))  # "no such table: api_token"
 
     assert answer.status_code == 500 and "Retry-After" not in answer.headers
-    missing_table = sa.OperationalError("SELECT 1", {}, sqlite3.OperationalError("no such table: job"))
-    locked = sa.OperationalError("UPDATE job", {}, sqlite3.OperationalError("database is locked"))
-    wrong_sql = sa.ProgrammingError("SELEC 1", {}, Exception("syntax error at or near SELEC"))
-    assert not database_unavailable(missing_table) and not database_unavailable(wrong_sql)
-    assert database_unavailable(locked)
-    closed = sa.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
-    assert database_unavailable(closed)
-
-
-@pytest.mark.parametrize(
-    "error",
-    [
-        sa.DatabaseError("SELECT 1", {}, Exception("server closed the connection unexpectedly")),
-        sa.InternalError("SELECT 1", {}, Exception("consuming input failed: Connection reset by peer")),
-        sa.PendingRollbackError("Can't reconnect until invalid transaction is rolled back."),
-        sa.ResourceClosedError("This Connection is closed"),
-        sa.DisconnectionError("connection invalidated"),
-    ],
-    ids=["plain-database-error", "internal-error", "pending-rollback", "resource-closed", "disconnection"],
-)
-def test_errors_that_name_a_lost_connection_are_unavailable_whatever_their_class(error: Exception) -> None:
-    assert database_unavailable(error)
-
-
-def test_orm_misuse_that_names_no_connection_stays_a_server_error() -> None:
-    assert not database_unavailable(sa.ResourceClosedError("This result object does not return rows."))
-    assert not database_unavailable(sa.InvalidRequestError("Object is already attached to session 2"))
-    assert not database_unavailable(sa.IntegrityError("INSERT", {}, Exception("duplicate key value")))
 
 
 def test_a_lost_connection_the_orm_reports_is_a_503_on_the_dashboard_home(
