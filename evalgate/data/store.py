@@ -6,11 +6,14 @@
 ``add`` validates every input row before anything is written (a bad row means no version and no
 files), writes content-addressed Parquet files, then registers the version in the database. Version
 numbers come from ``max + 1`` under a unique constraint, retried when two writers collide. Adding
-content identical to an existing version returns that version.
+content identical to an existing version returns that version. An add that fails after writing (the
+database went away, the disk filled) removes its files, deciding without the database when that is
+what failed.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -19,8 +22,9 @@ from datetime import datetime
 from typing import Any
 
 import datasets
+import fsspec
 from sqlalchemy import Select, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from evalgate.core.settings import Settings, get_settings
@@ -42,6 +46,7 @@ VERSION_PATTERN = re.compile(r"v?([0-9]+)")
 MAX_VERSION = 2**31 - 1
 """The largest version number: the version and id columns are 32-bit integers."""
 REGISTER_ATTEMPTS = 8
+log = logging.getLogger(__name__)
 
 
 class DatasetNotFoundError(LookupError):
@@ -106,6 +111,15 @@ class VersionInfo:
         )
 
 
+@dataclass
+class _Registration:
+    """What an add knows of its version's row, for the cleanup after a failure."""
+
+    may_exist: bool = False
+    """Set once the add saw the content registered, or flushed its insert: leaving the session then
+    commits, and a connection that dies during COMMIT leaves the outcome unknown."""
+
+
 @dataclass(frozen=True)
 class AddResult:
     """The version an ``add`` produced, and whether it is new (False: identical content existed)."""
@@ -148,13 +162,33 @@ class DatasetStore:
         if existing is not None:
             return AddResult(existing, created=False)
         folder = f"{self.artifact_root}/datasets/{name}/{digest}"
+        shared = _folder_exists(folder)  # another add of the same content wrote it, or is writing it
+        registration = _Registration()
         try:
             files = write_version_files(folder, rows)
-            return self._register(name, description, digest, folder, rows, files, sources)
+            return self._register(name, description, digest, folder, rows, files, sources, registration)
         except BaseException:
-            if self._find_by_hash(name, digest) is None:
-                remove_folder(folder)
+            self._discard_unregistered(name, digest, folder, keep_if_unsure=shared or registration.may_exist)
             raise
+
+    def _discard_unregistered(self, name: str, digest: str, folder: str, keep_if_unsure: bool) -> None:
+        """After a failed add: remove ``folder`` unless a registered version uses it.
+
+        The database says whether one does. When it cannot answer (the add most likely failed because
+        the database went away), the folder is removed without asking, unless ``keep_if_unsure``: it was
+        there before this add wrote it, or this add's own version may have been committed. Files a
+        committed version needs are never removed; an unregistered folder kept in doubt is logged, and
+        the next add of the same content uses it.
+        """
+        try:
+            in_use = self._find_by_hash(name, digest) is not None
+        except SQLAlchemyError as error:
+            in_use = keep_if_unsure
+            if in_use:
+                log.warning("kept %s after a failed add of %r: the database could not say whether a "
+                            "version uses it (%s)", folder, name, type(error).__name__)  # fmt: skip
+        if not in_use:
+            remove_folder(folder)
 
     def _read_inputs(
         self, paths: Sequence[str], defaults: RowDefaults
@@ -195,8 +229,10 @@ class DatasetStore:
         rows: list[Row],
         files: dict[str, dict[str, Any]],
         sources: list[dict[str, Any]],
+        registration: _Registration,
     ) -> AddResult:
-        """Insert the version as ``max(number) + 1``; on a unique-constraint clash, look again."""
+        """Insert the version as ``max(number) + 1``; on a unique-constraint clash, look again.
+        ``registration.may_exist`` is set as soon as a version row for the content may exist."""
         counts = _count_cohorts(rows)
         for _ in range(REGISTER_ATTEMPTS):
             try:
@@ -204,6 +240,7 @@ class DatasetStore:
                     dataset = _get_or_create_dataset(session, name, description)
                     clash = _version_query(session, name).where(DatasetVersion.content_hash == digest)
                     if (found := session.scalars(clash).first()) is not None:
+                        registration.may_exist = True
                         return AddResult(VersionInfo.from_row(found), created=False)
                     number = _next_number(session, dataset.id)
                     version = DatasetVersion(
@@ -218,6 +255,7 @@ class DatasetStore:
                     )
                     session.add(version)
                     session.flush()
+                    registration.may_exist = True
                     return AddResult(VersionInfo.from_row(version), created=True)
             except IntegrityError:
                 continue
@@ -283,6 +321,11 @@ def load(name: str, version: int | str | None = None) -> datasets.DatasetDict:
     """Load ``name`` at ``version`` (int, ``"vN"``, or None for the latest) from the default store."""
     ref = VersionRef(name) if version is None else VersionRef.parse(f"{name}@{version}")
     return DatasetStore.from_settings().load(ref)
+
+
+def _folder_exists(folder: str) -> bool:
+    fs, path = fsspec.core.url_to_fs(folder)
+    return bool(fs.exists(path))
 
 
 def _check_name(name: str) -> None:
