@@ -2,9 +2,10 @@
 
 A real `evalgate serve` runs on the session's private cluster while pipeline clients register
 candidates and request and read decisions. The cluster is stopped for a few seconds: meanwhile raw
-requests on several routes must get 503 with ``Retry-After`` (not a 500, not a hang); once it is back
-the same API process must answer again without being restarted, the clients' retries must have
-absorbed the outage (every call succeeded in the end), and every accepted record must be stored once.
+requests on several routes (JSON reads and a write, the dashboard home, ``/healthz``) must get 503
+with ``Retry-After`` (not a 500, not a hang); once it is back the same API process must answer again
+without being restarted, the clients' retries must have absorbed the outage (every call succeeded in
+the end), and every accepted record must be stored once.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ PROBE_SEED = 999_999_999
 
 
 def probe(api: ServedApi) -> dict[str, httpx.Response]:
-    """One raw request per kind of route (a read, a list, a write) with a client's token."""
+    """One raw request per kind of route (a read, a list, a write, an HTML page, the health check) with
+    a client's token."""
     headers = {"Authorization": f"Bearer {api.plan.tokens[0]}"}
     candidate = api.plan.decidable[0]
     with httpx.Client(base_url=api.url, headers=headers, timeout=HANG_LIMIT_SECONDS) as http:
@@ -42,6 +44,8 @@ def probe(api: ServedApi) -> dict[str, httpx.Response]:
             "POST /gate/decide": http.post(
                 "/gate/decide", json={"candidate_id": candidate, "policy": policy(PROBE_SEED)}
             ),
+            "GET /": http.get("/", headers={"Accept": "text/html"}),
+            "GET /healthz": http.get("/healthz"),
         }
 
 
