@@ -1,6 +1,6 @@
 """Requests/s and latency of the REST API's gate endpoints: uvicorn and PostgreSQL, load on loopback.
 
-    python -m bench.api_speed                       # from the repository root (tests.scored_runs seeds)
+    python -m bench.api_speed         # from the repository root (tests.support.scored_runs seeds)
     python -m bench.api_speed --workers 2 --connections 32 --duration 10 --warmup 2
 
 Needs the PostgreSQL server at 127.0.0.1:5432 with a user allowed to create databases (``--admin-url``).
@@ -66,7 +66,7 @@ from evalgate.db.session import engine_for, session_factory, session_scope
 from evalgate.gate.policy import GatePolicy
 from evalgate.gate.service import decide_candidate, get_decision
 from evalgate.service.api_tokens import create_token
-from tests.scored_runs import add_candidate, add_run
+from tests.support.scored_runs import add_candidate, add_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

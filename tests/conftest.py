@@ -105,6 +105,6 @@ def write_jsonl(tmp_path: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random Llama with an offline-trained tokenizer (seconds to train on)."""
-    from tests.tiny_lm import build_tiny_lm
+    from tests.support.tiny_lm import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny") / "tiny-lm")

@@ -15,7 +15,7 @@ from evalgate.data.store import DatasetStore
 from evalgate.db.models import DatasetVersion
 from evalgate.db.session import session_scope
 from evalgate.service.api_tokens import create_token
-from tests.scored_runs import add_candidate, add_run
+from tests.support.scored_runs import add_candidate, add_run
 
 ROWS = 300
 POLICY = {
@@ -44,6 +44,13 @@ def tokens(store: DatasetStore) -> dict[str, str]:
 def bearer(token: str) -> dict[str, str]:
     """The Authorization header for ``token``."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def register(api: TestClient, token: str, location: str, **extra: object):  # type: ignore[no-untyped-def]
+    """POST /candidates for the adapter at ``location`` as ``run-42`` on base model ``m`` (``extra``
+    adds or overrides body fields); the response, whatever its status."""
+    body = {"name": "run-42", "base_model": "m", "adapter_uri": location, **extra}
+    return api.post("/candidates", json=body, headers=bearer(token))
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from evalgate.core.settings import Settings
-from tests.api.conftest import bearer
-from tests.api.test_candidates_api import make_adapter, register
+from tests.api.conftest import bearer, register
+from tests.support.adapters import make_adapter
 
 
 def test_an_identical_registration_returns_the_candidate_already_registered(

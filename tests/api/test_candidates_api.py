@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from evalgate.core.settings import Settings
-from tests.api.conftest import bearer
-
-
-def make_adapter(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 4}))
-    (folder / "adapter_model.safetensors").write_bytes(b"\0" * 16)
-    return folder
-
-
-def register(api: TestClient, token: str, location: str, **extra: object):  # type: ignore[no-untyped-def]
-    body = {"name": "run-42", "base_model": "m", "adapter_uri": location, **extra}
-    return api.post("/candidates", json=body, headers=bearer(token))
+from tests.api.conftest import bearer, register
+from tests.support.adapters import make_adapter
 
 
 def test_an_adapter_inside_the_artifact_root_is_registered(

@@ -15,7 +15,7 @@ from evalgate.db.models import Candidate, EvaluationRun, RowScore, Sweep
 from evalgate.db.session import session_scope
 from evalgate.service.api_tokens import create_token, revoke_token
 from tests.api.conftest import bearer
-from tests.browser.sweep_data import SeededSweep, seed_weekly_sweep
+from tests.support.sweep_data import SeededSweep, seed_weekly_sweep
 
 HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 

@@ -17,7 +17,7 @@ from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.service.api_tokens import create_token
 from tests.api.service import Service, free_port
-from tests.browser.sweep_data import SeededSweep, seed_weekly_sweep
+from tests.support.sweep_data import SeededSweep, seed_weekly_sweep
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page

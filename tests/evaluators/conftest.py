@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evalgate.evaluation.embeddings import Embedder
-from tests.evaluators.fakes import BagOfWordsEmbedder
+from tests.support.fakes import BagOfWordsEmbedder
 
 
 @pytest.fixture

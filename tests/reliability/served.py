@@ -29,7 +29,7 @@ from evalgate.db.session import engine_for, session_scope
 from evalgate.service.api_tokens import create_token
 from tests.api.service import Service, free_port, wait_until_healthy
 from tests.reliability.load import LoadPlan
-from tests.scored_runs import add_candidate, add_run
+from tests.support.scored_runs import add_candidate, add_run
 
 DECIDABLE = 4
 ROWS = 40

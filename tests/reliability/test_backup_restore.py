@@ -33,7 +33,7 @@ from evalgate.db.models import DatasetVersion
 from evalgate.db.session import engine_for, session_factory, session_scope
 from evalgate.gate.policy import Check, GatePolicy
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.scored_runs import add_candidate, add_run
+from tests.support.scored_runs import add_candidate, add_run
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
 

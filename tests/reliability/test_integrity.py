@@ -41,7 +41,7 @@ from evalgate.db.session import engine_for, session_scope
 from evalgate.gate.policy import Check, GatePolicy
 from evalgate.service.api_tokens import create_token
 from evalgate.service.jobs import enqueue
-from tests.scored_runs import add_candidate, add_run
+from tests.support.scored_runs import add_candidate, add_run
 
 pytestmark = pytest.mark.reliability
 

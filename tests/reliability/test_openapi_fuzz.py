@@ -41,8 +41,8 @@ from evalgate.gate.service import PromotionRefused, promote
 from evalgate.service.api_tokens import create_token
 from evalgate.service.handlers import SWEEP
 from evalgate.service.jobs import enqueue
-from tests.browser.sweep_data import DATASET, POLICY, dataset_rows, seed_weekly_sweep
 from tests.reliability.figures import record
+from tests.support.sweep_data import DATASET, POLICY, dataset_rows, seed_weekly_sweep
 
 pytestmark = pytest.mark.reliability
 

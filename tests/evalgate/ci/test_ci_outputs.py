@@ -24,7 +24,7 @@ from evalgate.gate.policy import Check, GatePolicy
 from evalgate.gate.records import gate_sweep
 from evalgate.report.fail_rates import run_fail_counts
 from evalgate.sweep.config import SweepConfig
-from tests.scored_runs import add_run
+from tests.support.scored_runs import add_run
 
 ROWS = 200
 POLICY = GatePolicy(

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from evalgate.ci.result import CiResult, decisive_ood, failing_checks, reason_note
 from evalgate.cli.ci_table import print_result
-from tests.evalgate.ci.ci_synthetic import synthetic_result
+from tests.support.ci_synthetic import synthetic_result
 
 
 def _render(result: CiResult, width: int = 80) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from evalgate.evaluation.forgetting import ood_kl, ood_kl_all
-from tests.evalgate.modeling.test_shared_layers import ROWS, top_layer_adapters
+from tests.support.adapters import ROWS, top_layer_adapters
 
 
 def test_ood_kl_with_shared_lower_layers_matches_each_adapter_alone(tiny_lm_dir: Path) -> None:

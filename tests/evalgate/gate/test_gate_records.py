@@ -11,7 +11,7 @@ from evalgate.db.models import Candidate, DatasetVersion, GateDecision, Sweep
 from evalgate.db.session import session_scope
 from evalgate.gate.policy import Check, GatePolicy
 from evalgate.gate.records import gate_sweep
-from tests.scored_runs import add_run
+from tests.support.scored_runs import add_run
 
 POLICY = GatePolicy(
     checks=(Check("quality", "target"), Check("quality", "ood"), Check("ood_kl", "ood", margin=0.2)),

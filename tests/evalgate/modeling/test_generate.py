@@ -18,33 +18,15 @@ from evalgate.modeling.generation import (
     generate_answers,
     generate_per_adapter,
 )
-from evalgate.modeling.loading import load_model
 from evalgate.modeling.stacked_generation import CannotStack, generate_mixed_adapters, stacked_adapters
+from tests.support.adapters import ROWS, load_perturbed
 
-ROWS: list[dict[str, Any]] = [
-    {"id": "a", "question": "What is the capital of France?", "context": ""},
-    {"id": "b", "question": "Extract the order.", "context": "Ann bought 3 apples at the market."},
-    {"id": "c", "question": "Hi", "context": ""},
-    {"id": "d", "question": "Return only valid JSON with the fields name and quantity.", "context": "Bob"},
-    {"id": "e", "question": "The quick brown fox jumps over the lazy dog?", "context": ""},
-]
 DECODING = DecodingSettings(max_new_tokens=12, batch_size=4)
-
-
-def _load_perturbed(tiny_lm_dir: Path) -> tuple[Any, Any]:
-    """The tiny model with seeded weight noise: the random model alone answers every prompt with newlines."""
-    model, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir, dtype=torch.float32)
-    tokenizer.padding_side = "left"
-    noise = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=noise) * 0.05)
-    return model, tokenizer
 
 
 @pytest.fixture(scope="module")
 def tiny(tiny_lm_dir: Path) -> tuple[Any, Any]:
-    return _load_perturbed(tiny_lm_dir)
+    return load_perturbed(tiny_lm_dir)
 
 
 def test_greedy_answers_are_deterministic_and_batching_does_not_change_them(tiny: tuple[Any, Any]) -> None:
@@ -113,7 +95,7 @@ def test_cohort_budgets_are_recorded_only_when_set() -> None:
 
 
 def test_per_adapter_generation_matches_the_base_with_adapters_disabled(tiny_lm_dir: Path) -> None:
-    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    model, tokenizer = load_perturbed(tiny_lm_dir)
     base_answers = generate_answers(model, tokenizer, ROWS, DECODING)
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
@@ -132,7 +114,7 @@ def _random_lora(alpha: int) -> LoraConfig:
 
 
 def test_mixed_adapter_batches_give_each_adapter_the_answers_of_the_loop(tiny_lm_dir: Path) -> None:
-    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    model, tokenizer = load_perturbed(tiny_lm_dir)
     torch.manual_seed(0)
     model = get_peft_model(model, _random_lora(alpha=64), adapter_name="noisy")
     model.add_adapter("louder", _random_lora(alpha=256))
@@ -149,7 +131,7 @@ def test_mixed_adapter_batches_give_each_adapter_the_answers_of_the_loop(tiny_lm
 
 
 def test_adapters_of_different_ranks_fall_back_to_the_loop(tiny_lm_dir: Path) -> None:
-    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    model, tokenizer = load_perturbed(tiny_lm_dir)
     torch.manual_seed(0)
     model = get_peft_model(model, _random_lora(alpha=64), adapter_name="rank4")
     model.add_adapter(

@@ -12,7 +12,7 @@ from evalgate.modeling.decoding import DecodingSettings
 from evalgate.modeling.generation import generate_per_adapter
 from evalgate.modeling.greedy import greedy_decode
 from evalgate.modeling.stacked_generation import generate_mixed_adapters
-from tests.evalgate.modeling.test_generate import ROWS, _load_perturbed
+from tests.support.adapters import ROWS, load_perturbed
 
 PROMPTS = ["What is the capital of France?", "Hi", "Extract the order: Ann bought 3 apples.", "Why?"]
 
@@ -45,7 +45,7 @@ def _generate(
 
 
 def test_greedy_decode_gives_generates_tokens_and_drops_rows_as_they_finish(tiny_lm_dir: Path) -> None:
-    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    model, tokenizer = load_perturbed(tiny_lm_dir)
     input_ids, mask = _left_padded(tokenizer)
     free = greedy_decode(model, input_ids, mask, [10] * len(PROMPTS), stops=[])
     # A stop token that some rows emit early and others late or never.
@@ -63,7 +63,7 @@ def test_greedy_decode_gives_generates_tokens_and_drops_rows_as_they_finish(tiny
 
 
 def test_each_row_stops_at_its_own_budget(tiny_lm_dir: Path) -> None:
-    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    model, tokenizer = load_perturbed(tiny_lm_dir)
     input_ids, mask = _left_padded(tokenizer)
     full = greedy_decode(model, input_ids, mask, [8] * len(PROMPTS), stops=[])
 
@@ -73,7 +73,7 @@ def test_each_row_stops_at_its_own_budget(tiny_lm_dir: Path) -> None:
 
 
 def test_stacked_adapters_keep_their_rows_apart_as_rows_leave_the_batch(tiny_lm_dir: Path) -> None:
-    model, tokenizer = _load_perturbed(tiny_lm_dir)
+    model, tokenizer = load_perturbed(tiny_lm_dir)
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     model = get_peft_model(model, config, adapter_name="noisy")

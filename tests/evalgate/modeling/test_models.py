@@ -27,7 +27,7 @@ from evalgate.modeling.loading import (
     pick_dtype,
     resolve_model,
 )
-from tests.tiny_lm import build_tiny_lm
+from tests.support.tiny_lm import build_tiny_lm
 
 
 @pytest.fixture(scope="module")

@@ -3,50 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
-from peft import LoraConfig, get_peft_model
 
 from evalgate.modeling.generation import DecodingSettings, generate_per_adapter
-from evalgate.modeling.loading import load_model
 from evalgate.modeling.shared_layers import decoder_layers, lowest_layer_holding
 from evalgate.modeling.stacked_generation import adapted_modules, generate_mixed_adapters
+from tests.support.adapters import ROWS, top_layer_adapters
 
-ROWS: list[dict[str, Any]] = [
-    {"id": "a", "question": "What is the capital of France?", "context": ""},
-    {"id": "b", "question": "Extract the order.", "context": "Ann bought 3 apples at the market."},
-    {"id": "c", "question": "Hi", "context": ""},
-    {"id": "d", "question": "Return only valid JSON with the fields name and quantity.", "context": "Bob"},
-    {"id": "e", "question": "The quick brown fox jumps over the lazy dog?", "context": ""},
-]
 DECODING = DecodingSettings(max_new_tokens=12, batch_size=4)  # batches of 4 rows and of 1 row
-
-
-def top_layer_adapters(tiny_lm_dir: Path) -> Any:
-    """The tiny model (seeded weight noise) with two random adapters on its last layer only."""
-    model, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir, dtype=torch.float32)
-    tokenizer.padding_side = "left"
-    noise = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn(parameter.shape, generator=noise) * 0.05)
-    last = model.config.num_hidden_layers - 1
-    torch.manual_seed(0)
-
-    def lora(alpha: int) -> LoraConfig:
-        return LoraConfig(
-            r=4,
-            lora_alpha=alpha,
-            target_modules=["q_proj", "v_proj"],
-            layers_to_transform=[last],
-            init_lora_weights=False,
-        )
-
-    peft_model = get_peft_model(model, lora(64), adapter_name="noisy")
-    peft_model.add_adapter("louder", lora(256))
-    peft_model.eval()
-    return peft_model, tokenizer
 
 
 def test_the_lowest_adapted_layer_is_found_through_the_peft_wrapper(tiny_lm_dir: Path) -> None:

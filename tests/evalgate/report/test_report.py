@@ -19,7 +19,7 @@ from evalgate.report.history import dataset_history, dataset_rows, sweep_rows
 from evalgate.report.rows import UNAVAILABLE, candidate_rows_view
 from evalgate.report.svg import nice_ticks
 from evalgate.report.sweep import build_sweep_view, latest_recommendation, render_sweep_report
-from tests.browser.sweep_data import POLICY, SeededSweep, seed_weekly_sweep
+from tests.support.sweep_data import POLICY, SeededSweep, seed_weekly_sweep
 
 SERIES = "HuggingFaceTB/SmolLM2-135M · lr=0.0001"
 

@@ -26,8 +26,7 @@ from evalgate.sweep.training.peft_trainer import (
     attach_adapter,
     tokenize_rows,
 )
-from tests.evalgate.sweep.test_sweep import _train_rows
-from tests.evalgate.sweep.tiny_sweep import tiny_sweep_config
+from tests.support.tiny_sweep import tiny_sweep_config, train_rows
 
 STEPS = 6
 
@@ -36,7 +35,7 @@ def _setup(tiny_lm_dir: Path, **overrides: Any) -> tuple[Any, Any, SweepConfig, 
     config = tiny_sweep_config(tiny_lm_dir, max_steps=STEPS, **overrides)
     base, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir, dtype=torch.float32, device="cpu")
     tokenizer.padding_side = "right"
-    rows = [row for row in _train_rows() if row["split"] == "train"]
+    rows = [row for row in train_rows() if row["split"] == "train"]
     return base, tokenizer, config, tokenize_rows(tokenizer, rows, config.max_seq_length)
 
 

@@ -26,7 +26,7 @@ from evalgate.db.session import session_scope
 from evalgate.modeling.loading import load_model
 from evalgate.sweep import ray_tune as ray_sweep
 from evalgate.sweep.run import run_sweep
-from tests.evalgate.sweep.tiny_sweep import tiny_sweep_config
+from tests.support.tiny_sweep import tiny_sweep_config
 
 if importlib.util.find_spec("ray") is None and not os.environ.get("CI"):
     pytest.skip("Ray is not installed: pip install 'evalgate[ray]'", allow_module_level=True)

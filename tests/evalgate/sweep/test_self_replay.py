@@ -16,8 +16,7 @@ from evalgate.sweep import self_replay
 from evalgate.sweep.run import run_sweep
 from evalgate.sweep.self_replay import SELF_REPLAY_MAX_NEW_TOKENS, with_self_replay
 from evalgate.sweep.training.peft_trainer import TrainingInputError
-from tests.evalgate.sweep.test_sweep import _train_rows
-from tests.evalgate.sweep.tiny_sweep import tiny_sweep_config
+from tests.support.tiny_sweep import tiny_sweep_config, train_rows
 
 GENERAL = [
     {
@@ -54,7 +53,7 @@ def test_replay_rows_get_the_base_models_own_finished_answers(
         return given
 
     monkeypatch.setattr(self_replay, "generate_answers", answers)
-    target = [row | {"cohort": "target"} for row in _train_rows(4)[:4]]
+    target = [row | {"cohort": "target"} for row in train_rows(4)[:4]]
 
     rows = with_self_replay(model, tokenizer, target + GENERAL, ["replay"])
 
@@ -72,7 +71,7 @@ def test_a_self_replay_cohort_without_train_rows_is_refused(tiny_lm_dir: Path) -
 def test_a_sweep_trains_on_replay_rows_without_references(
     tiny_lm_dir: Path, settings: Settings, store: DatasetStore, write_jsonl: Any
 ) -> None:
-    store.add("tiny-suite", [write_jsonl("rows.jsonl", _train_rows() + GENERAL)])
+    store.add("tiny-suite", [write_jsonl("rows.jsonl", train_rows() + GENERAL)])
 
     result = run_sweep(tiny_sweep_config(tiny_lm_dir, self_replay=["replay"]), settings, show_progress=False)
 

@@ -22,32 +22,17 @@ from evalgate.sweep.training.peft_trainer import (
     TrainingInterrupted,
     tokenize_rows,
 )
-from tests.evalgate.sweep.tiny_sweep import tiny_sweep_config
-
-ANSWERS = ['{"name": "Ann", "quantity": 3}', '{"name": "Bo", "quantity": 1}', "Paris.", "Blue."]
-
-
-def _train_rows(count: int = 24) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": f"t{i}",
-            "question": f"Extract the order number {i}.",
-            "context": f"Order {i} for Ann.",
-            "reference": ANSWERS[i % len(ANSWERS)],
-            "split": "train",
-        }
-        for i in range(count)
-    ] + [{"id": "e0", "question": "held out", "reference": "x", "split": "eval"}]
+from tests.support.tiny_sweep import tiny_sweep_config, train_rows
 
 
 @pytest.fixture
 def dataset(store: DatasetStore, write_jsonl) -> str:
-    return store.add("tiny-suite", [write_jsonl("rows.jsonl", _train_rows())]).version.label
+    return store.add("tiny-suite", [write_jsonl("rows.jsonl", train_rows())]).version.label
 
 
 def test_tokenized_rows_train_on_the_answer_only(tiny_lm_dir: Path) -> None:
     _, tokenizer = load_model(str(tiny_lm_dir), tiny_lm_dir)
-    row = _train_rows()[0]
+    row = train_rows()[0]
 
     example = tokenize_rows(tokenizer, [row], max_length=96)[0]
 

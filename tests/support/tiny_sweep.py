@@ -1,4 +1,4 @@
-"""The sweep settings the tiny-model tests share: seconds per candidate."""
+"""The sweep settings and training rows the tiny-model sweep tests share: seconds per candidate."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from evalgate.sweep.config import SweepConfig
+
+ANSWERS = ['{"name": "Ann", "quantity": 3}', '{"name": "Bo", "quantity": 1}', "Paris.", "Blue."]
+"""The references of the training rows, in turn."""
 
 
 def tiny_sweep_config(tiny_lm_dir: Path, **overrides: Any) -> SweepConfig:
@@ -24,3 +27,17 @@ def tiny_sweep_config(tiny_lm_dir: Path, **overrides: Any) -> SweepConfig:
     }
     values.update(overrides)
     return SweepConfig.from_dict(values)
+
+
+def train_rows(count: int = 24) -> list[dict[str, Any]]:
+    """``count`` train rows ``t{i}`` with reference ``ANSWERS[i % 4]``, then one eval row ``e0``."""
+    return [
+        {
+            "id": f"t{i}",
+            "question": f"Extract the order number {i}.",
+            "context": f"Order {i} for Ann.",
+            "reference": ANSWERS[i % len(ANSWERS)],
+            "split": "train",
+        }
+        for i in range(count)
+    ] + [{"id": "e0", "question": "held out", "reference": "x", "split": "eval"}]

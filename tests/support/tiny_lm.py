@@ -1,6 +1,7 @@
 """A tiny, randomly initialised Llama-architecture causal LM for fast tests (not a test file).
 
-    from tests.tiny_lm import build_tiny_lm; build_tiny_lm(tmp_path / "tiny")   # then load_model(str(...))
+    from tests.support.tiny_lm import build_tiny_lm
+    build_tiny_lm(tmp_path / "tiny")   # then load_model(str(...))
 
 It mirrors SmolLM2-135M-Instruct in shape, not in size: the same module names (q_proj, k_proj, v_proj,
 o_proj, gate_proj, up_proj, down_proj), grouped-query attention, tied embeddings, the same special tokens
