@@ -252,8 +252,9 @@ def pick_dtype(precision: str, device: str) -> torch.dtype:
       it can overflow and needs loss scaling to train);
     - cpu: bf16 when the CPU has AMX tiles (``amx_bf16`` in its flags), where bf16 LoRA training is
       faster than fp32; else fp32. With ``avx512_bf16`` alone (an AMD EPYC, 2 cores) fp32 trained
-      the main job's sweep 1.18x faster than bf16 (12.1 against 14.3 s per fused step) and generated
-      as fast; on AVX2-only CPUs torch emulates bf16 and training runs many times slower;
+      three of the main job's rates fused (LoRA on every layer) 1.18x faster than bf16, 12.1 against
+      14.3 s per step, and generated as fast; on AVX2-only CPUs torch emulates bf16 and training
+      runs many times slower;
     - mps: fp32 (bf16 support depends on the macOS version).
     Explicit "bf16" on a CUDA GPU without bf16 support raises ``ValueError``.
     """
