@@ -40,7 +40,7 @@ reads ``1e9`` as one: write ``1.0e+9``)."""
 Name = Annotated[str, Strict(), Field(min_length=1)]
 """A non-empty string."""
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
-"""Model precision: auto (bf16 where supported), fp32, bf16 or fp16."""
+"""Model precision: auto (bf16 on a GPU that has it and on a CPU with AMX, else fp32), fp32, bf16, fp16."""
 
 
 class ConfigProblem(ValueError):

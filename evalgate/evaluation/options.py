@@ -63,7 +63,7 @@ class EvaluationOptions:
     device: Device = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     precision: Precision = "auto"
-    """auto (bf16 where supported), fp32, bf16 or fp16."""
+    """auto (bf16 on a GPU that has it and on a CPU with AMX, else fp32), fp32, bf16, fp16."""
     seed: Annotated[Integer, Field(ge=0, le=MAX_SEED)] = 0
     """Seed of the bootstrap intervals (stored in the summary)."""
     mixed_adapters: StrictBool = True

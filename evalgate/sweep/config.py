@@ -115,7 +115,7 @@ class SweepConfig:
     seed: Integer = 0
     """Seeds the data order and LoRA initialisation: every rate sees identical batches."""
     precision: Precision = "auto"
-    """auto (bf16 where supported), fp32, bf16 or fp16."""
+    """auto (bf16 on a GPU that has it and on a CPU with AMX, else fp32), fp32, bf16, fp16."""
     device: Device = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda or mps."""
     max_grad_norm: Annotated[Number, Field(gt=0)] = 1.0
