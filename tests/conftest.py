@@ -2,6 +2,9 @@
 
 The PostgreSQL server is expected at 127.0.0.1:5432 (``EVALGATE_TEST_POSTGRES_URL`` overrides the
 admin URL). Under CI (``CI=true``) a missing server fails the run instead of skipping its tests.
+
+Hypothesis runs under the ``evalgate-ci`` profile when ``CI`` is set and ``evalgate-dev`` otherwise;
+see ``register_hypothesis_profiles``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis.database import DirectoryBasedExampleDatabase
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
@@ -25,6 +31,39 @@ from evalgate.db.session import engine_for
 POSTGRES_ADMIN_URL = os.environ.get(
     "EVALGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+HYPOTHESIS_EXAMPLES = Path(__file__).resolve().parent.parent / ".hypothesis" / "examples"
+"""Where failing examples are kept between runs outside CI (Hypothesis's usual place, made absolute so
+it does not depend on the directory pytest is started from)."""
+
+
+def register_hypothesis_profiles() -> str:
+    """Register the two Hypothesis profiles and load the one for this run; its name.
+
+    Both print a failing example's ``@reproduce_failure`` blob (``print_blob``), and neither times
+    examples (``deadline=None``, the ``too_slow`` health check off): on a loaded 2-core machine wall
+    time says nothing about the code under test.
+
+    - ``evalgate-ci`` (when ``CI`` is set): ``derandomize=True``, so every run draws the same examples
+      (seeded by a hash of the test) and a case that failed in CI fails again on a rerun, anywhere
+      (``CI=1 pytest ...``). Hypothesis refuses an example database together with ``derandomize``
+      (the examples come back anyway), so this profile keeps none.
+    - ``evalgate-dev`` (otherwise): random examples, and every failing one saved under
+      ``.hypothesis/examples`` and replayed first on the next run.
+    """
+    common = hypothesis_settings(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+    hypothesis_settings.register_profile("evalgate-ci", common, derandomize=True, database=None)
+    hypothesis_settings.register_profile(
+        "evalgate-dev",
+        common,
+        derandomize=False,
+        database=DirectoryBasedExampleDatabase(str(HYPOTHESIS_EXAMPLES)),
+    )
+    name = "evalgate-ci" if os.environ.get("CI") else "evalgate-dev"
+    hypothesis_settings.load_profile(name)
+    return name
+
+
+register_hypothesis_profiles()
 
 
 def _postgres_unavailable(reason: str) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-import time
+from dataclasses import dataclass
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,6 +25,17 @@ SITE, OTHER = "https://ci.example.com", "https://evil.example.net"
 PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization"}
 
 
+@dataclass
+class ManualClock:
+    """A clock for the rate limiter that moves only when the test moves it: how full a bucket is then
+    depends on the requests made, not on how fast a loaded machine makes them."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def _app(settings: Settings, **changes: object) -> TestClient:
     return TestClient(create_app(settings.model_copy(update=changes)))
 
@@ -35,16 +46,21 @@ def test_a_token_over_its_rate_limit_gets_429_with_retry_after(
     tokens: dict[str, str],  # noqa: F811
 ) -> None:
     api = _app(settings, rate_limit_per_second=1.0, rate_limit_burst=3)
+    clock = ManualClock()
+    api.app.state.evalgate.limits.per_token.clock = clock  # type: ignore[attr-defined]
     reader, writer = bearer(tokens["read"]), bearer(tokens["write"])
 
     burst = [api.get("/jobs", headers=reader).status_code for _ in range(3)]
     over = api.get("/jobs", headers=reader)
     other_token = api.get("/jobs", headers=writer)
-    time.sleep(1.05)
+    clock.now += 0.5  # half a request back: not enough
+    still_over = api.get("/jobs", headers=reader)
+    clock.now += 0.5
     refilled = api.get("/jobs", headers=reader)
 
     assert burst == [200, 200, 200] and other_token.status_code == 200 and refilled.status_code == 200
     assert over.status_code == 429 and over.headers["Retry-After"] == "1"
+    assert still_over.status_code == 429 and still_over.headers["Retry-After"] == "1"
     assert "1 requests/s per token (burst 3)" in over.json()["detail"]
     buckets = set(api.app.state.evalgate.limits.per_token._buckets)  # type: ignore[attr-defined]
     assert buckets == {hash_token(tokens["read"]), hash_token(tokens["write"])}, "keyed by digest only"
@@ -68,6 +84,7 @@ def test_failed_logins_and_unknown_tokens_are_limited_per_address(
     tokens: dict[str, str],  # noqa: F811
 ) -> None:
     api = _app(settings, auth_failures_per_minute=3.0)
+    api.app.state.evalgate.limits.auth_failures.clock = ManualClock()  # type: ignore[attr-defined]
     reader = bearer(tokens["read"])
     assert api.get("/jobs", headers=reader).status_code == 200  # verified, so cached
 

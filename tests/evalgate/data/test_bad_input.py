@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from evalgate.core.settings import Settings
@@ -155,6 +155,9 @@ def test_failure_while_registering_removes_the_written_files(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=300), suffix=st.sampled_from([".jsonl", ".csv", ".parquet"]))
+@example(data=b'{"id": "a", "question": "q"}\n', suffix=".jsonl")  # the version branch, every run
+@example(data=b"id,question\n1,q\n2,r\n", suffix=".csv")
+@example(data=b"id,question\n1\n", suffix=".csv")  # the error branch, every run
 def test_arbitrary_bytes_give_a_clear_error_or_a_version(tmp_path: Path, data: bytes, suffix: str) -> None:
     store = DatasetStore.from_settings(Settings(home=tmp_path / "fuzz", database_url="sqlite://"))
     from evalgate.db.base import Base
@@ -164,9 +167,14 @@ def test_arbitrary_bytes_give_a_clear_error_or_a_version(tmp_path: Path, data: b
     path = tmp_path / f"input{suffix}"
     path.write_bytes(data)
     try:
-        store.add("fuzz", [str(path)])
+        added = store.add("fuzz", [str(path)])
     except DatasetInputError as error:
         assert str(path) in str(error)
+        return
+
+    stored = store.rows(added.version.label)
+    assert added.version.name == "fuzz" and added.version.row_count == len(stored) >= 1
+    assert all(row_id and row["question"] for row_id, row in stored.items()), "a required field is empty"
 
 
 def test_unicode_line_separators_inside_json_strings_are_valid(store: DatasetStore, write_jsonl) -> None:

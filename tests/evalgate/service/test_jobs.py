@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -39,6 +42,40 @@ def age_heartbeat(sessions: sessionmaker[Session], job_id: int, seconds: float) 
         )
 
 
+THREAD_SECONDS = 120.0
+"""How long a test waits for a thread of its own to end: generous, for a loaded 2-core machine."""
+
+
+@contextmanager
+def threads_checked(*targets: Callable[[], object]) -> Iterator[None]:
+    """Start a thread per target; on leaving, join them all and fail the test if one is still running
+    after ``THREAD_SECONDS`` or raised (the first exception is re-raised, with the thread's name), so an
+    error in a thread is never lost in a log line."""
+    errors: list[tuple[str, BaseException]] = []
+
+    def guarded(target: Callable[[], object]) -> None:
+        try:
+            target()
+        except BaseException as error:  # kept for the test to raise, not printed by the thread
+            errors.append((threading.current_thread().name, error))
+
+    threads = [
+        threading.Thread(target=guarded, args=(target,), name=f"test-{i}") for i, target in enumerate(targets)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        for thread in threads:
+            thread.join(THREAD_SECONDS)
+    alive = [thread.name for thread in threads if thread.is_alive()]
+    if errors:
+        name, error = errors[0]
+        raise AssertionError(f"thread {name} raised {type(error).__name__}: {error}") from error
+    assert not alive, f"threads still running after {THREAD_SECONDS:.0f} s: {alive}"
+
+
 def test_a_job_is_claimed_once_run_and_finished(sessions: sessionmaker[Session]) -> None:
     job_id = jobs.enqueue(sessions, "echo", {"x": 1})
 
@@ -60,11 +97,8 @@ def test_concurrent_workers_never_claim_the_same_job(sessions: sessionmaker[Sess
             with lock:
                 claimed.append((worker, job.id))
 
-    threads = [threading.Thread(target=drain, args=(f"w{i}",)) for i in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    with threads_checked(*(partial(drain, f"w{i}") for i in range(6))):
+        pass
 
     assert sorted(job_id for _, job_id in claimed) == ids
 
@@ -142,18 +176,16 @@ def test_a_cancelled_running_job_stops_at_its_next_check(sessions: sessionmaker[
 
     def handler(context: JobContext, payload: dict[str, Any]) -> dict[str, Any]:
         started.set()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + THREAD_SECONDS / 2  # then it returns, and the test fails
         while time.monotonic() < deadline:
             context.progress = {"step": 1}
             context.check()
             time.sleep(0.01)
         return {}
 
-    thread = threading.Thread(target=_worker(sessions, handler).run, kwargs={"once": True})
-    thread.start()
-    assert started.wait(10)
-    jobs.request_cancel(sessions, job_id)
-    thread.join(30)
+    with threads_checked(lambda: _worker(sessions, handler).run(once=True)):
+        assert started.wait(THREAD_SECONDS), "the handler never started"
+        jobs.request_cancel(sessions, job_id)
 
     row = job_row(sessions, job_id)
     assert row.status == "cancelled" and row.progress == {"step": 1}
