@@ -90,6 +90,33 @@ def test_paired_deltas_refuse_mismatched_rows() -> None:
         paired_deltas({"a": 1.0, "c": 1.0}, {"a": 1.0, "b": 0.0})
 
 
+def test_paired_delta_is_the_mean_of_the_per_row_differences_and_at_least_students_interval() -> None:
+    candidate = {"a": 0.9, "b": 0.4, "c": 0.7, "d": 0.8}
+    base = {"d": 0.6, "c": 0.7, "b": 0.6, "a": 0.5}  # differences: a +0.4, b -0.2, c 0.0, d +0.2
+
+    delta = paired_delta(candidate, base, seed=0, resamples=500)
+
+    mean = (0.4 - 0.2 + 0.0 + 0.2) / 4
+    sd = ((0.3**2 + 0.3**2 + 0.1**2 + 0.1**2) / 3) ** 0.5  # deviations from the mean 0.1
+    half = 3.1824463052837078 * sd / 4**0.5  # Student's t: t(0.975, 3 df) x standard error
+    assert delta.n == 4 and delta.mean == pytest.approx(mean)
+    assert delta.ci_low <= mean - half + 1e-12 and delta.ci_high >= mean + half - 1e-12, (
+        "never below Student's t"
+    )
+
+
+def test_paired_delta_of_one_loss_in_44_pairs_gives_tangos_printed_lower_limit() -> None:
+    """Tango (1998), section 6.1: 44 pairs, the candidate never alone right, the baseline once; the
+    paper prints -0.096 as the lower limit of the 90% interval."""
+    base = {f"r{i}": 1.0 if i == 0 else 0.0 for i in range(44)}
+    candidate = dict.fromkeys(base, 0.0)
+
+    delta = paired_delta(candidate, base, seed=0, confidence=0.90)
+
+    assert delta.n == 44 and delta.mean == pytest.approx(-1 / 44)
+    assert round(delta.ci_low, 3) == -0.096
+
+
 def test_paired_delta_interval_is_seeded_and_detects_a_shift() -> None:
     rng = np.random.default_rng(3)
     base = {f"r{i}": float(v) for i, v in enumerate(rng.normal(0.7, 0.1, size=80))}
@@ -97,10 +124,10 @@ def test_paired_delta_interval_is_seeded_and_detects_a_shift() -> None:
 
     delta = paired_delta(candidate, base, seed=5)
 
-    assert delta == paired_delta(candidate, base, seed=5)
+    assert delta == paired_delta(candidate, base, seed=5)  # the same seed, the same interval
     assert delta.n == 80
     assert delta.ci_low <= delta.mean <= delta.ci_high < 0
-    assert delta.mean == pytest.approx(-0.1, abs=0.01)
+    assert delta.mean == pytest.approx(sum(candidate[row] - base[row] for row in base) / 80)
 
 
 def test_delta_table_compares_zero_baseline_evaluators_against_zero() -> None:

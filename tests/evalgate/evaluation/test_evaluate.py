@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.db.models import EvaluationRun, Generation, RowScore
 from evalgate.db.session import session_scope
-from evalgate.evaluation.aggregate import paired_delta, scores_by_group
+from evalgate.evaluation.aggregate import scores_by_group
 from evalgate.evaluation.forgetting import ood_kl, ood_kl_all
 from evalgate.evaluation.options import EvaluationOptions
 from evalgate.evaluation.records import run_records
@@ -156,12 +157,20 @@ def test_sweep_run_stores_per_row_scores_and_correct_summaries(settings: Setting
     for (evaluator, cohort), scores in scores_by_group(records).items():
         entry = summary["aggregates"][evaluator][cohort]
         assert entry["n"] == len(scores) and entry["mean"] == pytest.approx(np.mean(list(scores.values())))
-    base_scores = scores_by_group(run_records(sessions, base.run_id))
-    expected = paired_delta(
-        scores_by_group(records)[("perplexity", "ood")], base_scores[("perplexity", "ood")], seed=0
-    )
-    assert summary["deltas"]["perplexity"]["ood"] == {**expected.to_dict(), "unpaired": 0}
-    assert summary["ood_delta"]["perplexity"] == {**expected.to_dict(), "unpaired": 0}
+    candidate_ood = {r.row_id: r.score for r in records if (r.evaluator, r.cohort) == ("perplexity", "ood")}
+    base_ood = {
+        r.row_id: r.score
+        for r in run_records(sessions, base.run_id)
+        if (r.evaluator, r.cohort) == ("perplexity", "ood")
+    }
+    differences = [candidate_ood[row] - base_ood[row] for row in ("o0", "o1", "o2")]  # type: ignore[operator]
+    delta = summary["deltas"]["perplexity"]["ood"]
+    assert sorted(candidate_ood) == sorted(base_ood) == ["o0", "o1", "o2"]
+    assert delta["n"] == 3 and delta["unpaired"] == 0
+    assert delta["mean"] == pytest.approx(sum(differences) / 3)
+    half = 4.302652729749462 * statistics.stdev(differences) / 3**0.5  # Student's t(0.975, 2 df) x se
+    assert delta["ci_low"] <= delta["mean"] - half + 1e-9 and delta["ci_high"] >= delta["mean"] + half - 1e-9
+    assert summary["ood_delta"]["perplexity"] == delta
     assert summary["baseline_run_id"] == base.run_id and summary["seed"] == 0
 
 
