@@ -10,4 +10,8 @@ these modules, never from another test module.
 - ``scored_runs``: ``add_run`` and ``add_candidate``, finished runs with chosen per-row scores.
 - ``sweep_data``: ``seed_weekly_sweep``, a realistic weekly sweep written straight to the database.
 - ``ci_synthetic``: ``synthetic_result``, a CI result decided by the real gate from hand-made scores.
+- ``held_calls``: ``HeldCall``, which counts a callable's calls and holds a chosen one (a training
+  step, a generation batch) until released, and ``wait_until``, a poll with a deadline.
+- ``counted_worker/``: a ``sitecustomize`` that makes a worker process log its optimizer steps to a
+  file (and slows them as ``tests/slow_worker`` does).
 """
