@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import yaml
 from sqlalchemy import create_engine, text
 
 from evalgate.core.paths import REPO_ROOT
+from tests.api.service import ServerPort
 from tests.conftest import POSTGRES_ADMIN_URL
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -96,23 +96,24 @@ def test_the_services_commands_run_with_the_compose_settings(compose_env: dict[s
     migrate = _run_service_command(services["migrate"]["command"], compose_env)
     assert migrate.wait(120) == 0, migrate.stdout.read() if migrate.stdout else ""
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = str(sock.getsockname()[1])
-    command = [port if part == "8000" else "127.0.0.1" if part == "0.0.0.0" else part
-               for part in services["api"]["command"]]  # fmt: skip
-    api = _run_service_command(command, compose_env)
+    port = ServerPort()
+    with port.listener() as listener:  # the api serves on the test's socket: --fd overrides host and port
+        fd = listener.fileno()
+        api = _run_service_command(
+            [*services["api"]["command"], "--fd", str(fd)], compose_env, pass_fds=(fd,)
+        )
     worker = _run_service_command([*services["worker"]["command"], "--once"], compose_env)
     try:
-        health = _wait_for_health(f"http://127.0.0.1:{port}/healthz")
+        health = _wait_for_health(f"{port.url}/healthz")
         assert worker.wait(120) == 0
     finally:
         api.terminate()
         api.wait(30)
+        port.close()
     assert health["status"] == "ok" and health["schema_revision"] == health["schema_head"]
 
 
-def _wait_for_health(url: str, timeout: float = 60) -> dict[str, Any]:
+def _wait_for_health(url: str, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -61,6 +61,14 @@ def serve(
     with_worker: Annotated[
         bool, typer.Option("--with-worker", help="Also run one job worker in this process.")
     ] = False,
+    fd: Annotated[
+        int | None,
+        typer.Option(
+            "--fd",
+            help="Serve on this inherited, already listening socket (a file descriptor, as a supervisor "
+            "or a test passes it) instead of binding --host and --port.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs)."""
     import uvicorn
@@ -71,9 +79,9 @@ def serve(
         threading.Thread(target=worker.run, name="evalgate-worker", daemon=True).start()
         console.print(f"worker {worker.name} running beside the API")
     if workers > 1:
-        uvicorn.run("api.main:app", host=host, port=port, workers=workers, log_level="warning")
+        uvicorn.run("api.main:app", host=host, port=port, fd=fd, workers=workers, log_level="warning")
         return
-    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, log_level="info")
+    uvicorn.run("api.main:create_app", factory=True, host=host, port=port, fd=fd, log_level="info")
 
 
 def worker(
@@ -100,5 +108,6 @@ def _worker(settings, name: str | None = None):  # type: ignore[no-untyped-def]
         handlers(settings),
         name=name,
         lease_seconds=settings.job_lease_seconds,
-        heartbeat_seconds=min(HEARTBEAT_SECONDS, settings.job_lease_seconds / 4),
+        heartbeat_seconds=settings.job_heartbeat_seconds
+        or min(HEARTBEAT_SECONDS, settings.job_lease_seconds / 4),
     )

@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(default=60.0, gt=0)
     """A running job whose worker has not heartbeated for this long is requeued (or failed)."""
 
+    job_heartbeat_seconds: float | None = Field(default=None, gt=0)
+    """How often a worker refreshes its job's lease and stores its progress; unset: a quarter of the
+    lease, at most 5 s. Keep it well below the lease: a lease survives only the beats it outlasts."""
+
     rate_limit_per_second: float = Field(default=100.0, ge=0)
     """Requests per second one API token may make, sustained (token bucket); 0 turns the limit off."""
 

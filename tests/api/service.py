@@ -16,7 +16,11 @@ import httpx
 
 from evalgate.core.settings import Settings
 
-LEASE_SECONDS = 4
+LEASE_SECONDS = 30
+"""The job lease of the test processes: short enough that a killed worker's job is taken over within a
+test, long enough that a heartbeat starved on a loaded 2-core machine never loses a running job."""
+HEARTBEAT_SECONDS = 1
+"""Progress shows within about a second; the lease outlasts 29 missed beats."""
 SLOW_WORKER = Path(__file__).resolve().parent.parent / "slow_worker"
 ANSWERS = ['{"name": "Ann", "quantity": 3}', '{"name": "Bo", "quantity": 1}']
 EVALUATION = {"evaluators": ["exact_match", "perplexity"], "max_new_tokens": 8, "batch_size": 4,
@@ -63,10 +67,53 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-3000:] if log.exists() else ""
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class ServerPort:
+    """A loopback TCP port the kernel picked, held by this process until ``close``.
+
+    A bound socket that never listens holds the port (with ``SO_REUSEPORT``): while no server runs,
+    connections to it are refused, and no other process can bind it. ``listener`` opens a listening
+    socket on the same port for a server to serve on (``evalgate serve --fd``, the relay), so a server
+    can stop and start again on the port and nothing can take it in between, which a port found free
+    and released before the server binds it cannot promise.
+    """
+
+    def __init__(self) -> None:
+        self._held = _reuse_port_socket()
+        self._held.bind(("127.0.0.1", 0))
+        self.number: int = self._held.getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.number}"
+
+    def listener(self) -> socket.socket:
+        """A new socket listening on the port; whoever serves on it closes it (and the port refuses
+        connections again once every copy is closed)."""
+        sock = _reuse_port_socket()
+        try:
+            sock.bind(("127.0.0.1", self.number))
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def close(self) -> None:
+        """Let the port go."""
+        self._held.close()
+
+    def __enter__(self) -> ServerPort:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _reuse_port_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
 
 
 class Service:
@@ -75,9 +122,11 @@ class Service:
     def __init__(self, settings: Settings, logs: Path):
         self.env = {**os.environ, "EVALGATE_HOME": str(settings.home),
                     "EVALGATE_DATABASE_URL": settings.resolved_database_url,
-                    "EVALGATE_JOB_LEASE_SECONDS": str(LEASE_SECONDS), "COLUMNS": "200"}  # fmt: skip
+                    "EVALGATE_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+                    "EVALGATE_JOB_HEARTBEAT_SECONDS": str(HEARTBEAT_SECONDS), "COLUMNS": "200"}  # fmt: skip
         self.logs = logs
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.ports: list[ServerPort] = []
 
     def cli(self, *args: str) -> str:
         """Run an evalgate command to completion; its stdout."""
@@ -85,19 +134,35 @@ class Service:
                               text=True, timeout=120, check=True)  # fmt: skip
         return done.stdout.strip()
 
-    def start(self, name: str, *args: str, seconds_per_step: float = 0.0) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, seconds_per_step: float = 0.0, pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen[bytes]:
         """Start a long-running evalgate command, logging to ``<logs>/<name>.log``; with
         ``seconds_per_step``, each training step and generate call of it sleeps that long first
-        (``tests/slow_worker``), so a test can stop it mid-task."""
+        (``tests/slow_worker``), so a test can stop it mid-task. ``pass_fds`` are inherited."""
         env = self.env
         if seconds_per_step > 0:
             path = os.pathsep.join(filter(None, [str(SLOW_WORKER), env.get("PYTHONPATH")]))
             env = {**env, "PYTHONPATH": path, "EVALGATE_TEST_SECONDS_PER_STEP": str(seconds_per_step)}
-        log = (self.logs / f"{name}.log").open("wb")
-        process = subprocess.Popen([sys.executable, "-m", "evalgate", *args], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)  # fmt: skip
+        with (self.logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "evalgate", *args], env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, pass_fds=pass_fds)  # fmt: skip
         self.processes.append(process)
         return process
+
+    def serve(
+        self, name: str, *args: str, port: ServerPort | None = None
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        """Start `evalgate serve` (with ``args``) on ``port``, a new one held until ``stop`` if not
+        given; the process and its base URL. The server serves on a socket this process opened and
+        hands down (``--fd``), so the port is the test's from before the server starts."""
+        if port is None:
+            port = ServerPort()
+            self.ports.append(port)
+        with port.listener() as listener:
+            fd = listener.fileno()
+            process = self.start(name, "serve", "--fd", str(fd), *args, pass_fds=(fd,))
+        return process, port.url
 
     def stop(self) -> None:
         for process in self.processes:
@@ -107,6 +172,8 @@ class Service:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     process.kill()
+        for port in self.ports:
+            port.close()
 
 
 def write_rows(path: Path) -> Path:

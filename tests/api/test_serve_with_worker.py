@@ -8,7 +8,7 @@ import pytest
 
 from evalgate.client import Client
 from evalgate.core.settings import Settings
-from tests.api.service import Service, free_port, sweep_config, write_rows
+from tests.api.service import Service, sweep_config, write_rows
 
 
 @pytest.mark.slow
@@ -17,11 +17,10 @@ def test_serve_with_worker_trains_a_submitted_sweep(
     settings: Settings, tmp_path: Path, tiny_lm_dir: Path
 ) -> None:
     running = Service(settings, tmp_path)
-    port = free_port()
-    running.start("api", "serve", "--with-worker", "--port", str(port))
+    _, url = running.serve("api", "--with-worker")
     token = running.cli("tokens", "create", "pipeline", "--scope", "write")
     try:
-        with Client(f"http://127.0.0.1:{port}", token, retries=8) as client:
+        with Client(url, token, retries=8) as client:
             client.upload_dataset("tiny-e2e", write_rows(tmp_path / "rows.jsonl"))
             job = client.wait_for_job(
                 client.submit_sweep(sweep_config(tiny_lm_dir, 2))["id"], timeout=300, poll=0.5

@@ -13,7 +13,7 @@ import pytest
 
 from evalgate.client import ApiError, Client
 from evalgate.core.settings import Settings
-from tests.api.service import EVALUATION, Service, free_port, sweep_config, write_rows
+from tests.api.service import EVALUATION, Service, sweep_config, write_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)]
 
@@ -22,10 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["postgr
 def service(settings: Settings, tmp_path: Path, tiny_lm_dir: Path) -> Iterator[tuple[Service, Client]]:
     """A served API (real uvicorn on loopback) and a client holding a write token made by the CLI."""
     running = Service(settings, tmp_path)
-    port = free_port()
-    running.start("api", "serve", "--port", str(port))
+    _, url = running.serve("api")
     token = running.cli("tokens", "create", "pipeline", "--scope", "write")
-    client = Client(f"http://127.0.0.1:{port}", token, retries=8, backoff=0.5)
+    client = Client(url, token, retries=8, backoff=0.5)
     try:
         client.health()
         assert (
@@ -51,8 +50,12 @@ def test_a_pipeline_registers_an_adapter_gets_a_decision_and_promotes_or_is_refu
     evaluated = client.wait_for_job(
         client.evaluate(candidate["id"], "tiny-e2e@v1", EVALUATION)["id"], timeout=300
     )
-    strict = {"checks": [{"evaluator": "exact_match", "cohort": "target", "floor": 1.1}]}
-    lenient = {"checks": [{"evaluator": "perplexity", "cohort": "target", "margin": 1e9}]}
+    # Verdicts known from the data: no model answers a target row exactly in 8 new tokens (no JSON text
+    # equal to '{"name": "Ann", "quantity": 3}' takes fewer than 11 tokens of the tiny model), so a
+    # floor of 0.5 blocks; the target eval rows are training rows too, so training lowers their
+    # perplexity, well inside a margin of 5% of the base model's.
+    strict = {"checks": [{"evaluator": "exact_match", "cohort": "target", "floor": 0.5}]}
+    lenient = {"checks": [{"evaluator": "perplexity", "cohort": "target", "relative_margin": 0.05}]}
 
     blocked = client.decide(candidate["id"], strict)
     with pytest.raises(ApiError) as refused:
@@ -61,10 +64,13 @@ def test_a_pipeline_registers_an_adapter_gets_a_decision_and_promotes_or_is_refu
     promotion = client.promote(candidate["id"])
 
     assert [run["label"] for run in evaluated["result"]["runs"]][1:] == ["pipeline-run-1"]
-    assert blocked["verdict"] == "block" and blocked["evidence"]["checks"][0]["verdict"] == "below_floor"
+    floor_check = blocked["evidence"]["checks"][0]
+    assert blocked["verdict"] == "block" and floor_check["verdict"] == "below_floor"
+    assert floor_check["candidate_mean"] == 0.0, "no reference fits in 8 new tokens"
     assert refused.value.status == 409 and "exact_match/target" in str(refused.value.detail)
     check = passed["evidence"]["checks"][0]
     assert passed["verdict"] == "pass" and check["n"] == 6 and len(check["ci_95"]) == 2
+    assert check["candidate_mean"] < check["baseline_mean"], "training on these rows lowers their perplexity"
     assert promotion["candidate_id"] == candidate["id"] and promotion["decision_id"] == passed["id"]
 
 
@@ -112,8 +118,10 @@ def test_the_example_pipeline_script_promotes_or_is_refused_by_exit_code(
     assert spec is not None and spec.loader is not None
     pipeline = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(pipeline)
-    policies = {"strict": "checks: [{evaluator: exact_match, cohort: target, floor: 1.1}]",
-                "lenient": "checks: [{evaluator: perplexity, cohort: target, margin: 1.0e+9}]"}  # fmt: skip
+    policies = {  # as in the test above: a floor no model reaches, a margin training stays inside
+        "strict": "checks: [{evaluator: exact_match, cohort: target, floor: 0.5}]",
+        "lenient": "checks: [{evaluator: perplexity, cohort: target, relative_margin: 0.05}]",
+    }
     codes = {}
     for name, text in policies.items():
         policy = tmp_path / f"{name}.yaml"

@@ -1,5 +1,5 @@
 """A real dashboard for browser tests and screenshots: two seeded weekly sweeps, a read token, and
-``python -m evalgate serve`` (uvicorn) on a free loopback port."""
+``python -m evalgate serve`` (uvicorn) on a loopback port held by the test."""
 
 from __future__ import annotations
 
@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING
 from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.service.api_tokens import create_token
-from tests.api.service import Service, free_port
+from tests.api.service import Service
 from tests.support.sweep_data import SeededSweep, seed_weekly_sweep
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 CHROMIUM = Path(os.environ.get("EVALGATE_CHROMIUM", "/usr/bin/chromium"))
-START_SECONDS = 60.0
+START_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,7 @@ def running_dashboard(settings: Settings, store: DatasetStore, folder: Path) -> 
     weeks = (seed_weekly_sweep(store, folder, week=1), seed_weekly_sweep(store, folder, week=2))
     token = create_token(store.sessions, "browser", "read")
     service = Service(settings, folder)
-    port = free_port()
-    process = service.start("dashboard", "serve", "--port", str(port))
-    url = f"http://127.0.0.1:{port}"
+    process, url = service.serve("dashboard")
     try:
         wait_until_healthy(url, lambda: process.poll() is None, folder / "dashboard.log")
         yield Dashboard(url, token, weeks)

@@ -1,14 +1,18 @@
 """A private PostgreSQL cluster that a test may stop and start without disturbing anyone else.
 
-    cluster = PostgresCluster.create()        # initdb in a fresh folder, started on a free port
+    cluster = PostgresCluster.create()        # initdb in a fresh folder, started on its own socket
     url = cluster.create_database("load")     # a SQLAlchemy URL of a new, empty database
     cluster.stop(); cluster.start()           # a real outage and recovery
     cluster.remove()                          # stop it and delete its folder
 
 The machine's shared server (127.0.0.1:5432) serves other tests, so restart tests run their own
 cluster: ``initdb`` refuses to run as root, so the cluster's folder belongs to the ``postgres`` user
-and its programs run through ``runuser`` when the tests run as root. Authentication is ``trust`` on
-loopback only, and ``fsync`` is off (a test cluster need not survive a power cut, only a restart).
+and its programs run through ``runuser`` when the tests run as root. Authentication is ``trust`` (on
+the socket only), and ``fsync`` is off (a test cluster need not survive a power cut, only a restart).
+
+The cluster listens on a Unix socket in its own folder and on no TCP port at all: PostgreSQL cannot be
+handed a socket nor bind port 0, so any TCP port the test picked could be taken by another process
+between the pick and the start (or a restart); a socket path inside the cluster's folder cannot.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from tests.api.service import free_port
-
 PG_VERSIONS_DIR = Path("/usr/lib/postgresql")
 OWNER = "postgres"
+SOCKET_PORT = 5432
+"""Only names the socket file (``socket/.s.PGSQL.5432``); the cluster listens on no TCP port."""
 
 
 class ClusterError(RuntimeError):
@@ -49,17 +53,16 @@ def pg_bin_dir() -> Path:
 
 @dataclass
 class PostgresCluster:
-    """A cluster in ``root`` (``data/``, ``socket/``, ``server.log``) listening on 127.0.0.1:``port``."""
+    """A cluster in ``root`` (``data/``, ``socket/``, ``server.log``) listening on ``socket/`` only."""
 
     root: Path
-    port: int
     bin_dir: Path
 
     @classmethod
     def create(cls) -> PostgresCluster:
         """initdb a new cluster in a fresh folder owned by the ``postgres`` user, and start it."""
         root = Path(tempfile.mkdtemp(prefix="evalgate-pg-"))
-        cluster = cls(root=root, port=free_port(), bin_dir=pg_bin_dir())
+        cluster = cls(root=root, bin_dir=pg_bin_dir())
         try:
             (root / "socket").mkdir()
             if os.geteuid() == 0:
@@ -83,12 +86,12 @@ class PostgresCluster:
         return self.url("postgres")
 
     def url(self, database: str) -> str:
-        """The SQLAlchemy URL of ``database`` on this cluster (over TCP on loopback)."""
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+        """The SQLAlchemy URL of ``database`` on this cluster (through its Unix socket)."""
+        return f"postgresql+psycopg://postgres@/{database}?host={self.root / 'socket'}&port={SOCKET_PORT}"
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        options = (f"-p {self.port} -k {self.root / 'socket'} -c listen_addresses=127.0.0.1 -c fsync=off "
+        options = (f"-p {SOCKET_PORT} -k {self.root / 'socket'} -c listen_addresses='' -c fsync=off "
                    "-c max_connections=200")  # fmt: skip
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w", "-t", "60",
                   "-o", options, "start")  # fmt: skip

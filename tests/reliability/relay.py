@@ -3,6 +3,7 @@
     relay = Relay(("127.0.0.1", 5432))        # listens on relay.port; point the app's URL there
     relay.cut()                               # every connection reset now, the port refused
     relay.restore()                           # listening again: new connections reach the target
+    relay.close()                             # cut, and the port let go
 
 A cut resets each relayed connection at once, both ends, as a crashed server's connections end: a
 socket is shut for reading before it is closed, so the relay thread blocked reading it lets go and the
@@ -18,7 +19,7 @@ import contextlib
 import socket
 import threading
 
-from tests.api.service import free_port
+from tests.api.service import ServerPort
 
 LINGER_RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"
 """``SO_LINGER`` on, timeout 0: ``close`` sends a TCP reset instead of a FIN."""
@@ -28,7 +29,8 @@ class Relay:
     """A TCP relay from a local port to ``target``; ``cut`` resets every connection and closes the port."""
 
     def __init__(self, target: tuple[str, int]):
-        self.target, self.port = target, free_port()
+        self.target, self.held = target, ServerPort()
+        self.port = self.held.number
         self.sockets: list[socket.socket] = []
         self.listener: socket.socket | None = None
         self.lock = threading.Lock()  # a connection accepted while ``cut`` runs is reset too
@@ -36,18 +38,24 @@ class Relay:
 
     def restore(self) -> None:
         """Listen again: new connections reach the target."""
-        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.listener = self.held.listener()
         self.listener.settimeout(0.1)
         threading.Thread(target=self._accept, args=(self.listener,), daemon=True).start()
 
     def cut(self) -> None:
-        """Stop listening and reset every open connection, as a crashed server would."""
+        """Stop listening and reset every open connection, as a crashed server would (the port stays
+        the relay's, refusing connections until ``restore``)."""
         assert self.listener is not None
         with self.lock:
             self.listener.close()
             for sock in self.sockets:
                 reset(sock)
             self.sockets.clear()
+
+    def close(self) -> None:
+        """Cut, and let the port go."""
+        self.cut()
+        self.held.close()
 
     def _accept(self, listener: socket.socket) -> None:
         while listener.fileno() != -1:

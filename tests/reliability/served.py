@@ -27,7 +27,7 @@ from evalgate.db.migrate import upgrade
 from evalgate.db.models import DatasetVersion
 from evalgate.db.session import engine_for, session_scope
 from evalgate.service.api_tokens import create_token
-from tests.api.service import Service, free_port, wait_until_healthy
+from tests.api.service import ServerPort, Service, wait_until_healthy
 from tests.reliability.load import LoadPlan
 from tests.support.scored_runs import add_candidate, add_run
 
@@ -69,10 +69,11 @@ def seed(settings: Settings, clients: int, root: Path) -> LoadPlan:
 
 @dataclass
 class ServedApi:
-    """One `evalgate serve` on ``port``; ``restart`` replaces the process on the same port."""
+    """One `evalgate serve` on ``port``; ``restart`` replaces the process on the same port (held by the
+    test throughout: refused while no server runs, never taken by another process)."""
 
     service: Service
-    port: int
+    port: ServerPort
     plan: LoadPlan
     database_url: str
     process: subprocess.Popen[bytes] | None = None
@@ -85,10 +86,11 @@ class ServedApi:
         """Seed ``database_url`` and serve it; ready to answer when this returns."""
         settings = Settings(home=root / "home", database_url=database_url)
         plan = seed(settings, clients, root)
-        port = free_port()
         service = Service(settings, root)
         service.env.update(env or {})
-        plan = LoadPlan(**{**plan.__dict__, "url": f"http://127.0.0.1:{port}"})
+        port = ServerPort()
+        service.ports.append(port)  # let go when the service stops
+        plan = LoadPlan(**{**plan.__dict__, "url": port.url})
         served = cls(service=service, port=port, plan=plan, database_url=database_url)
         try:
             served.start()
@@ -104,7 +106,7 @@ class ServedApi:
     def start(self) -> None:
         """Start a serve process (log ``api-N.log``) and wait until ``/healthz`` answers 200."""
         self.starts += 1
-        self.process = self.service.start(f"api-{self.starts}", "serve", "--port", str(self.port))
+        self.process, _ = self.service.serve(f"api-{self.starts}", port=self.port)
         log = self.service.logs / f"api-{self.starts}.log"
         wait_until_healthy(self.url, self.process, log, READY_TIMEOUT)
 

@@ -30,8 +30,9 @@ from tests.support.sweep_data import seed_weekly_sweep
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
 
-HANG_LIMIT_SECONDS = 8.0
-"""An answer slower than this while the database is down counts as a hang."""
+HANG_LIMIT_SECONDS = 30.0
+"""An answer slower than this while the database is down counts as a hang: generous for a loaded 2-core
+machine (a refused connection fails at once; a hung one would wait forever)."""
 RECOVERY_SECONDS = 30.0
 UNAVAILABLE = {"detail": f"database unavailable; retry in {DATABASE_RETRY_AFTER_SECONDS} s"}
 ONE_REQUEST = {"Connection": "close"}

@@ -4,8 +4,8 @@ by itself when it is back; genuine SQL errors stay 500s (each kind of error is c
 
 The outage is real at the network level: the app talks to PostgreSQL through a TCP relay that the test
 cuts (every connection reset, the port refused) and restores, so pooled connections die as they do
-when the server restarts. ``/healthz`` also answers quickly on a refused port and gives up within the
-connect timeout on a server that accepts but never answers.
+when the server restarts. ``/healthz`` also answers 503 on a refused port, and on a server that accepts
+but never answers once the connect timeout has run out, instead of hanging.
 """
 
 from __future__ import annotations
@@ -29,12 +29,15 @@ from evalgate.core.settings import Settings
 from evalgate.db.session import POSTGRES_CONNECT_TIMEOUT_SECONDS, engine_for
 from evalgate.service.api_tokens import create_token
 from tests.api.conftest import bearer
-from tests.api.service import free_port
+from tests.api.service import ServerPort
 from tests.reliability.figures import record
 from tests.reliability.relay import Relay
 from tests.reliability.routes import SCOPES, VIEWER, routes
 
 pytestmark = pytest.mark.reliability
+HANG_SECONDS = 30 + POSTGRES_CONNECT_TIMEOUT_SECONDS
+"""Slower than this counts as a hang: generous for a loaded 2-core machine, while a request left waiting
+on a server that never answers would wait forever (libpq has no timeout of its own)."""
 NO_DATABASE = {"/login", "/logout", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
 
 
@@ -45,7 +48,7 @@ def relayed(database_url: str, tmp_path: Path) -> Iterator[tuple[Relay, Settings
     relay = Relay((url.host or "127.0.0.1", url.port or 5432))
     relayed_url = url.set(port=relay.port).render_as_string(hide_password=False)
     yield relay, Settings(home=tmp_path / "home", database_url=relayed_url)
-    relay.cut()
+    relay.close()
     engine_for(relayed_url).dispose()
 
 
@@ -108,21 +111,23 @@ def test_the_api_recovers_by_itself_when_postgres_returns(relayed: tuple[Relay, 
     record("fault", "postgres-connection-cut", injected=1, survived=1)
 
 
-def test_a_refused_database_port_gives_503_quickly(tmp_path: Path) -> None:
-    url = f"postgresql+psycopg://evalgate:not-used@127.0.0.1:{free_port()}/evalgate"
-    api = TestClient(create_app(Settings(home=tmp_path, database_url=url)))
+def test_a_refused_database_port_gives_503_without_hanging(tmp_path: Path) -> None:
+    with ServerPort() as refusing:  # held, never listening: every connection is refused
+        url = f"postgresql+psycopg://evalgate:not-used@127.0.0.1:{refusing.number}/evalgate"
+        api = TestClient(create_app(Settings(home=tmp_path, database_url=url)))
 
-    started = time.monotonic()
-    health = api.get("/healthz")
-    jobs = api.get("/jobs", headers=bearer("eg_some-token"))
-    elapsed = time.monotonic() - started
+        started = time.monotonic()
+        health = api.get("/healthz")
+        jobs = api.get("/jobs", headers=bearer("eg_some-token"))
+        elapsed = time.monotonic() - started
+        engine_for(url).dispose()
 
     _assert_unavailable(jobs, "/jobs")
     assert health.status_code == 503 and health.json()["database"] == "down"
-    assert elapsed < 2.0, f"a refused connection should fail at once, took {elapsed:.1f}s"
+    assert elapsed < HANG_SECONDS, f"a refused connection hung for {elapsed:.1f}s"
 
 
-def test_health_gives_up_on_a_silent_database_within_the_connect_timeout(tmp_path: Path) -> None:
+def test_health_gives_up_on_a_silent_database_at_the_connect_timeout(tmp_path: Path) -> None:
     silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers
     url = f"postgresql+psycopg://evalgate@127.0.0.1:{silent.getsockname()[1]}/evalgate"
     api = TestClient(create_app(Settings(home=tmp_path, database_url=url)))
@@ -135,7 +140,10 @@ def test_health_gives_up_on_a_silent_database_within_the_connect_timeout(tmp_pat
         engine_for(url).dispose()
 
     assert health.status_code == 503 and health.json()["database"] == "down"
-    assert elapsed < POSTGRES_CONNECT_TIMEOUT_SECONDS + 3, f"/healthz hung for {elapsed:.1f}s"
+    assert elapsed > POSTGRES_CONNECT_TIMEOUT_SECONDS - 1.5, (
+        f"gave up after {elapsed:.1f}s, before the timeout"
+    )
+    assert elapsed < HANG_SECONDS, f"/healthz hung for {elapsed:.1f}s"
 
 
 def test_sql_errors_that_retrying_cannot_fix_stay_server_errors(tmp_path: Path) -> None:

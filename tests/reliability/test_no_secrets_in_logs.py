@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 
 from evalgate.client import Client, JobFailed
 from evalgate.core.settings import Settings
-from tests.api.service import Service, free_port, sweep_config, wait_until_healthy, write_rows
+from tests.api.service import ServerPort, Service, sweep_config, wait_until_healthy, write_rows
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.slow]
 DEBUG_SERVE = """
@@ -77,14 +77,18 @@ def test_no_token_or_database_password_appears_in_any_log(database_url: str, tmp
     running = Service(Settings(home=tmp_path / "home", database_url=url), tmp_path)
     admin = running.cli("tokens", "create", "cli-admin", "--scope", "admin")  # printed once, by design
     listing = running.cli("tokens", "list")
-    port, log = free_port(), tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        command = [sys.executable, "-c", DEBUG_SERVE, "serve", "--with-worker", "--port", str(port)]
-        server = subprocess.Popen(command, env=running.env, stdout=sink, stderr=subprocess.STDOUT)
+    port, log = ServerPort(), tmp_path / "serve.log"
+    running.ports.append(port)
+    with log.open("wb") as sink, port.listener() as listener:
+        fd = listener.fileno()
+        command = [sys.executable, "-c", DEBUG_SERVE, "serve", "--with-worker", "--fd", str(fd)]
+        server = subprocess.Popen(
+            command, env=running.env, stdout=sink, stderr=subprocess.STDOUT, pass_fds=(fd,)
+        )
     running.processes.append(server)
     try:
-        wait_until_healthy(f"http://127.0.0.1:{port}", server, log, 60)
-        made, shown = _use_tokens(f"http://127.0.0.1:{port}", admin, tmp_path, tmp_path / "no-such-model")
+        wait_until_healthy(port.url, server, log, 120)
+        made, shown = _use_tokens(port.url, admin, tmp_path, tmp_path / "no-such-model")
     finally:
         running.stop()
     written = "\n".join([log.read_text(errors="replace"), listing, *shown])

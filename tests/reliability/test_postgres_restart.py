@@ -25,8 +25,9 @@ pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.slow]
 
 CLIENTS = 4
 OUTAGE_SECONDS = 4.0
-HANG_LIMIT_SECONDS = 8.0
-"""An answer slower than this while the database is down counts as a hang."""
+HANG_LIMIT_SECONDS = 30.0
+"""An answer slower than this while the database is down counts as a hang: generous for a loaded 2-core
+machine (a refused connection fails at once; a hung one would wait forever)."""
 RECOVERY_SECONDS = 30.0
 PROBE_SEED = 999_999_999
 """The probes' own policy seed: no client of the load uses it."""

@@ -22,7 +22,7 @@ from evalgate.client import FINAL_JOB_STATUSES, Client
 from evalgate.core.settings import Settings
 from evalgate.db.models import Candidate, EvaluationRun, RowScore, Sweep
 from evalgate.db.session import session_factory, session_scope
-from tests.api.service import Service, free_port, write_rows
+from tests.api.service import Service, write_rows
 
 DATASET = "tiny-e2e"
 
@@ -35,12 +35,11 @@ def served(
     the tiny dataset is uploaded as ``tiny-e2e@v1``. Every process is stopped at the end."""
     running = Service(settings, logs)
     running.env.update(env or {})
-    port = free_port()
-    running.start("api", "serve", "--port", str(port))
+    _, url = running.serve("api")
     client: Client | None = None
     try:
         token = running.cli("tokens", "create", "pipeline", "--scope", "write")
-        client = Client(f"http://127.0.0.1:{port}", token, retries=8, backoff=0.5)
+        client = Client(url, token, retries=8, backoff=0.5)
         client.health()
         client.upload_dataset(DATASET, write_rows(logs / "rows.jsonl"))
         yield running, client

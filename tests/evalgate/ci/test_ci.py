@@ -25,10 +25,14 @@ from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.db.models import Candidate, EvaluationRun
 from evalgate.db.session import session_scope
-from tests.api.service import EVALUATION, Service, free_port, sweep_config, write_rows
+from tests.api.service import EVALUATION, ServerPort, Service, sweep_config, write_rows
 
-LENIENT = {"checks": [{"evaluator": "perplexity", "cohort": "target", "margin": 1.0e9}]}
-STRICT = {"checks": [{"evaluator": "exact_match", "cohort": "target", "floor": 1.1}, *LENIENT["checks"]]}
+LENIENT = {"checks": [{"evaluator": "perplexity", "cohort": "target", "relative_margin": 0.05}]}
+"""Passes every candidate trained on the tiny dataset: its target eval rows are training rows too, so
+training lowers their perplexity (and a candidate against itself has no delta at all)."""
+STRICT = {"checks": [{"evaluator": "exact_match", "cohort": "target", "floor": 0.5}, *LENIENT["checks"]]}
+"""Blocks every model on the tiny dataset: answers get 8 new tokens (``EVALUATION``), and no JSON text
+equal to a target reference fits in fewer than 11 tokens of the tiny model, so exact_match is 0."""
 
 
 def _files(folder: Path) -> Path:
@@ -209,10 +213,10 @@ def test_an_unreachable_server_or_a_missing_token_exits_2(
         tmp_path / "ci.yaml",
         {"dataset": "tiny@v1", "sweep": {}, "policy": LENIENT, "outputs": str(tmp_path / "out")},
     )
-    url = f"http://127.0.0.1:{free_port()}"
-
-    unreachable = CliRunner().invoke(typer_app, ["ci", str(config), "--server", url, "--token", "t"])
-    no_token = CliRunner().invoke(typer_app, ["ci", str(config), "--server", url])
+    with ServerPort() as refusing:  # held, never listening: every connection is refused
+        url = refusing.url
+        unreachable = CliRunner().invoke(typer_app, ["ci", str(config), "--server", url, "--token", "t"])
+        no_token = CliRunner().invoke(typer_app, ["ci", str(config), "--server", url])
 
     assert unreachable.exit_code == 2 and f"cannot reach the evalgate server at {url}" in unreachable.output
     assert no_token.exit_code == 2 and "--server needs a token" in no_token.output
@@ -292,8 +296,7 @@ def _write_jsonl(folder: Path, rows: list[dict[str, Any]]) -> Path:
 def server(settings: Settings, tmp_path: Path) -> Iterator[tuple[Service, str, str]]:
     """`evalgate serve` and `evalgate worker` on the database; (service, URL, write token)."""
     running = Service(settings, tmp_path)
-    url = f"http://127.0.0.1:{free_port()}"
-    running.start("api", "serve", "--port", url.rsplit(":", 1)[1])
+    _, url = running.serve("api")
     running.start("worker", "worker", "--name", "w1")
     token = running.cli("tokens", "create", "ci", "--scope", "write")
     try:

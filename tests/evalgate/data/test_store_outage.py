@@ -21,7 +21,7 @@ from evalgate.data import store as store_module
 from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
 from evalgate.db.session import engine_for, session_factory
-from tests.api.service import free_port
+from tests.api.service import ServerPort
 from tests.reliability.relay import Relay
 
 ROWS = [{"id": f"r{i}", "question": f"question {i}"} for i in range(6)]
@@ -35,10 +35,11 @@ def files_under(root: str) -> list[Path]:
 
 @pytest.fixture
 def unreachable() -> Iterator[str]:
-    """A PostgreSQL URL whose port refuses every connection."""
-    url = f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/gone"
-    yield url
-    engine_for(url).dispose()
+    """A PostgreSQL URL whose port refuses every connection (held, never listening, for the test)."""
+    with ServerPort() as refusing:
+        url = f"postgresql+psycopg://nobody@127.0.0.1:{refusing.number}/gone"
+        yield url
+        engine_for(url).dispose()
 
 
 def write_then(action: Callable[[], None], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,7 +85,7 @@ def test_an_add_cut_off_from_postgres_after_writing_leaves_no_files(
         with pytest.raises(sa.OperationalError):
             store.add("suite", [rows])
     finally:
-        relay.cut()
+        relay.close()
         engine_for(relayed_url).dispose()
 
     assert files_under(store.artifact_root) == []
