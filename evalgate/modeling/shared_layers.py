@@ -12,6 +12,10 @@ adapted layer (``BatchExpander``). With LoRA on the top L of N layers a pass the
 A KV cache filled by such a pass holds B rows in the shared layers; ``tile_shared_cache`` repeats them
 K times, so that decoding (where the copies' tokens differ) runs every layer on K*B rows. Both
 helpers are our own: neither transformers nor peft shares layers between adapters of one batch.
+
+Rows also share tokens: every prompt rendered with the chat template starts with the same system
+turn. ``common_prefix_length`` finds such a prefix, a pass runs it once per model, and
+``prefix_cache_for`` hands its KV cache to every row of a batch, which then runs only its own tokens.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import DynamicCache
 
 
 class BatchExpander:
@@ -117,3 +122,28 @@ def tile_shared_cache(cache: Any, shared_layers: int, copies: int) -> None:
     for layer in cache.layers[:shared_layers]:
         rows = layer.keys.shape[0] if rows is None else rows
         layer.batch_select_indices(torch.arange(rows, device=layer.keys.device).repeat(copies))
+
+
+def common_prefix_length(sequences: Sequence[Sequence[int]], keep: int = 1) -> int:
+    """Number of leading token ids every sequence shares, leaving at least ``keep`` ids of the
+    shortest sequence after it (0 for fewer than two sequences: nothing to share)."""
+    if len(sequences) < 2:
+        return 0
+    first, limit = sequences[0], min(len(ids) for ids in sequences) - keep
+    length = 0
+    while length < limit and all(ids[length] == first[length] for ids in sequences):
+        length += 1
+    return length
+
+
+def prefix_cache_for(prefix: Any, rows: int) -> DynamicCache:
+    """A fresh KV cache for ``rows`` rows per model, from the cache of a prompt prefix that every row
+    shares. A layer of ``prefix`` holding one row (a shared layer, computed once) gives that row to
+    each of the ``rows`` rows; a layer holding K rows (one per model copy) gives copy k's row to the
+    k-th run of ``rows`` rows (adapter-major)."""
+    cache = DynamicCache()
+    for index, layer in enumerate(prefix.layers):
+        copies = layer.keys.shape[0]
+        select = torch.arange(copies, device=layer.keys.device).repeat_interleave(rows)
+        cache.update(layer.keys[select], layer.values[select], index)
+    return cache

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from evalgate.modeling.generation import DecodingSettings, generate_per_adapter
-from evalgate.modeling.shared_layers import decoder_layers, lowest_layer_holding
+from evalgate.modeling.shared_layers import common_prefix_length, decoder_layers, lowest_layer_holding
 from evalgate.modeling.stacked_generation import adapted_modules, generate_mixed_adapters
 from tests.support.adapters import ROWS, top_layer_adapters
 
@@ -46,3 +46,10 @@ def test_stacked_answers_with_shared_lower_layers_are_the_loops(tiny_lm_dir: Pat
     # the prompt pass of each batch (4 rows, then 1): the lower layer once, the adapted one per model
     assert rows_seen[0][0] == 4 and rows_seen[1][0] == 12
     assert 1 in rows_seen[0] and 3 in rows_seen[1]
+
+
+def test_common_prefix_length_leaves_the_shortest_sequence_a_token() -> None:
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 9], [1, 2, 3, 4, 5]]) == 3
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # keep one of [1, 2, 3]
+    assert common_prefix_length([[1, 2], [7, 2]]) == 0
+    assert common_prefix_length([[1, 2, 3]]) == 0  # one sequence: nothing shared
