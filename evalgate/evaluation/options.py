@@ -63,7 +63,8 @@ class EvaluationOptions:
     device: Device = "auto"
     """auto, cpu, cuda, cuda:N or mps."""
     precision: Precision = "auto"
-    """auto (bf16 on a GPU that has it and on a CPU with AMX, else fp32), fp32, bf16, fp16."""
+    """auto (bf16 on a GPU that has it, else fp32: on a CPU generation is no faster in bf16), fp32, bf16,
+    fp16."""
     seed: Annotated[Integer, Field(ge=0, le=MAX_SEED)] = 0
     """Seed of the bootstrap intervals (stored in the summary)."""
     mixed_adapters: StrictBool = True

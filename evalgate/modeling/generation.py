@@ -33,6 +33,7 @@ from evalgate.modeling.loading import (
     resolve_model,
 )
 from evalgate.modeling.prompting import render_completion, render_prompt
+from evalgate.modeling.shared_layers import common_prefix_length
 
 BatchDone = Callable[[int], None]
 """Called with the number of rows of each finished batch (progress bars)."""
@@ -113,11 +114,18 @@ def generate_batch(
     prefill: Prefill = plain_prefill,
 ) -> list[Answer]:
     """One left-padded batch through ``evalgate.modeling.greedy.greedy_decode``: each row stops at its own
-    budget or stop token and leaves the running batch then (``on_rows_kept`` is told which rows stay)."""
+    budget or stop token and leaves the running batch then (``on_rows_kept`` is told which rows stay).
+
+    The prompt prefix every row shares (the chat template's system turn) comes before the padding, so
+    that a prefill can run it once; positions count real tokens only, so each row still sees the
+    positions it would see alone."""
     pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0])
     width = max(len(ids) for ids in encoded)
-    input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in encoded])
-    attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+    shared = common_prefix_length(encoded)
+    input_ids = torch.tensor([ids[:shared] + [pad_id] * (width - len(ids)) + ids[shared:] for ids in encoded])
+    attention = torch.tensor(
+        [[1] * shared + [0] * (width - len(ids)) + [1] * (len(ids) - shared) for ids in encoded]
+    )
     device = next(model.parameters()).device
     new_ids = greedy_decode(
         model, input_ids.to(device), attention.to(device), budgets, stops, on_rows_kept, prefill
@@ -208,7 +216,7 @@ class ModelPool:
         self.ref = ref
         self.home = home
         self.device = pick_device(device)
-        self.dtype = pick_dtype(precision, self.device)
+        self.dtype = pick_dtype(precision, self.device, generation=True)
         self.model: Any = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.adapters: dict[int, str] = {}

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from evalgate.modeling.shared_layers import prefix_cache_for
+
 RowsKept = Callable[[list[int]], None]
 """Told the positions (in the running batch) of the rows kept after a step, before the next step."""
 
@@ -28,14 +30,43 @@ Prefill = Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor], Any]
 ``logits`` (at least the last position) and ``cache`` cover every row of ``input_ids``."""
 
 
+MIN_SHARED_PREFIX = 4
+"""Fewer leading tokens shared by every row than this are not worth a pass of their own."""
+
+
+def shared_prefix_columns(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """Leading columns in which every row holds the same real token (a prompt prefix laid out before
+    the padding, see ``evalgate.modeling.generation.generate_batch``), leaving at least the last column;
+    0 when fewer than ``MIN_SHARED_PREFIX`` or a single row."""
+    if input_ids.shape[0] < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(dim=0) & attention_mask.bool().all(dim=0)
+    count = min(int(same.long().cumprod(dim=0).sum()), input_ids.shape[1] - 1)
+    return count if count >= MIN_SHARED_PREFIX else 0
+
+
 def plain_prefill(
     model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
 ) -> Any:
-    """The whole prompt batch through the model, keeping the last position's logits and the cache."""
+    """The whole prompt batch through the model, keeping the last position's logits and the cache.
+    A prefix that every row shares (``shared_prefix_columns``) runs once, on one row, and the rows go
+    on from copies of its KV cache."""
+    length = shared_prefix_columns(input_ids, attention_mask)
+    cache = None
+    if length:
+        prefix = model(
+            input_ids=input_ids[:1, :length],
+            attention_mask=attention_mask[:1, :length],
+            position_ids=position_ids[:1, :length],
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = prefix_cache_for(prefix.cache, input_ids.shape[0])
     return model(
-        input_ids=input_ids,
+        input_ids=input_ids[:, length:],
         attention_mask=attention_mask,
-        position_ids=position_ids,
+        position_ids=position_ids[:, length:],
+        cache=cache,
         use_cache=True,
         logits_to_keep=1,
     )

@@ -33,8 +33,8 @@ from evalgate.modeling.generation import (
     generate_per_adapter,
     prompt_batches,
 )
-from evalgate.modeling.greedy import Prefill, plain_prefill
-from evalgate.modeling.shared_layers import shared_below, tile_shared_cache
+from evalgate.modeling.greedy import Prefill, shared_prefix_columns
+from evalgate.modeling.shared_layers import prefix_cache_for, shared_below, tile_shared_cache
 
 
 class CannotStack(ValueError):
@@ -143,18 +143,40 @@ def stacked_adapters(model: Any, adapters: Sequence[str | None]) -> Iterator[Row
             handle.remove()
 
 
-def shared_prefill(adapted: Sequence[nn.Module], copies: int) -> Prefill:
+def shared_prefill(adapted: Sequence[nn.Module], copies: int, routing: RowRouting) -> Prefill:
     """A prompt pass over ``copies`` adapter-major copies of a batch that runs the layers below the
     lowest ``adapted`` one on a single copy (``evalgate.modeling.shared_layers``), then repeats their
-    cache rows for decoding; the plain pass when the lowest adapted layer is the first."""
+    cache rows for decoding. A prefix that every row shares (``shared_prefix_columns``) runs first
+    as one row per model (``routing`` told so), and the batch goes on from copies of its cache."""
 
     def prefill(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> Any:
         rows = input_ids.shape[0] // copies
+        length = shared_prefix_columns(input_ids, mask)
         with shared_below(model, adapted, copies) as shared:
-            if not shared:
-                return plain_prefill(model, input_ids, mask, positions)
-            output = plain_prefill(model, input_ids[:rows], mask[:rows], positions[:rows])
-        tile_shared_cache(output.cache, shared, copies)
+            given = slice(0, rows) if shared else slice(None)
+            cache = None
+            if length:
+                routing.start(1)
+                first = slice(0, None, rows)  # row 0 of each copy given
+                prefix = model(
+                    input_ids=input_ids[given][first, :length],
+                    attention_mask=mask[given][first, :length],
+                    position_ids=positions[given][first, :length],
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
+                routing.start(rows)
+                cache = prefix_cache_for(prefix.cache, rows)
+            output = model(
+                input_ids=input_ids[given, length:],
+                attention_mask=mask[given],
+                position_ids=positions[given, length:],
+                cache=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+        if shared:
+            tile_shared_cache(output.cache, shared, copies)
         return output
 
     return prefill
@@ -190,7 +212,7 @@ def _generate_stacked(
 ) -> dict[str | None, list[Answer]]:
     encoded, budgets, batches = prompt_batches(tokenizer, rows, decoding)
     stops = end_of_turn_ids(tokenizer)
-    prefill = shared_prefill(adapted_modules(model), len(adapters))
+    prefill = shared_prefill(adapted_modules(model), len(adapters), routing)
     answers: dict[str | None, dict[int, Answer]] = {adapter: {} for adapter in adapters}
     for batch in batches:
         prompts = [encoded[i] for _ in adapters for i in batch]

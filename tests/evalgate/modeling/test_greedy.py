@@ -10,7 +10,7 @@ from peft import LoraConfig, get_peft_model
 
 from evalgate.modeling.decoding import DecodingSettings
 from evalgate.modeling.generation import generate_per_adapter
-from evalgate.modeling.greedy import greedy_decode
+from evalgate.modeling.greedy import greedy_decode, shared_prefix_columns
 from evalgate.modeling.stacked_generation import generate_mixed_adapters
 from tests.support.adapters import ROWS, load_perturbed
 
@@ -87,3 +87,26 @@ def test_stacked_adapters_keep_their_rows_apart_as_rows_leave_the_batch(tiny_lm_
 
     assert mixed == generate_per_adapter(model, tokenizer, rows, adapters, decoding)
     assert {answer.new_tokens for answer in mixed["noisy"]} >= {2, 12}
+
+
+def test_a_shared_prefix_before_the_padding_decodes_as_the_plain_left_padded_batch(tiny_lm_dir: Path) -> None:
+    """Prompts that share a prefix, laid out prefix + padding + rest: the prefix runs once on one row
+    and every row decodes the tokens of transformers' generate on the plainly left-padded batch."""
+    model, tokenizer = load_perturbed(tiny_lm_dir)
+    lead = tokenizer("Answer the question that follows in one short sentence:", add_special_tokens=False)
+    prefix = list(lead["input_ids"])
+    encoded = [prefix + tokenizer(text, add_special_tokens=False)["input_ids"] for text in PROMPTS]
+    width, pad = max(len(ids) for ids in encoded), int(tokenizer.pad_token_id or 0)
+    plain = torch.tensor([[pad] * (width - len(ids)) + ids for ids in encoded])
+    plain_mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in encoded])
+    shared = len(prefix)
+    laid_out = torch.tensor([ids[:shared] + [pad] * (width - len(ids)) + ids[shared:] for ids in encoded])
+    laid_out_mask = torch.tensor(
+        [[1] * shared + [0] * (width - len(ids)) + [1] * (len(ids) - shared) for ids in encoded]
+    )
+    assert shared_prefix_columns(laid_out, laid_out_mask) == shared
+    assert shared_prefix_columns(plain, plain_mask) == 0  # the padding comes first: nothing shared
+
+    decoded = greedy_decode(model, laid_out, laid_out_mask, [8] * len(PROMPTS), stops=[])
+
+    assert decoded == _generate(model, plain, plain_mask, 8, stop=-1)

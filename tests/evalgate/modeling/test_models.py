@@ -199,6 +199,8 @@ def test_pick_dtype_auto_is_bf16_only_on_cpus_with_amx(
 
     monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: True)
     assert pick_dtype("auto", "cpu") == torch.bfloat16
+    assert pick_dtype("auto", "cpu", generation=True) == torch.float32  # decoding: fp32 on every CPU
+    assert pick_dtype("bf16", "cpu", generation=True) == torch.bfloat16  # asked for explicitly
     monkeypatch.setattr(models, "cpu_has_fast_bf16", lambda: False)
     assert pick_dtype("auto", "cpu") == torch.float32
     assert pick_dtype("auto", "mps") == torch.float32
