@@ -90,8 +90,18 @@ def canonical(word: str) -> str:
 
 
 def words(passage: str) -> list[str]:
-    """Canonical content tokens of ``passage`` in order (stopwords dropped)."""
-    return [c for c in (canonical(t) for t in _TOKEN.findall(passage)) if c]
+    """Canonical content tokens of ``passage`` in order (stopwords dropped); a spelled-out number
+    followed by a multiplier is one number ("one thousand" -> "1000", as "1,000")."""
+    found: list[str] = []
+    after_spelled_number = False
+    for token in _TOKEN.findall(passage):
+        word, form = token.lower(), canonical(token)
+        if after_spelled_number and word in text.MULTIPLIERS:
+            found[-1] = str(int(found[-1]) * int(form))
+        elif form:
+            found.append(form)
+        after_spelled_number = word in text.NUMBER_WORDS and bool(form)
+    return found
 
 
 def all_words(passage: str) -> list[str]:

@@ -93,11 +93,29 @@ def _stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
+MULTIPLIERS = frozenset({"hundred", "thousand", "million"})
+"""Number words that multiply the spelled-out number before them ("two hundred" is 200)."""
+
+
 def numbers(text: str) -> set[str]:
-    """Numbers in ``text`` as canonical digit strings ("1,000" -> "1000", "eight" -> "8")."""
+    """Numbers in ``text`` as canonical digit strings ("1,000" -> "1000", "eight" -> "8", "one
+    thousand" -> "1000", "two hundred thousand" -> "200000")."""
     found = {match.replace(",", "").removesuffix(".0") for match in _NUMBER.findall(text)}
-    found.update(NUMBER_WORDS[word] for word in tokens(text) if word in NUMBER_WORDS)
-    return found
+    return found | set(_spelled_numbers(tokens(text)))
+
+
+def _spelled_numbers(words: list[str]) -> list[str]:
+    """The spelled-out numbers of ``words``: a multiplier right after a number word multiplies it."""
+    values: list[str] = []
+    previous_was_number = False
+    for word in words:
+        value = NUMBER_WORDS.get(word)
+        if value is not None and word in MULTIPLIERS and previous_was_number:
+            values[-1] = str(int(values[-1]) * int(value))
+        elif value is not None:
+            values.append(value)
+        previous_was_number = value is not None
+    return values
 
 
 def entities(text: str) -> set[str]:

@@ -147,11 +147,6 @@ def test_an_invented_fact_scores_as_hallucinated_and_the_restatement_does_not(
             CANBERRA,
             None,
             id="one-thousand-against-1,000",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason='docs/evaluators.md: "1,000" = "1000" = "one thousand"; text.numbers maps each '
-                'number word on its own, so "one thousand" is {1, 1000} and "1" is not in the passage',
-            ),
         ),
     ],
 )

@@ -47,3 +47,10 @@ def test_is_refusal_detects_non_committal_answers():
     assert text.is_refusal("As an AI, I do not have opinions.")
     assert text.is_refusal("I don't know.")
     assert not text.is_refusal("The capital of France is Paris.")
+
+
+def test_numbers_multiplies_a_spelled_number_by_the_multiplier_after_it():
+    assert text.numbers("about one thousand people") == {"1000"}
+    assert text.numbers("two hundred thousand years") == {"200000"}
+    assert text.numbers("a thousand and eight") == {"1000", "8"}
+    assert text.numbers("the hundred days of 1815") == {"100", "1815"}
