@@ -14,8 +14,9 @@ for the same seed and vocabulary):
 - ``replay_train.jsonl`` (cohort ``replay``): short general instructions mixed into training so that
   the fine-tune does not turn every answer into JSON. None is asked in the ood cohort.
 - ``ood_eval.jsonl`` (cohort ``ood``): short factual questions from families the base model handles
-  (capitals, languages, currencies, plurals, opposites); ``metadata.accept`` lists lower-case strings,
-  any of which appearing in an answer (case-insensitive, on word boundaries) makes it correct.
+  (capitals, languages, currencies, plurals, opposites, the countries of cities); ``metadata.accept``
+  lists lower-case strings, any of which appearing in an answer (case-insensitive, on word
+  boundaries) makes it correct.
 - ``ood_grounded_eval.jsonl`` (cohort ``ood_grounded``): grounded out-of-domain questions. The
   context is a short passage (3 to 6 sentences on science, history, geography or an everyday how-to,
   ``evalgate/data/suite_passages.py``), the question is answerable from it, the reference is a short
