@@ -70,7 +70,7 @@ def _log_softmax(
         )
         positions = torch.arange(prefix.length, prefix.length + width).expand(len(batch), width)
         extra = {
-            "past_key_values": prefix_cache_for(prefix.cache, rows),
+            "cache": prefix_cache_for(prefix.cache, rows),
             "position_ids": positions.to(device),
         }
     with torch.inference_mode():
