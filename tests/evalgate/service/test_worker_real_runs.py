@@ -247,20 +247,28 @@ def test_sigterm_mid_sweep_hands_the_job_back_and_a_second_worker_resumes_it(
 # ------------------------------------------------------------------------------------------- cancel
 
 
+def cancel_while_held(
+    sessions: Any, job_id: int, worker: InProcessWorker, held: HeldCall, never_held: str
+) -> None:
+    """Start ``worker``; once ``held`` holds its call, cancel the job, let the call go when the
+    worker has seen the cancel, and wait for the worker to end."""
+    worker.thread.start()
+    try:
+        assert held.held.wait(180), never_held
+        assert jobs.request_cancel(sessions, job_id) == "cancelling"
+        wait_until(lambda: worker.stop_reason() == "cancel", "the worker to see the cancel")
+    finally:
+        held.release()
+    worker.finish()
+
+
 def test_a_cancelled_sweep_stops_after_the_step_in_flight_and_keeps_only_its_checkpoint(
     store: DatasetStore, settings: Settings, tiny_lm_dir: Path, dataset: str, held_steps: HeldCall
 ) -> None:
     sessions = store.sessions
     job_id = jobs.enqueue(sessions, SWEEP, sweep_payload(tiny_lm_dir, dataset, steps=12))
     worker = InProcessWorker(sessions, settings, "w1", heartbeat_seconds=FAST_HEARTBEAT)
-    worker.thread.start()
-    try:
-        assert held_steps.held.wait(180), "training never reached step 5"
-        assert jobs.request_cancel(sessions, job_id) == "cancelling"
-        wait_until(lambda: worker.stop_reason() == "cancel", "the worker to see the cancel")
-    finally:
-        held_steps.release()
-    worker.finish()
+    cancel_while_held(sessions, job_id, worker, held_steps, "training never reached step 5")
 
     job = job_state(sessions, job_id)
     (sweep,) = sweep_rows(sessions)
@@ -301,14 +309,7 @@ def test_a_cancelled_evaluation_stops_after_the_batch_in_flight_and_stores_nothi
                "precision": "fp32"}  # fmt: skip
     job_id = jobs.enqueue(sessions, EVALUATE, {"sweep_id": trained_sweep, "options": options})
     worker = InProcessWorker(sessions, settings, "w1", heartbeat_seconds=FAST_HEARTBEAT)
-    worker.thread.start()
-    try:
-        assert held.held.wait(180), "generation never reached batch 3"
-        assert jobs.request_cancel(sessions, job_id) == "cancelling"
-        wait_until(lambda: worker.stop_reason() == "cancel", "the worker to see the cancel")
-    finally:
-        held.release()
-    worker.finish()
+    cancel_while_held(sessions, job_id, worker, held, "generation never reached batch 3")
 
     job = job_state(sessions, job_id)
     assert (job["status"], job["error"], job["result"]) == ("cancelled", "cancelled by request", None)
