@@ -147,3 +147,22 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.tiny_lm import build_tiny_lm
 
     return build_tiny_lm(tmp_path_factory.mktemp("tiny") / "tiny-lm")
+
+
+@pytest.fixture(scope="session")
+def embedded_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded SmolLM2's safetensors cache, built once for the session (about 30 s)."""
+    from evalgate.modeling.loading import ensure_embedded_cache
+
+    return ensure_embedded_cache(tmp_path_factory.mktemp("smollm2") / "home")
+
+
+@pytest.fixture
+def settings_with_embedded_model(settings: Settings, embedded_model_cache: Path) -> Settings:
+    """``settings`` whose home links to the session's embedded-model cache (built only once)."""
+    from evalgate.modeling.loading import embedded_cache_dir
+
+    link = embedded_cache_dir(settings.home)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(embedded_model_cache, target_is_directory=True)
+    return settings

@@ -27,7 +27,6 @@ from evalgate.cli.main import typer_app
 from evalgate.core.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, REPO_ROOT
 from evalgate.core.settings import Settings, get_settings
 from evalgate.data.store import DatasetStore
-from evalgate.modeling.loading import embedded_cache_dir, ensure_embedded_cache
 
 pytestmark = [
     pytest.mark.slow,
@@ -47,12 +46,6 @@ RATE_LABELS = ("3e-05", "0.0003")
 HEADER = ["rate", "training", "verdict", "gain", "[CI]", "ood", "\u0394", "[CI]"]
 WIDTH = 80
 OUTPUT_FILES = ("junit.xml", "summary.md", "report.html", "result.json")
-
-
-@pytest.fixture(scope="session")
-def embedded_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded SmolLM2's safetensors cache, built once for the session."""
-    return ensure_embedded_cache(tmp_path_factory.mktemp("smollm2") / "home")
 
 
 def _cut_down_suite(folder: Path) -> list[str]:
@@ -116,12 +109,10 @@ def _table_rows(lines: list[str]) -> list[list[str]]:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_main_job_runs_on_the_real_model_and_reports_every_rate(
     tmp_path: Path,
-    settings: Settings,
-    embedded_model_cache: Path,
+    settings_with_embedded_model: Settings,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    embedded_cache_dir(settings.home).parent.mkdir(parents=True)
-    embedded_cache_dir(settings.home).symlink_to(embedded_model_cache, target_is_directory=True)
+    settings = settings_with_embedded_model
     store = DatasetStore.from_settings(settings)
     version = store.add(BUNDLED_SUITE_NAME, _cut_down_suite(tmp_path / "suite")).version
     outputs = tmp_path / "ci-report"

@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.parametrize("database_url", ["sqlite
 
 
 def test_small_rate_learns_and_large_rate_diverges_on_the_real_model(
-    settings: Settings, store: DatasetStore
+    settings_with_embedded_model: Settings, store: DatasetStore
 ) -> None:
+    settings = settings_with_embedded_model
     version = store.add("evalgate-suite", sorted(str(p) for p in BUNDLED_SUITE_DIR.glob("*.jsonl"))).version
     config = SweepConfig.from_dict(
         {
