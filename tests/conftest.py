@@ -104,9 +104,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite:///{tmp_path / 'evalgate.db'}"
         upgrade(url)
         return url
-    url: str = request.getfixturevalue("postgres_url")
-    _truncate_all(url)
-    return url
+    postgres: str = request.getfixturevalue("postgres_url")
+    _truncate_all(postgres)
+    return postgres
 
 
 @pytest.fixture
