@@ -145,7 +145,9 @@ def finish(
 
 
 def release(sessions: sessionmaker[Session], job: ClaimedJob, reason: str) -> bool:
-    """Give an owned job back to the queue without spending its attempt (worker shutting down)."""
+    """Give an owned job back to the queue without spending its attempt (worker shutting down); the
+    reason is kept in the job's log, as a reclaimed job's is, since ``error`` is cleared by the next
+    attempt's success."""
     with session_scope(sessions) as session:
         return _update(
             session,
@@ -155,6 +157,7 @@ def release(sessions: sessionmaker[Session], job: ClaimedJob, reason: str) -> bo
             locked_by=None,
             attempts=Job.attempts - 1,
             error=reason,
+            log_tail=Job.log_tail + f"\n[evalgate] {reason}\n",
         )
 
 

@@ -205,3 +205,4 @@ def test_shutdown_gives_the_job_back_without_spending_an_attempt(sessions: sessi
 
     row = job_row(sessions, job_id)
     assert row.status == "queued" and row.attempts == 0 and row.locked_by is None
+    assert row.log_tail.endswith(f"[evalgate] {row.error}\n") and "shut down" in row.error
