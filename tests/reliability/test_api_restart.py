@@ -45,6 +45,7 @@ def test_api_restart_under_load_loses_and_duplicates_nothing(
             wait_for_accepted(load, UNDER_WAY)
             assert api.process is not None
             old_pid = api.process.pid
+            before = load.accepted()
             api.restart(sig)
             wait_for_accepted(load, load.accepted() + UNDER_WAY)
             result = load.finish()
@@ -56,7 +57,10 @@ def test_api_restart_under_load_loses_and_duplicates_nothing(
     record("load", f"clients through an api restart ({sig.name})", requests=result.accepted, lost=found.lost)
 
     assert restarted, "no new API process answered on the port"
-    assert sum(result.errors.values()) > 0, f"the clients never met the restart: {result.summary()}"
+    # The load ran on both sides of the restart: writes accepted by the old process, then by the new
+    # one. Whether a client also met the gap (a refused connection, a request cut off) depends on
+    # where the signal falls between requests, so it is reported, not asserted.
+    assert before >= UNDER_WAY and result.accepted >= before + UNDER_WAY, result.summary()
     assert result.failures == [], result.failures[:5]
     assert found.lost_registrations == [] and found.lost_decisions == [], found
     assert found.duplicate_registrations == 0 and found.duplicate_decisions == 0, found
