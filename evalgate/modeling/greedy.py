@@ -45,23 +45,37 @@ def shared_prefix_columns(input_ids: torch.Tensor, attention_mask: torch.Tensor)
     return count if count >= MIN_SHARED_PREFIX else 0
 
 
-def plain_prefill(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+def prefix_cache(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    prefix_rows: slice,
+    length: int,
+    rows: int,
 ) -> Any:
-    """The whole prompt batch through the model, keeping the last position's logits and the cache.
-    A prefix that every row shares (``shared_prefix_columns``) runs once, on one row, and the rows go
-    on from copies of its KV cache."""
-    length = shared_prefix_columns(input_ids, attention_mask)
-    cache = None
-    if length:
-        prefix = model(
-            input_ids=input_ids[:1, :length],
-            attention_mask=attention_mask[:1, :length],
-            position_ids=position_ids[:1, :length],
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = prefix_cache_for(prefix.cache, input_ids.shape[0])
+    """The KV cache of the first ``length`` columns of the rows ``prefix_rows`` (one per model copy, or
+    one), run once and handed to ``rows`` rows per copy (``prefix_cache_for``)."""
+    prefix = model(
+        input_ids=input_ids[prefix_rows, :length],
+        attention_mask=attention_mask[prefix_rows, :length],
+        position_ids=position_ids[prefix_rows, :length],
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return prefix_cache_for(prefix.cache, rows)
+
+
+def after_prefix(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    position_ids: torch.Tensor,
+    length: int,
+    cache: Any,
+) -> Any:
+    """The prompt pass over the columns after the first ``length`` ones, which ``cache`` holds (none
+    when ``length`` is 0), keeping the last position's logits and the cache."""
     return model(
         input_ids=input_ids[:, length:],
         attention_mask=attention_mask,
@@ -70,6 +84,22 @@ def plain_prefill(
         use_cache=True,
         logits_to_keep=1,
     )
+
+
+def plain_prefill(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+) -> Any:
+    """The whole prompt batch through the model, keeping the last position's logits and the cache.
+    A prefix that every row shares (``shared_prefix_columns``) runs once, on one row, and the rows go
+    on from copies of its KV cache."""
+    length = shared_prefix_columns(input_ids, attention_mask)
+    rows = input_ids.shape[0]
+    cache = (
+        prefix_cache(model, input_ids, attention_mask, position_ids, slice(0, 1), length, rows)
+        if length
+        else None
+    )
+    return after_prefix(model, input_ids, attention_mask, position_ids, length, cache)
 
 
 def greedy_decode(

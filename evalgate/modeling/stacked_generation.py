@@ -33,8 +33,8 @@ from evalgate.modeling.generation import (
     generate_per_adapter,
     prompt_batches,
 )
-from evalgate.modeling.greedy import Prefill, shared_prefix_columns
-from evalgate.modeling.shared_layers import prefix_cache_for, shared_below, tile_shared_cache
+from evalgate.modeling.greedy import Prefill, after_prefix, prefix_cache, shared_prefix_columns
+from evalgate.modeling.shared_layers import shared_below, tile_shared_cache
 
 
 class CannotStack(ValueError):
@@ -154,27 +154,15 @@ def shared_prefill(adapted: Sequence[nn.Module], copies: int, routing: RowRoutin
         length = shared_prefix_columns(input_ids, mask)
         with shared_below(model, adapted, copies) as shared:
             given = slice(0, rows) if shared else slice(None)
+            ids, given_mask, given_positions = input_ids[given], mask[given], positions[given]
             cache = None
             if length:
-                routing.start(1)
-                first = slice(0, None, rows)  # row 0 of each copy given
-                prefix = model(
-                    input_ids=input_ids[given][first, :length],
-                    attention_mask=mask[given][first, :length],
-                    position_ids=positions[given][first, :length],
-                    use_cache=True,
-                    logits_to_keep=1,
+                routing.start(1)  # the prefix runs as row 0 of each copy given
+                cache = prefix_cache(
+                    model, ids, given_mask, given_positions, slice(0, None, rows), length, rows
                 )
                 routing.start(rows)
-                cache = prefix_cache_for(prefix.cache, rows)
-            output = model(
-                input_ids=input_ids[given, length:],
-                attention_mask=mask[given],
-                position_ids=positions[given, length:],
-                cache=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
+            output = after_prefix(model, ids, given_mask, given_positions, length, cache)
         if shared:
             tile_shared_cache(output.cache, shared, copies)
         return output
