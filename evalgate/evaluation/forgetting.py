@@ -194,8 +194,7 @@ def _prefix_pass(model: Any, prefix: list[int], copies: int, routing: RowRouting
     log_probs = torch.log_softmax(output.logits.float(), dim=-1)
     base = log_probs[0]
     kl_sums = [
-        float((base.exp() * (base - log_probs[k])).sum(dim=-1).clamp_min(0).sum())
-        for k in range(1, log_probs.shape[0])
+        float(_kl_per_position(base, log_probs[k]).clamp_min(0).sum()) for k in range(1, log_probs.shape[0])
     ]
     return Prefix(len(prefix), output.cache, copies, kl_sums)
 
@@ -209,6 +208,12 @@ def _kl_sequences(
     ]
 
 
+def _kl_per_position(base: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) = sum_v P(v) (log P(v) - log Q(v)) at every position, from log-probabilities
+    ``[..., vocab]`` of the base model (P) and of a candidate (Q)."""
+    return (base.exp() * (base - candidate)).sum(dim=-1)
+
+
 def _mean_kl(
     base: torch.Tensor,
     candidate: torch.Tensor,
@@ -218,7 +223,7 @@ def _mean_kl(
 ) -> list[float]:
     """Per row of ``batch``, the mean over its positions but the last of KL(base || candidate); with a
     shared prefix before every row, its ``prefix_length`` positions count too (their sum given)."""
-    per_token = (base.exp() * (base - candidate)).sum(dim=-1)  # [batch, length]
+    per_token = _kl_per_position(base, candidate)  # [batch, length]
     results = []
     for offset, ids in enumerate(batch):
         positions = per_token[offset, : len(ids) - 1].clamp_min(0)
