@@ -104,12 +104,13 @@ class Sweep(CreatedAtMixin, Base):
 
 
 class Candidate(CreatedAtMixin, Base):
-    """A LoRA adapter: trained by a sweep at one rate, or registered from outside (no sweep)."""
+    """A LoRA adapter: trained by a sweep for one trial (a rate, or a point of its search space), or
+    registered from outside (no sweep). ``stopped``: halted early by successive halving, not evaluated."""
 
     __tablename__ = "candidate"
     __table_args__ = (
-        _status_check("pending", "training", "trained", "failed", "diverged"),
-        UniqueConstraint("sweep_id", "learning_rate"),
+        _status_check("pending", "training", "trained", "failed", "diverged", "stopped"),
+        UniqueConstraint("sweep_id", "name"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -117,6 +118,8 @@ class Candidate(CreatedAtMixin, Base):
     name: Mapped[str] = mapped_column(String(200))
     base_model: Mapped[str] = mapped_column(Text)
     learning_rate: Mapped[float | None] = mapped_column(Float)
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    """The trial's rate, schedule, warmup, final fraction, LoRA rank and alpha (empty when registered)."""
     adapter_uri: Mapped[str | None] = mapped_column(Text)
     adapter_hash: Mapped[str | None] = mapped_column(String(HASH_LEN))
     status: Mapped[str] = mapped_column(String(20), default="pending")

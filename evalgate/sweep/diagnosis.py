@@ -132,24 +132,25 @@ def relative_drop(losses: list[float]) -> float:
     return (start - end) / start if start > 0 else 0.0
 
 
-def compare_within_sweep(curves: dict[float, tuple[str, list[float]]]) -> dict[float, Diagnosis]:
-    """Relabel healthy candidates that learned far less than the sweep's best rate.
+def compare_within_sweep(curves: dict[str, tuple[str, list[float]]]) -> dict[str, Diagnosis]:
+    """Relabel healthy candidates that learned far less than the sweep's best trial.
 
-    ``curves`` maps rate -> (current label, losses); returns the changed diagnoses only.
+    ``curves`` maps a trial's name (``lr=0.0003``) -> (current label, losses); returns the changed
+    diagnoses only.
     """
-    drops = {rate: relative_drop(losses) for rate, (label, losses) in curves.items() if label != "diverged"}
+    drops = {name: relative_drop(losses) for name, (label, losses) in curves.items() if label != "diverged"}
     if not drops:
         return {}
-    best_rate = max(drops, key=drops.__getitem__)
-    best = drops[best_rate]
+    best_name = max(drops, key=drops.__getitem__)
+    best = drops[best_name]
     return {
-        rate: Diagnosis(
+        name: Diagnosis(
             "flat",
-            f"loss fell {drops[rate]:.1%}, under {UNDERFIT_SHARE:.0%} of the {best:.1%} reached at "
-            f"rate {best_rate:g}: rate too small",
+            f"loss fell {drops[name]:.1%}, under {UNDERFIT_SHARE:.0%} of the {best:.1%} reached by "
+            f"{best_name}: rate too small",
         )
-        for rate, (label, _) in curves.items()
-        if label == "healthy" and rate in drops and drops[rate] < UNDERFIT_SHARE * best
+        for name, (label, _) in curves.items()
+        if label == "healthy" and name in drops and drops[name] < UNDERFIT_SHARE * best
     }
 
 

@@ -57,11 +57,13 @@ from evalgate.sweep.run import (
 )
 from evalgate.sweep.training.peft_trainer import (
     ADAPTER_DIR,
+    TrainingInputError,
     TrainingOutcome,
     attach_adapter,
     tokenize_rows,
     train_candidate,
 )
+from evalgate.sweep.trials import Point, make_trial
 
 INSTALL_HINT = "Ray Tune is not installed: pip install 'evalgate[ray]'"
 VALIDATION_SPLIT = "validation"
@@ -122,6 +124,10 @@ def run_sweep_ray(
 ) -> SweepResult:
     """Train every unfinished rate of ``config`` as one Ray Tune trial each; record them in the database."""
     require_ray()
+    if config.search is not None or config.halving is not None:
+        raise TrainingInputError(
+            "--ray trains one rate per trial: search and halving run in the fused trainer (run without --ray)"
+        )
     configure_environment(settings)
     options = RayOptions(dict(resources_per_trial or {"cpu": 1}), asha, max_concurrent)
     store = DatasetStore.from_settings(settings)
@@ -129,7 +135,7 @@ def run_sweep_ray(
     rows, eval_rows = split_rows(store, version, asha, config.self_replay)
     rates = _sweep_rates(config, settings, rows)
     sweep_id, resumed = open_sweep(store.sessions, config, version)
-    pending = _claim_pending(store.sessions, sweep_id, rates, config.base_model)
+    pending = _claim_pending(store.sessions, sweep_id, rates, config)
     status = "failed"
     try:
         unfinished: list[float] = []
@@ -174,7 +180,7 @@ def _sweep_rates(config: SweepConfig, settings: Settings, rows: list[dict[str, A
 
 
 def _claim_pending(
-    sessions: sessionmaker[Session], sweep_id: int, rates: tuple[float, ...], base_model: str
+    sessions: sessionmaker[Session], sweep_id: int, rates: tuple[float, ...], config: SweepConfig
 ) -> dict[float, int]:
     """Candidate ids of the rates still to train, in config order (finished candidates are left alone).
 
@@ -182,7 +188,8 @@ def _claim_pending(
     """
     pending = {}
     for rate in rates:
-        candidate_id, previous = claim_candidate(sessions, sweep_id, rate, base_model)
+        trial = make_trial(config, Point(rate))
+        candidate_id, previous = claim_candidate(sessions, sweep_id, trial, config.base_model)
         if previous not in DONE_STATUSES:
             pending[rate] = candidate_id
     return pending

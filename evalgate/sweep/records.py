@@ -15,8 +15,9 @@ from evalgate.db.models import Candidate, DatasetVersion, Sweep
 from evalgate.db.session import session_scope
 from evalgate.sweep.config import SweepConfig
 from evalgate.sweep.diagnosis import compare_within_sweep
+from evalgate.sweep.trials import Trial
 
-DONE_STATUSES = ("trained", "diverged")
+DONE_STATUSES = ("trained", "diverged", "stopped")
 """A candidate in one of these states is not trained again when its sweep is re-run."""
 
 
@@ -66,22 +67,21 @@ def open_sweep(
 
 
 def claim_candidate(
-    sessions: sessionmaker[Session], sweep_id: int, rate: float, base_model: str
+    sessions: sessionmaker[Session], sweep_id: int, trial: Trial, base_model: str
 ) -> tuple[int, str]:
-    """The candidate row for ``rate`` (created when missing); returns ``(id, status before the claim)``.
-
-    A finished candidate keeps its status; any other is marked ``training``.
-    """
+    """The candidate row of ``trial`` (by its label; created when missing); returns ``(id, status
+    before the claim)``. A finished candidate keeps its status; any other is marked ``training``."""
     with session_scope(sessions) as session:
         candidate = session.scalars(
-            select(Candidate).where(Candidate.sweep_id == sweep_id, Candidate.learning_rate == rate)
+            select(Candidate).where(Candidate.sweep_id == sweep_id, Candidate.name == trial.label)
         ).first()
         if candidate is None:
             candidate = Candidate(
                 sweep_id=sweep_id,
-                name=f"lr={rate:g}",
+                name=trial.label,
                 base_model=base_model,
-                learning_rate=rate,
+                learning_rate=trial.learning_rate,
+                hyperparameters=trial.hyperparameters(),
                 status="pending",
             )
             session.add(candidate)
@@ -109,34 +109,38 @@ def finish_sweep(sessions: sessionmaker[Session], sweep_id: int, status: str) ->
 
 
 def relabel_within_sweep(sessions: sessionmaker[Session], sweep_id: int) -> None:
-    """Apply ``compare_within_sweep`` to the sweep's trained candidates and store the new labels."""
+    """Apply ``compare_within_sweep`` to the sweep's candidates that trained to the end (trained or
+    diverged; not those successive halving stopped) and store the new labels."""
     with session_scope(sessions) as session:
         candidates = session.scalars(
-            select(Candidate).where(Candidate.sweep_id == sweep_id, Candidate.status.in_(DONE_STATUSES))
+            select(Candidate).where(
+                Candidate.sweep_id == sweep_id, Candidate.status.in_(("trained", "diverged"))
+            )
         ).all()
-        curves = {
-            c.learning_rate: (c.diagnosis or "", list(c.training.get("loss", [])))
-            for c in candidates
-            if c.learning_rate is not None
-        }
-        changes = compare_within_sweep(curves)
+        changes = compare_within_sweep(
+            {c.name: (c.diagnosis or "", list(c.training.get("loss", []))) for c in candidates}
+        )
         for candidate in candidates:
-            if candidate.learning_rate in changes:
-                verdict = changes[candidate.learning_rate]
+            if candidate.name in changes:
+                verdict = changes[candidate.name]
                 candidate.diagnosis = verdict.label
                 candidate.training = {**candidate.training, "diagnosis_reason": verdict.reason}
 
 
 def candidate_rows(sessions: sessionmaker[Session], sweep_id: int) -> list[dict[str, Any]]:
-    """The sweep's candidates as plain dicts, ordered by rate."""
+    """The sweep's candidates as plain dicts, ordered by rate, then name."""
     with session_scope(sessions) as session:
         candidates = session.scalars(
-            select(Candidate).where(Candidate.sweep_id == sweep_id).order_by(Candidate.learning_rate)
+            select(Candidate)
+            .where(Candidate.sweep_id == sweep_id)
+            .order_by(Candidate.learning_rate, Candidate.name)
         ).all()
         return [
             {
                 "id": c.id,
+                "name": c.name,
                 "rate": c.learning_rate,
+                "hyperparameters": c.hyperparameters,
                 "status": c.status,
                 "diagnosis": c.diagnosis,
                 "adapter_uri": c.adapter_uri,

@@ -1,15 +1,18 @@
-"""Learning-rate sweep: one LoRA candidate per rate on a dataset version's train split.
+"""Learning-rate sweep: one LoRA candidate per trial on a dataset version's train split.
 
     evalgate sweep examples/sweep.yaml
 
-The base model is loaded once; each rate gets a fresh adapter with the same seeded initialisation
-and sees the same batches in the same order, so candidates differ by their rate alone. By default
-all rates train together over the one base model (``evalgate.sweep.training.fused``); models it does not
-support, and ``trainer: peft``, train one rate after the other with peft and the transformers
-Trainer. Re-running the same config resumes: finished candidates are skipped and unfinished ones
-continue from their last checkpoint. A diverging candidate stops early and is kept (marked
-``diverged``). When the fused rates run out of memory together, they train one at a time; a single
-rate that runs out of memory is marked ``failed`` with the reason; either way the sweep goes on.
+A trial is a rate, or a point of the config's search space (``evalgate.sweep.trials``). The base model
+is loaded once; each trial gets a fresh adapter with the same seeded initialisation and sees the same
+batches in the same order, so candidates differ by their hyperparameters alone. By default all
+trials train together over the one base model (``evalgate.sweep.training.fused``), with successive
+halving when the config asks for it; models it does not support, and ``trainer: peft``, train one
+trial after the other with peft and the transformers Trainer. Re-running the same config resumes:
+finished candidates are skipped and unfinished ones continue from their last checkpoint. A diverging
+candidate stops early and is kept (marked ``diverged``); one that successive halving stops is kept too
+(``stopped``, not evaluated). When the fused trials run out of memory together, they train one at a
+time; a single trial that runs out of memory is marked ``failed`` with the reason; either way the
+sweep goes on.
 """
 
 from __future__ import annotations
@@ -41,7 +44,13 @@ from evalgate.sweep.records import (
     relabel_within_sweep,
 )
 from evalgate.sweep.self_replay import with_self_replay
-from evalgate.sweep.training.fused import CHECKPOINT_FILE, FusedRun, fused_unsupported, train_fused
+from evalgate.sweep.training.fused import (
+    CHECKPOINT_FILE,
+    FusedRun,
+    fused_unsupported,
+    train_fused,
+    trial_folder,
+)
 from evalgate.sweep.training.peft_trainer import (
     ADAPTER_DIR,
     AnswerOnlyCollator,
@@ -52,6 +61,7 @@ from evalgate.sweep.training.peft_trainer import (
     tokenize_rows,
     train_candidate,
 )
+from evalgate.sweep.trials import Trial, sweep_trials
 
 
 @dataclass(frozen=True)
@@ -126,6 +136,19 @@ def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str
     )
 
 
+def split_validation(
+    examples: Sequence[dict[str, list[int]]], share: float, seed: int
+) -> tuple[list[dict[str, list[int]]], list[dict[str, list[int]]]]:
+    """``(train, held out)``: ``max(8, share x rows)`` rows drawn with ``seed``, never all of them."""
+    count = min(max(8, round(share * len(examples))), len(examples) - 1)
+    if count < 1:
+        raise TrainingInputError(f"successive halving needs at least 2 train rows, got {len(examples)}")
+    order = torch.randperm(len(examples), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = set(order[:count])
+    train = [row for i, row in enumerate(examples) if i not in held]
+    return train, [examples[i] for i in sorted(held)]
+
+
 def sweep_rates(config: SweepConfig, setup: TrainingSetup) -> tuple[float, ...]:
     """The config's rates, or with ``lr_find`` the grid the range test proposes."""
     if not config.lr_find:
@@ -162,7 +185,7 @@ def run_sweep(
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
     setup = prepare_training(config, settings.home, train_rows(store, version, config.self_replay))
-    rates = sweep_rates(config, setup)
+    trials = sweep_trials(config, sweep_rates(config, setup))
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     status = "failed"
     base = setup.base
@@ -171,7 +194,7 @@ def run_sweep(
             root = sweep_root(settings, sweep_id)
             run = _SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
             with stage("sweep: training"):
-                base = _train_rates(run, rates, base)
+                base = _train_trials(run, trials, base)
         relabel_within_sweep(store.sessions, sweep_id)
         status = "finished"
     except (KeyboardInterrupt, TrainingInterrupted):
@@ -182,37 +205,50 @@ def run_sweep(
     return SweepResult(sweep_id, version.label, resumed, candidate_rows(store.sessions, sweep_id))
 
 
-def _train_rates(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) -> PreTrainedModel:
-    """Train the rates that are not done: all together with the fused trainer where it applies (and
+def _train_trials(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel) -> PreTrainedModel:
+    """Train the trials that are not done: all together with the fused trainer where it applies (and
     fits in memory), else one after the other with peft and the transformers Trainer."""
     unsupported = fused_unsupported(base, run.config, run.setup.dtype)
     if run.config.trainer == "fused" and unsupported:
         raise TrainingInputError(f"trainer: fused does not apply: {unsupported}")
     if run.config.trainer != "peft" and unsupported is None:
         try:
-            return _train_fused(run, rates, base)
+            return _train_fused(run, trials, base)
         except _FusedOutOfMemory as error:
-            run.progress.console.print(f"fused training ran out of memory ({error}); one rate at a time")
-    for rate in rates:
-        base = _train_rate(run, rate, base)
+            run.progress.console.print(f"fused training ran out of memory ({error}); one trial at a time")
+    if run.config.halving is not None:
+        run.progress.console.print(
+            "successive halving needs the fused trainer: every trial trains to the end"
+        )
+    for trial in trials:
+        base = _train_trial(run, trial, base)
     return base
 
 
 class _FusedOutOfMemory(RuntimeError):
-    """The K stacked adapters did not fit: the sweep trains the rates one by one instead."""
+    """The K stacked adapters did not fit: the sweep trains the trials one by one instead."""
 
 
-def _train_fused(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) -> PreTrainedModel:
-    """Claim every rate not done and train them together; record each outcome."""
+def _train_fused(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel) -> PreTrainedModel:
+    """Claim every trial not done and train them together; record each outcome."""
     sessions = run.store.sessions
-    claims = [(rate, *claim_candidate(sessions, run.sweep_id, rate, run.config.base_model)) for rate in rates]
-    pending = {rate: candidate_id for rate, candidate_id, previous in claims if previous not in DONE_STATUSES}
+    pending: dict[Trial, int] = {}
+    for trial in trials:
+        candidate_id, previous = claim_candidate(sessions, run.sweep_id, trial, run.config.base_model)
+        if previous not in DONE_STATUSES:
+            pending[trial] = candidate_id
     if not pending:
         return base
+    examples, validation = run.setup.examples, list[dict[str, list[int]]]()
+    if run.config.halving is not None:
+        examples, validation = split_validation(
+            examples, run.config.halving.validation_share, run.config.seed
+        )
     fused = FusedRun(
         config=run.config,
-        rates=list(pending),
-        examples=run.setup.examples,
+        trials=list(pending),
+        examples=examples,
+        validation=validation,
         collator=AnswerOnlyCollator(run.setup.tokenizer.pad_token_id or 0),
         device=run.setup.device,
         dtype=run.setup.dtype,
@@ -229,8 +265,8 @@ def _train_fused(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) 
     except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
         if _is_out_of_memory(error):
             raise _FusedOutOfMemory(str(error)) from error
-        for rate, candidate_id in pending.items():
-            _fail_candidate(run, candidate_id, rate, error)
+        for trial, candidate_id in pending.items():
+            _fail_candidate(run, candidate_id, trial, error)
         raise
     for candidate_id, outcome in zip(pending.values(), outcomes, strict=True):
         _record_outcome(sessions, candidate_id, outcome)
@@ -239,11 +275,13 @@ def _train_fused(run: _SweepRun, rates: Sequence[float], base: PreTrainedModel) 
 
 
 def _record_outcome(sessions: Any, candidate_id: int, outcome: TrainingOutcome) -> None:
-    """Store a trained (or diverged) candidate: status, diagnosis, adapter, fingerprint, curves."""
+    """Store a trained, diverged or stopped (by halving) candidate: status, diagnosis, adapter,
+    fingerprint, curves."""
+    status = "stopped" if outcome.halted else "diverged" if outcome.diagnosis == "diverged" else "trained"
     finish_candidate(
         sessions,
         candidate_id,
-        status="diverged" if outcome.diagnosis == "diverged" else "trained",
+        status=status,
         diagnosis=outcome.diagnosis,
         adapter_uri=str(outcome.adapter_dir),
         adapter_hash=model_fingerprint(str(outcome.adapter_dir)),
@@ -251,33 +289,34 @@ def _record_outcome(sessions: Any, candidate_id: int, outcome: TrainingOutcome) 
     )
 
 
-def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTrainedModel:
+def _train_trial(run: _SweepRun, trial: Trial, base: PreTrainedModel) -> PreTrainedModel:
     """Train one candidate unless it is done; return the base model with the adapter removed again."""
     sessions = run.store.sessions
-    candidate_id, previous = claim_candidate(sessions, run.sweep_id, rate, run.config.base_model)
+    candidate_id, previous = claim_candidate(sessions, run.sweep_id, trial, run.config.base_model)
     if previous in DONE_STATUSES:
         return base
-    model = attach_adapter(base, run.config)
-    output_dir = run.root / f"lr-{rate:g}"
+    config = trial.config(run.config)
+    model = attach_adapter(base, config)
     try:
         outcome = train_candidate(
             model,
             run.setup.tokenizer,
             run.setup.examples,
-            run.config,
-            rate,
-            output_dir,
+            config,
+            trial.learning_rate,
+            run.root / trial_folder(trial),
             device=run.setup.device,
             dtype=run.setup.dtype,
             progress=run.progress,
             should_stop=run.should_stop,
+            label=trial.label,
         )
     except TrainingInterrupted as interrupted:
         finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
         raise
     except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
         if not _is_out_of_memory(error):
-            _fail_candidate(run, candidate_id, rate, error)
+            _fail_candidate(run, candidate_id, trial, error)
             raise
         finish_candidate(sessions, candidate_id, status="failed", error=f"out of memory: {error}")
         return _detach(model, run.setup.device)
@@ -285,10 +324,10 @@ def _train_rate(run: _SweepRun, rate: float, base: PreTrainedModel) -> PreTraine
     return _detach(model, run.setup.device)
 
 
-def _fail_candidate(run: _SweepRun, candidate_id: int, rate: float, error: BaseException) -> None:
-    """Mark the candidate failed with the reason, and remove any adapter folder of its rate, so no
+def _fail_candidate(run: _SweepRun, candidate_id: int, trial: Trial, error: BaseException) -> None:
+    """Mark the candidate failed with the reason, and remove any adapter folder of its trial, so no
     folder is left that the database does not account for (a retry writes it again)."""
-    shutil.rmtree(run.root / f"lr-{rate:g}" / ADAPTER_DIR, ignore_errors=True)
+    shutil.rmtree(run.root / trial_folder(trial) / ADAPTER_DIR, ignore_errors=True)
     finish_candidate(
         run.store.sessions, candidate_id, status="failed", error=f"{type(error).__name__}: {error}"
     )

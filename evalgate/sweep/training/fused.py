@@ -8,13 +8,20 @@ optimizer step, for adapter ``k`` over the N answer tokens of the step's batches
     loss   = sum_k loss_k                                  (gradients of adapter k only see loss_k)
 
 then each adapter's gradients are clipped to ``max_grad_norm`` on their own, and one AdamW with one
-parameter group per adapter (its own rate, all sharing the schedule's factor) takes the step. The
-logits are computed only at answer positions: the prompt's would be thrown away by the loss.
+parameter group per adapter takes the step: each adapter is one trial (``evalgate.sweep.trials``) with
+its own peak rate, schedule, warmup and final fraction (``evalgate.sweep.schedule``), rank and alpha.
+The logits are computed only at answer positions: the prompt's would be thrown away by the loss.
+
+Successive halving (``halving`` in the config): at rungs ``grace x factor^i`` steps, every active
+adapter's mean answer-token loss on rows held out of the train split is measured (dropout off), and all
+but the best ``max(1, active // factor)`` stop there. A stopped adapter leaves the stack: its weights
+are saved as they were, its tensors and optimizer state are freed, and the others train on faster.
+No tuner can do this: Ray's ASHA stops whole processes, here one process sheds adapters mid-run.
 
 A diverging adapter (non-finite loss, or above ``DIVERGENCE_FACTOR`` times its first loss) is stopped
 and saved as it was after that step; the others go on with a smaller batch. Checkpoints hold every
 adapter, the optimizer and the curves (``fused-checkpoint.pt``, replaced atomically); a re-run with
-the same rates resumes from it. Ctrl-C or ``should_stop()`` saves a checkpoint and raises
+the same trials resumes from it. Ctrl-C or ``should_stop()`` saves a checkpoint and raises
 ``TrainingInterrupted``.
 """
 
@@ -36,8 +43,9 @@ from transformers import PreTrainedModel
 
 from evalgate.core.disk_writes import write_file, write_folder
 from evalgate.modeling.shared_layers import decoder_layers
-from evalgate.sweep.config import SchedulerSettings, SweepConfig
+from evalgate.sweep.config import HalvingSettings, SweepConfig
 from evalgate.sweep.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
+from evalgate.sweep.schedule import schedule_factor
 from evalgate.sweep.training.fused_lora import FusedAdapters, export_adapter, fused_adapters
 from evalgate.sweep.training.peft_trainer import (
     ADAPTER_DIR,
@@ -47,6 +55,7 @@ from evalgate.sweep.training.peft_trainer import (
     TrainingOutcome,
     ctrl_c_sets_flag,
 )
+from evalgate.sweep.trials import Trial
 
 CHECKPOINT_FILE = "fused-checkpoint.pt"
 
@@ -66,14 +75,22 @@ def fused_unsupported(base: PreTrainedModel, config: SweepConfig, dtype: torch.d
 
 @dataclass
 class AdapterCurve:
-    """One rate's training history in the fused run."""
+    """One trial's training history in the fused run."""
 
-    rate: float
+    label: str
     losses: list[float] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
     first_loss: float | None = None
     stopped_at: int | None = None
     reason: str = ""
+    halted: str = ""
+    """Why successive halving stopped it ("" when it was not)."""
+    validation: list[tuple[int, float]] = field(default_factory=list)
+    """``(step, mean answer-token loss on the held-out rows)`` at each rung and at the end."""
+
+    def halt(self, step: int, rung: int, why: str) -> None:
+        self.stopped_at = step
+        self.halted = f"stopped early at rung {rung} (step {step}): {why}"
 
     def record(self, step: int, loss: float, rate: float) -> bool:
         """Append one step; True when this step diverged (the adapter must stop)."""
@@ -86,24 +103,6 @@ class AdapterCurve:
         self.stopped_at = step
         self.reason = f"stopped at step {step}: loss {loss:.3g} (started at {self.first_loss:.3g})"
         return True
-
-
-def schedule_factor(settings: SchedulerSettings, step: int, total: int) -> float:
-    """Multiplier of every rate at optimizer step ``step`` (0-based) of ``total``: linear warmup
-    from 0, then constant, linear decay to 0, half-cosine decay to 0, or x gamma every step_size."""
-    warmup = settings.warmup_steps or math.ceil(total * settings.warmup_ratio)
-    if settings.kind == "step":
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return float(settings.gamma ** ((step - warmup) // settings.step_size))
-    if step < warmup:
-        return step / max(1, warmup)
-    progress = (step - warmup) / max(1, total - warmup)
-    if settings.kind == "linear":
-        return max(0.0, 1.0 - progress)
-    if settings.kind == "cosine":
-        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-    return 1.0
 
 
 def total_steps(config: SweepConfig, rows: int) -> int:
@@ -144,33 +143,54 @@ class FusedRun:
     """Everything the fused training loop needs, fixed for the run."""
 
     config: SweepConfig
-    rates: list[float]
+    trials: list[Trial]
     examples: list[dict[str, list[int]]]
     collator: AnswerOnlyCollator
     device: str
     dtype: torch.dtype
     checkpoint: Path
+    validation: list[dict[str, list[int]]] = field(default_factory=list)
+    """Held-out rows for successive halving's rungs (empty: no halving)."""
     progress: Progress | None = None
     should_stop: Callable[[], bool] | None = None
 
+    @property
+    def labels(self) -> list[str]:
+        return [trial.label for trial in self.trials]
+
+
+def rungs(halving: HalvingSettings, total: int) -> list[int]:
+    """Steps at which halving measures and stops: ``grace x factor^i`` below ``total``."""
+    steps, step = [], halving.grace_steps
+    while step < total:
+        steps.append(step)
+        step *= halving.reduction_factor
+    return steps
+
 
 class _Loop:
-    """The state of one fused training run: adapters, optimizer, schedule, curves, step."""
+    """The state of one fused training run: adapters, optimizer, schedules, curves, step."""
 
     def __init__(self, run: FusedRun, model: PreTrainedModel, adapters: FusedAdapters) -> None:
         self.run = run
         self.model = model
         self.adapters = adapters
         self.total = total_steps(run.config, len(run.examples))
-        groups = [{"params": adapters.parameters_of(k), "lr": rate} for k, rate in enumerate(run.rates)]
+        groups = [
+            {"params": adapters.parameters_of(k), "lr": t.learning_rate} for k, t in enumerate(run.trials)
+        ]
         self.optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-        factor = lambda step: schedule_factor(run.config.scheduler, step, self.total)  # noqa: E731
-        self.scheduler = LambdaLR(self.optimizer, [factor] * len(run.rates))
-        self.curves = [AdapterCurve(rate) for rate in run.rates]
+        self.scheduler = LambdaLR(self.optimizer, [self._factor(trial) for trial in run.trials])
+        self.curves = [AdapterCurve(trial.label) for trial in run.trials]
         self.stopped_state: dict[int, dict[str, torch.Tensor]] = {}
+        halving = run.config.halving
+        self.rungs = rungs(halving, self.total) if halving is not None and run.validation else []
         self.step = 0
         self.tokens = 0
         self.interrupted = False
+
+    def _factor(self, trial: Trial) -> Callable[[int], float]:
+        return lambda step: schedule_factor(trial.scheduler, step, self.total)
 
     @property
     def active(self) -> list[int]:
@@ -179,10 +199,10 @@ class _Loop:
     def save(self) -> None:
         state = {
             "config": self.run.config.to_dict(),
-            "rates": self.run.rates,
+            "trials": self.run.labels,
             "step": self.step,
             "tokens": self.tokens,
-            "adapters": [self.adapters.state_of(k) for k in range(len(self.curves))],
+            "adapters": {k: self.adapters.state_of(k) for k in self.active},
             "stopped_state": self.stopped_state,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -191,7 +211,7 @@ class _Loop:
         write_file(self.run.checkpoint, "the training checkpoint", lambda path: torch.save(state, path))
 
     def restore(self) -> bool:
-        """Load the checkpoint when it is for the same rates; False when there is none to use."""
+        """Load the checkpoint when it is for the same trials; False when there is none to use."""
         path = self.run.checkpoint
         if not path.is_file():
             return False
@@ -199,14 +219,16 @@ class _Loop:
             state = torch.load(path, map_location="cpu", weights_only=False)
         except (OSError, RuntimeError, EOFError):
             return False
-        if state.get("config") != self.run.config.to_dict() or list(state["rates"]) != self.run.rates:
+        if state.get("config") != self.run.config.to_dict() or state.get("trials") != self.run.labels:
             return False  # another sweep's or another config's checkpoint: start afresh
-        for k, weights in enumerate(state["adapters"]):
+        for k, weights in state["adapters"].items():
             self.adapters.load_state(k, weights)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.curves = [AdapterCurve(**curve) for curve in state["curves"]]
         self.stopped_state = state["stopped_state"]
+        for k in self.stopped_state:
+            self._release(k)
         self.step, self.tokens = state["step"], state["tokens"]
         return True
 
@@ -232,7 +254,60 @@ class _Loop:
         self.step += 1
         for position, k in enumerate(active):
             if self.curves[k].record(self.step, float(step_losses[position]), float(rates[k])):
-                self.stopped_state[k] = self.adapters.state_of(k)
+                self._stop(k)
+        if self.step in self.rungs:
+            self.halve(self.rungs.index(self.step))
+
+    def _stop(self, k: int) -> None:
+        """Keep adapter ``k`` as it is now, and take it out of the stack."""
+        self.stopped_state[k] = self.adapters.state_of(k)
+        self._release(k)
+
+    def _release(self, k: int) -> None:
+        """Free adapter ``k``'s optimizer state and gradients (its saved state is in ``stopped_state``)."""
+        for parameter in self.adapters.parameters_of(k):
+            self.optimizer.state.pop(parameter, None)
+            parameter.grad = None
+            parameter.requires_grad_(False)
+
+    def halve(self, rung: int) -> None:
+        """Successive halving's rung ``rung``: the best ``max(1, active // factor)`` by validation loss
+        train on, the others stop."""
+        assert self.run.config.halving is not None
+        losses = self.validate()
+        ranked = sorted(losses, key=lambda k: losses[k])
+        keep = max(1, len(ranked) // self.run.config.halving.reduction_factor)
+        cutoff = losses[ranked[keep - 1]]
+        for k in ranked[keep:]:
+            why = (
+                f"validation loss {losses[k]:.4f}, not among the best {keep} of {len(ranked)} "
+                f"(the {keep}th best had {cutoff:.4f})"
+            )
+            self.curves[k].halt(self.step, rung, why)
+            self._stop(k)
+
+    def validate(self) -> dict[int, float]:
+        """Mean answer-token loss of every active adapter on the held-out rows (dropout off); recorded
+        on each curve. A non-finite loss counts as infinite."""
+        active = self.active
+        self.adapters.set_active(active)
+        size = self.run.config.batch_size
+        sums, tokens = torch.zeros(len(active), dtype=torch.float64), 0
+        self.model.eval()
+        with torch.no_grad():
+            for start in range(0, len(self.run.validation), size):
+                batch = self.run.collator(self.run.validation[start : start + size])
+                tokens += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+                batch = {name: tensor.to(self.run.device) for name, tensor in batch.items()}
+                with self._autocast():
+                    sums += answer_token_losses(self.model, batch, len(active)).double().cpu()
+        self.model.train()
+        losses = {}
+        for position, k in enumerate(active):
+            loss = float(sums[position]) / max(tokens, 1)
+            losses[k] = loss if math.isfinite(loss) else math.inf
+            self.curves[k].validation.append((self.step, loss))
+        return losses
 
     def _autocast(self) -> Any:
         if self.run.dtype == torch.bfloat16 and self.run.device != "cpu":
@@ -241,6 +316,12 @@ class _Loop:
 
     def final_state(self, k: int) -> dict[str, torch.Tensor]:
         return self.stopped_state.get(k) or self.adapters.state_of(k)
+
+    def finish(self) -> None:
+        """A last validation measurement of the adapters that trained to the end (when rows are held out)."""
+        measured = self.curves[self.active[0]].validation if self.active else []
+        if self.run.validation and self.active and (not measured or measured[-1][0] != self.step):
+            self.validate()
 
 
 def _micro_batches(run: FusedRun, skip_steps: int) -> Iterator[list[dict[str, torch.Tensor]]]:
@@ -262,8 +343,8 @@ class _Bars:
         self.started = time.perf_counter()
         self.tasks = (
             [
-                progress.add_task(f"lr={rate:g}", total=loop.total, completed=loop.step, loss="-", tps="-")
-                for rate in loop.run.rates
+                progress.add_task(label, total=loop.total, completed=loop.step, loss="-", tps="-")
+                for label in loop.run.labels
             ]
             if progress is not None
             else []
@@ -282,11 +363,10 @@ class _Bars:
 def train_fused(
     base: PreTrainedModel, run: FusedRun, output_root: Path
 ) -> tuple[PreTrainedModel, list[TrainingOutcome]]:
-    """Train one adapter per rate of ``run`` together; save each under ``output_root/lr-<rate>/adapter``.
-
-    Returns the bare base model (unchanged) and one outcome per rate, in ``run.rates`` order.
-    """
-    with fused_adapters(base, run.config, len(run.rates)) as (model, adapters):
+    """Train one adapter per trial of ``run`` together; save each under ``output_root/<folder>/adapter``
+    (``trial_folder``). Returns the bare base model (unchanged) and one outcome per trial, in order."""
+    configs = [trial.config(run.config) for trial in run.trials]
+    with fused_adapters(base, configs) as (model, adapters):
         loop = _Loop(run, model, adapters)
         loop.restore()
         bars = _Bars(run.progress, loop)
@@ -303,24 +383,30 @@ def train_fused(
                     loop.save()
                 if loop.interrupted:
                     raise TrainingInterrupted(f"interrupted at step {loop.step}; checkpoint saved")
+        loop.finish()
         wall = time.perf_counter() - started
-        states = [loop.final_state(k) for k in range(len(run.rates))]
+        states = [loop.final_state(k) for k in range(len(run.trials))]
     outcomes = []
-    for k, rate in enumerate(run.rates):
-        folder = output_root / f"lr-{rate:g}" / ADAPTER_DIR
-        base = _export(base, run.config, states[k], folder, rate)
+    for k, (trial, config) in enumerate(zip(run.trials, configs, strict=True)):
+        folder = output_root / trial_folder(trial) / ADAPTER_DIR
+        base = _export(base, config, states[k], folder, trial.label)
         outcomes.append(_outcome(loop.curves[k], folder, wall, loop.tokens))
     return base, outcomes
 
 
+def trial_folder(trial: Trial) -> str:
+    """A trial's folder under the sweep's: ``lr=0.0003 cosine r=4`` -> ``lr-0.0003_cosine_r-4``."""
+    return trial.label.replace("=", "-").replace(" ", "_")
+
+
 def _export(
-    base: PreTrainedModel, config: SweepConfig, state: dict[str, torch.Tensor], folder: Path, rate: float
+    base: PreTrainedModel, config: SweepConfig, state: dict[str, torch.Tensor], folder: Path, label: str
 ) -> PreTrainedModel:
     """``export_adapter`` all or nothing (``evalgate.core.disk_writes``); returns the bare base model."""
     restored: list[PreTrainedModel] = []
     write_folder(
         folder,
-        f"the adapter of lr={rate:g}",
+        f"the adapter of {label}",
         lambda path: restored.append(export_adapter(base, config, state, Path(path))),
     )
     return restored[0]
@@ -328,7 +414,8 @@ def _export(
 
 def _outcome(curve: AdapterCurve, folder: Path, wall: float, tokens: float) -> TrainingOutcome:
     """``tokens``: tokens each adapter trained on (the batches are shared, so the same for all)."""
-    verdict = Diagnosis("diverged", curve.reason) if curve.stopped_at else diagnose(curve.losses)
+    diverged = curve.stopped_at is not None and not curve.halted
+    verdict = Diagnosis("diverged", curve.reason) if diverged else diagnose(curve.losses)
     return TrainingOutcome(
         adapter_dir=folder,
         steps=len(curve.losses),
@@ -336,7 +423,9 @@ def _outcome(curve: AdapterCurve, folder: Path, wall: float, tokens: float) -> T
         learning_rates=curve.learning_rates,
         wall_seconds=wall,
         tokens_per_second=tokens / wall if wall > 0 else 0.0,
-        stopped_early=curve.stopped_at is not None,
+        stopped_early=diverged,
         diagnosis=verdict.label,
         reason=verdict.reason,
+        halted=curve.halted,
+        validation_loss=curve.validation,
     )

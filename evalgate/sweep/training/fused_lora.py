@@ -6,7 +6,11 @@ linear layer computes, for adapter ``k`` with input rows ``x_k`` (shape [B*T, in
     y_k = W x_k + s * B_k (A_k x_k)          s = lora_alpha / r
 
 for all active adapters at once with two batched matmuls over the stacked ``[K, r, in]`` and
-``[K, out, r]`` weights. Layers below the lowest adapted layer see the batch once (B rows): a forward
+``[K, out, r]`` weights. Adapters may differ in rank and alpha (a search over them): each keeps its own
+``[r_k, in]`` and ``[out, r_k]`` parameters, stacked with zero rows of A and zero columns of B up to the
+largest active rank. The padding adds only products with zero, ``B_k A_k = [B_k 0][A_k; 0]``, and its
+gradients are zero, so each adapter trains exactly as at its own rank; ``s_k = alpha_k / r_k`` scales
+each adapter's update on its own. Layers below the lowest adapted layer see the batch once (B rows): a forward
 pre-hook repeats the hidden states K times on entering the first adapted layer
 (``evalgate.modeling.shared_layers``), so that part of the model is computed once for every rate.
 Each adapter keeps its own parameters (one optimizer group each); they are stacked at every forward,
@@ -25,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 from torch import nn
@@ -41,31 +46,43 @@ class FusedLoraLinear(nn.Module):
     """A frozen ``nn.Linear`` plus one LoRA update per adapter, applied to the stacked batch."""
 
     def __init__(
-        self,
-        base: nn.Linear,
-        lora_a: torch.Tensor,
-        lora_b: torch.Tensor,
-        count: int,
-        scaling: float,
-        dropout: float,
-    ) -> None:
+        self, base: nn.Linear, initial: Sequence[tuple[torch.Tensor, torch.Tensor, float]], dropout: float
+    ):
+        """``initial``: per adapter, its initial A [r, in], B [out, r] and scaling alpha / r."""
         super().__init__()
         self.base = base
-        self.scaling = scaling
+        self.scalings = [scaling for _, _, scaling in initial]
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.lora_a = nn.ParameterList(nn.Parameter(lora_a.detach().float().clone()) for _ in range(count))
-        self.lora_b = nn.ParameterList(nn.Parameter(lora_b.detach().float().clone()) for _ in range(count))
-        self.active: list[int] = list(range(count))
+        self.lora_a = nn.ParameterList(nn.Parameter(a.detach().float().clone()) for a, _, _ in initial)
+        self.lora_b = nn.ParameterList(nn.Parameter(b.detach().float().clone()) for _, b, _ in initial)
+        self.active: list[int] = list(range(len(initial)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: [K_active * B, T, in] adapter-major; returns [K_active * B, T, out]."""
         out = self.base(x)
         count = len(self.active)
-        stacked_a = torch.stack([self.lora_a[k] for k in self.active]).to(x.dtype)  # [K, r, in]
-        stacked_b = torch.stack([self.lora_b[k] for k in self.active]).to(x.dtype)  # [K, out, r]
+        rank = max(self.lora_a[k].shape[0] for k in self.active)
+        stacked_a = torch.stack([_padded(self.lora_a[k], rank, 0) for k in self.active]).to(x.dtype)
+        stacked_b = torch.stack([_padded(self.lora_b[k], rank, 1) for k in self.active]).to(x.dtype)
         rows = self.dropout(x).reshape(count, -1, x.shape[-1])  # [K, B*T, in]
-        delta = torch.bmm(torch.bmm(rows, stacked_a.transpose(1, 2)), stacked_b.transpose(1, 2))
-        return out + self.scaling * delta.reshape(out.shape)
+        delta = torch.bmm(
+            torch.bmm(rows, stacked_a.transpose(1, 2)), stacked_b.transpose(1, 2)
+        )  # [K, B*T, out]
+        scalings = {self.scalings[k] for k in self.active}
+        if len(scalings) == 1:
+            return out + scalings.pop() * delta.reshape(out.shape)
+        per_adapter = torch.tensor(
+            [self.scalings[k] for k in self.active], dtype=delta.dtype, device=delta.device
+        )
+        return out + (per_adapter.view(count, 1, 1) * delta).reshape(out.shape)
+
+
+def _padded(weight: torch.Tensor, rank: int, dim: int) -> torch.Tensor:
+    """``weight`` with zeros appended along ``dim`` (0: rows of A, 1: columns of B) up to ``rank``."""
+    missing = rank - weight.shape[dim]
+    if missing == 0:
+        return weight
+    return F.pad(weight, (0, missing) if dim == 1 else (0, 0, 0, missing))
 
 
 @dataclass
@@ -137,32 +154,48 @@ def _peft_initial_weights(
     return bare, weights
 
 
+def _initial_weights(
+    base: PreTrainedModel, configs: Sequence[SweepConfig]
+) -> tuple[PreTrainedModel, dict[str, list[tuple[torch.Tensor, torch.Tensor, float]]]]:
+    """Per adapted module, each adapter's peft initialisation (one peft model per distinct LoRA
+    setting, seeded alike, so an adapter starts exactly as its own peft run would)."""
+    by_setting: dict[tuple[int, int], dict[str, tuple[torch.Tensor, torch.Tensor, float]]] = {}
+    for config in configs:
+        key = (config.lora.r, config.lora.alpha)
+        if key not in by_setting:
+            base, by_setting[key] = _peft_initial_weights(base, config)
+    first = by_setting[(configs[0].lora.r, configs[0].lora.alpha)]
+    initial = {name: [by_setting[(c.lora.r, c.lora.alpha)][name] for c in configs] for name in first}
+    return base, initial
+
+
 @contextmanager
 def fused_adapters(
-    base: PreTrainedModel, config: SweepConfig, count: int
+    base: PreTrainedModel, configs: Sequence[SweepConfig]
 ) -> Iterator[tuple[PreTrainedModel, FusedAdapters]]:
-    """Install ``count`` fused adapters (all starting from peft's seeded init) and the batch expander;
-    on exit the base model is restored exactly (the original linear modules are put back)."""
-    base, initial = _peft_initial_weights(base, config)
+    """Install one fused adapter per config (each from peft's seeded init for its rank and alpha) and
+    the batch expander; on exit the base model is restored exactly (the original linear modules are
+    put back). The configs share everything but the schedule, rank and alpha (``shared_settings``)."""
+    base, initial = _initial_weights(base, configs)
     layers = decoder_layers(base)
     if layers is None or not initial:
         raise ValueError(f"{type(base).__name__}: no decoder layers with LoRA targets to fuse")
     modules: dict[str, FusedLoraLinear] = {}
     originals: dict[str, nn.Module] = {}
-    for name, (lora_a, lora_b, scaling) in initial.items():
+    for name, weights in initial.items():
         linear = base.get_submodule(name)
         assert isinstance(linear, nn.Linear), name
-        fused = FusedLoraLinear(linear, lora_a, lora_b, count, scaling, config.lora.dropout)
+        fused = FusedLoraLinear(linear, weights, configs[0].lora.dropout)
         fused.to(linear.weight.device)
         originals[name] = linear
         modules[name] = fused
         base.set_submodule(name, fused)
     first = lowest_layer_holding(layers, list(modules.values()))
     assert first is not None
-    expander = BatchExpander(list(layers)[first:], count)
+    expander = BatchExpander(list(layers)[first:], len(configs))
     base.train()  # LoRA dropout is active in training mode, as under the transformers Trainer
     try:
-        yield base, FusedAdapters(modules, expander, count)
+        yield base, FusedAdapters(modules, expander, len(configs))
     finally:
         base.eval()
         expander.remove()

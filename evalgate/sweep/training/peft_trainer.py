@@ -38,6 +38,7 @@ from evalgate.modeling.prompting import render_completion, render_prompt
 from evalgate.sweep.config import SweepConfig
 from evalgate.sweep.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
 from evalgate.sweep.progress import ProgressCallback
+from evalgate.sweep.schedule import schedule_factor
 
 IGNORE_INDEX = -100
 ADAPTER_DIR = "adapter"
@@ -65,6 +66,10 @@ class TrainingOutcome:
     stopped_early: bool = False
     diagnosis: str = "healthy"
     reason: str = ""
+    halted: str = ""
+    """Why successive halving stopped it ("" when it trained to the end or diverged)."""
+    validation_loss: list[tuple[int, float]] = field(default_factory=list)
+    """``(step, mean answer-token loss on held-out rows)``: halving's rungs and the end."""
 
     def curves(self) -> dict[str, Any]:
         """JSON-ready summary stored on the candidate row."""
@@ -76,6 +81,10 @@ class TrainingOutcome:
             "tokens_per_second": round(self.tokens_per_second, 1),
             "stopped_early": self.stopped_early,
             "diagnosis_reason": self.reason,
+            "halted": self.halted,
+            "validation_loss": [
+                [step, loss if math.isfinite(loss) else None] for step, loss in self.validation_loss
+            ],
         }
 
 
@@ -169,7 +178,8 @@ class CurveCallback(TrainerCallback):
 
 
 class CandidateTrainer(Trainer):
-    """Trainer with step decay added to the built-in schedules, and token counting for tokens/s."""
+    """Trainer with the sweep's schedule (``evalgate.sweep.schedule``: the one the fused trainer uses,
+    final fraction and step decay included), and token counting for tokens/s."""
 
     def __init__(self, *args: Any, sweep_config: SweepConfig, curve: CurveCallback, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -178,18 +188,9 @@ class CandidateTrainer(Trainer):
 
     def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
         settings = self.sweep_config.scheduler
-        if settings.kind != "step":
-            return super().create_scheduler(num_training_steps, optimizer)
-        warmup = self.args.get_warmup_steps(num_training_steps)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return float(settings.gamma ** ((step - warmup) // settings.step_size))
-
         target = optimizer if optimizer is not None else self.optimizer
         assert target is not None
-        self.lr_scheduler = LambdaLR(target, factor)
+        self.lr_scheduler = LambdaLR(target, lambda step: schedule_factor(settings, step, num_training_steps))
         return self.lr_scheduler
 
     def training_step(
@@ -252,12 +253,6 @@ def training_arguments(
     evaluate: bool = False,
 ) -> TrainingArguments:
     """Trainer settings for one rate; everything but the rate is shared by the sweep."""
-    scheduler = {
-        "constant": "constant_with_warmup",
-        "linear": "linear",
-        "cosine": "cosine",
-        "step": "constant",
-    }
     return TrainingArguments(
         output_dir=str(output_dir / CHECKPOINT_DIR),
         learning_rate=rate,
@@ -265,8 +260,7 @@ def training_arguments(
         gradient_accumulation_steps=config.gradient_accumulation,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps or -1,
-        lr_scheduler_type=scheduler[config.scheduler.kind],
-        warmup_steps=config.scheduler.warmup_steps or config.scheduler.warmup_ratio,
+        lr_scheduler_type="constant",  # replaced by CandidateTrainer.create_scheduler
         max_grad_norm=config.max_grad_norm,
         seed=config.seed,
         data_seed=config.seed,
@@ -322,17 +316,20 @@ def train_candidate(
     eval_examples: list[dict[str, list[int]]] | None = None,
     extra_callbacks: Sequence[TrainerCallback] = (),
     should_stop: Callable[[], bool] | None = None,
+    label: str = "",
 ) -> TrainingOutcome:
     """Train ``model``'s adapter at ``rate`` on ``examples``; save it under ``output_dir/adapter``.
+    ``label`` names it in progress and errors (default ``lr=<rate>``).
 
     With ``eval_examples`` the validation loss is computed every ``config.checkpoint_every`` steps
     (logged as ``eval_loss``, which ``extra_callbacks`` such as a Ray Tune reporter can read).
     ``should_stop`` is polled after every step; when true, training stops as on Ctrl-C.
     """
+    label = label or f"lr={rate:g}"
     curve = CurveCallback(should_stop)
     callbacks: list[TrainerCallback] = [curve, *extra_callbacks]
     if progress is not None:
-        callbacks.append(ProgressCallback(progress, f"lr={rate:g}", curve))
+        callbacks.append(ProgressCallback(progress, label, curve))
     trainer = CandidateTrainer(
         model=model,
         args=training_arguments(config, rate, output_dir, device, dtype, evaluate=bool(eval_examples)),
@@ -352,7 +349,7 @@ def train_candidate(
     if curve.interrupted:
         raise TrainingInterrupted(f"interrupted at step {trainer.state.global_step}; checkpoint saved")
     adapter_dir = output_dir / ADAPTER_DIR
-    write_folder(adapter_dir, f"the adapter of lr={rate:g}", model.save_pretrained)
+    write_folder(adapter_dir, f"the adapter of {label}", model.save_pretrained)
     return _outcome(trainer, curve, adapter_dir, wall)
 
 

@@ -27,6 +27,7 @@ from evalgate.modeling.loading import load_model, model_fingerprint
 from evalgate.sweep.config import SweepConfig
 from evalgate.sweep.records import claim_candidate, finish_candidate, open_sweep
 from evalgate.sweep.training.peft_trainer import attach_adapter, tokenize_rows, train_candidate
+from evalgate.sweep.trials import Point, make_trial
 from evaluators.base import Evaluator, ScoredRow
 from evaluators.base import RowScore as Verdict
 
@@ -101,7 +102,9 @@ def sweep_id(tiny_lm_dir: Path, store: DatasetStore, write_jsonl, adapters: dict
     config = _config(tiny_lm_dir)
     sweep, _ = open_sweep(store.sessions, config, version)
     for rate, adapter_dir in adapters.items():
-        candidate, _ = claim_candidate(store.sessions, sweep, rate, config.base_model)
+        candidate, _ = claim_candidate(
+            store.sessions, sweep, make_trial(config, Point(rate)), config.base_model
+        )
         finish_candidate(store.sessions, candidate, status="trained", adapter_uri=str(adapter_dir),
                          adapter_hash=model_fingerprint(str(adapter_dir)))  # fmt: skip
     return sweep

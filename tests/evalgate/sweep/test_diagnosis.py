@@ -115,8 +115,9 @@ def test_a_rate_learning_far_less_than_its_neighbours_is_flat_within_the_sweep()
     assert diagnose(slow).label == "healthy"
 
     changes = compare_within_sweep(
-        {3e-5: ("healthy", slow), 3e-4: ("healthy", good), 3e-2: ("diverged", wild)}
+        {"lr=3e-05": ("healthy", slow), "lr=0.0003": ("healthy", good), "lr=0.03": ("diverged", wild)}
     )
 
-    assert set(changes) == {3e-5}
-    assert changes[3e-5].label == "flat" and "rate too small" in changes[3e-5].reason
+    assert set(changes) == {"lr=3e-05"}
+    assert changes["lr=3e-05"].label == "flat" and "rate too small" in changes["lr=3e-05"].reason
+    assert "reached by lr=0.0003" in changes["lr=3e-05"].reason

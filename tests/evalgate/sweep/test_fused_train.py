@@ -1,8 +1,9 @@
-"""The fused multi-LoRA trainer matches K plain peft runs, one per rate, trained alone (fp32, CPU).
+"""The fused multi-LoRA trainer matches K plain peft runs, one per trial, trained alone (fp32, CPU).
 
-The reference is the obvious sequential loop: a peft model per rate, the model's own loss
-(``labels=``), torch AdamW, per-run gradient clipping and transformers' own schedule, on the same
-batches. Its adapter weights after N steps must equal the fused trainer's exported ones.
+The reference is the obvious sequential loop: a peft model per trial (its own rank and alpha), the
+model's own loss (``labels=``), torch AdamW, per-run gradient clipping and transformers' own schedule
+(its min-lr cosine and warmup-stable-decay schedules for a final fraction), on the same batches. Its
+adapter weights after N steps must equal the fused trainer's exported ones.
 """
 
 from __future__ import annotations
@@ -15,17 +16,20 @@ import torch
 from peft import get_peft_model_state_dict
 from safetensors.torch import load_file
 from transformers import get_scheduler
+from transformers.optimization import get_cosine_with_min_lr_schedule_with_warmup, get_wsd_schedule
 
 from evalgate.modeling.loading import load_model
 from evalgate.sweep.config import SchedulerSettings, SweepConfig
+from evalgate.sweep.schedule import schedule_factor
 from evalgate.sweep.training import fused as fused_train
-from evalgate.sweep.training.fused import FusedRun, batch_indices, schedule_factor, train_fused
+from evalgate.sweep.training.fused import FusedRun, batch_indices, rungs, train_fused
 from evalgate.sweep.training.peft_trainer import (
     AnswerOnlyCollator,
     TrainingInterrupted,
     attach_adapter,
     tokenize_rows,
 )
+from evalgate.sweep.trials import Point, make_trial, sweep_trials
 from tests.support.tiny_sweep import tiny_sweep_config, train_rows
 
 STEPS = 6
@@ -40,9 +44,9 @@ def _setup(tiny_lm_dir: Path, **overrides: Any) -> tuple[Any, Any, SweepConfig, 
 
 
 def _fused_run(config: SweepConfig, examples: list[Any], tokenizer: Any, folder: Path, **kw: Any) -> FusedRun:
+    kw.setdefault("trials", sweep_trials(config, config.learning_rates))
     return FusedRun(
         config=config,
-        rates=list(config.learning_rates),
         examples=examples,
         collator=AnswerOnlyCollator(tokenizer.pad_token_id),
         device="cpu",
@@ -50,6 +54,23 @@ def _fused_run(config: SweepConfig, examples: list[Any], tokenizer: Any, folder:
         checkpoint=folder / "fused-checkpoint.pt",
         **kw,
     )
+
+
+def _transformers_schedule(optimizer: Any, config: SweepConfig) -> Any:
+    """transformers' own schedule for the config's (a final fraction: min-lr cosine, or a linear
+    warmup-stable-decay without warmup or stable phase)."""
+    settings, steps = config.scheduler, config.max_steps
+    if settings.final_fraction and settings.kind == "cosine":
+        return get_cosine_with_min_lr_schedule_with_warmup(
+            optimizer, settings.warmup_steps, steps, min_lr_rate=settings.final_fraction
+        )
+    if settings.final_fraction and settings.kind == "linear":
+        assert settings.warmup_steps == 0
+        return get_wsd_schedule(
+            optimizer, 0, steps, num_stable_steps=0, decay_type="linear", min_lr_ratio=settings.final_fraction
+        )
+    names = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+    return get_scheduler(names[settings.kind], optimizer, settings.warmup_steps, steps)
 
 
 def _plain_peft_weights(
@@ -60,10 +81,7 @@ def _plain_peft_weights(
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=rate, weight_decay=0.0
     )
-    names = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
-    scheduler = get_scheduler(
-        names[config.scheduler.kind], optimizer, config.scheduler.warmup_steps, config.max_steps
-    )
+    scheduler = _transformers_schedule(optimizer, config)
     collator = AnswerOnlyCollator(tokenizer.pad_token_id)
     batches = batch_indices(len(examples), config.batch_size, config.seed)
     for _ in range(config.max_steps):
@@ -164,6 +182,71 @@ def test_an_interrupted_fused_run_resumes_to_the_same_weights(tiny_lm_dir: Path,
         )
 
 
+def test_trials_of_other_schedules_ranks_and_alphas_each_match_their_own_peft_run(
+    tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    base, tokenizer, config, examples = _setup(tiny_lm_dir, scheduler={"kind": "constant", "warmup_steps": 2})
+    trials = [
+        make_trial(config, Point(1e-3, lora_r=4, lora_alpha=8)),
+        make_trial(config, Point(3e-3, scheduler="cosine", final_fraction=0.1, lora_r=8, lora_alpha=32)),
+        make_trial(config, Point(1e-2, scheduler="linear", warmup_ratio=0.0, final_fraction=0.2, lora_r=2)),
+        make_trial(config, Point(3e-3, scheduler="cosine", lora_r=8, lora_alpha=8)),
+    ]
+    reference = [
+        _plain_peft_weights(base, tokenizer, trial.config(config), examples, trial.learning_rate)
+        for trial in trials
+    ]
+
+    base, outcomes = train_fused(
+        base, _fused_run(config, examples, tokenizer, tmp_path, trials=trials), tmp_path
+    )
+
+    for outcome, trial, expected in zip(outcomes, trials, reference, strict=True):
+        assert outcome.steps == STEPS, trial.label
+        assert outcome.learning_rates[-1] == pytest.approx(
+            trial.learning_rate * schedule_factor(trial.scheduler, STEPS - 1, STEPS)
+        )
+        _assert_same_adapter(outcome.adapter_dir, expected)
+    assert {t.shape[0] for k, t in reference[2].items() if "lora_A" in k} == {2}  # trained at its own rank
+
+
+def test_halving_stops_the_worst_at_each_rung_and_the_survivor_trains_as_without_it(
+    tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    base, tokenizer, config, examples = _setup(
+        tiny_lm_dir,
+        learning_rates=(1e-4, 1e-3, 1e-2, 1e-1),
+        halving={"grace_steps": 2, "reduction_factor": 2},
+    )
+    train, held_out = examples[8:], examples[:8]
+    assert rungs(config.halving, STEPS) == [2, 4]  # type: ignore[arg-type]
+    base, full = train_fused(base, _fused_run(config, train, tokenizer, tmp_path / "full"), tmp_path / "full")
+
+    base, halved = train_fused(
+        base,
+        _fused_run(config, train, tokenizer, tmp_path / "halved", validation=held_out),
+        tmp_path / "halved",
+    )
+
+    assert sorted(outcome.steps for outcome in halved if outcome.halted) == [2, 2, 4]
+    survivor = next(outcome for outcome in halved if not outcome.halted)
+    assert survivor.steps == STEPS and survivor.validation_loss[-1][0] == STEPS
+    for rung, step in enumerate((2, 4)):
+        at_rung = {id(o): loss for o in halved for s, loss in o.validation_loss if s == step}
+        losers = [o for o in halved if o.halted and o.steps == step]
+        winners = [o for o in halved if o.steps > step]
+        assert losers and all(f"rung {rung} (step {step})" in o.halted for o in losers)
+        assert max(at_rung[id(o)] for o in winners) <= min(at_rung[id(o)] for o in losers)
+        assert len(winners) == max(1, (len(winners) + len(losers)) // 2)
+    for outcome in halved:
+        assert (outcome.adapter_dir / "adapter_model.safetensors").is_file()
+    same = halved.index(survivor)
+    assert survivor.losses == pytest.approx(full[same].losses, rel=1e-5)
+    _assert_same_adapter(
+        survivor.adapter_dir, load_file(str(full[same].adapter_dir / "adapter_model.safetensors"))
+    )
+
+
 @pytest.mark.parametrize("kind", ["constant", "linear", "cosine"])
 def test_schedule_factors_match_transformers(kind: str) -> None:
     names = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
@@ -175,3 +258,21 @@ def test_schedule_factors_match_transformers(kind: str) -> None:
         assert schedule_factor(settings, step, 20) == pytest.approx(reference.get_last_lr()[0])
         optimizer.step()
         reference.step()
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_a_final_fraction_matches_transformers_min_lr_schedules(kind: str) -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    config = tiny_sweep_config(Path("."), max_steps=20, scheduler={"kind": kind, "final_fraction": 0.1})
+    reference = _transformers_schedule(optimizer, config)
+
+    for step in range(20):
+        assert schedule_factor(config.scheduler, step, 20) == pytest.approx(reference.get_last_lr()[0])
+        optimizer.step()
+        reference.step()
+    assert schedule_factor(config.scheduler, 20, 20) == pytest.approx(0.1)
+
+
+def test_step_decay_stops_at_its_final_fraction() -> None:
+    settings = SchedulerSettings(kind="step", step_size=2, gamma=0.5, final_fraction=0.2)
+    assert [schedule_factor(settings, step, 10) for step in range(0, 10, 2)] == [1.0, 0.5, 0.25, 0.2, 0.2]

@@ -161,14 +161,16 @@ def test_an_out_of_memory_trial_fails_its_candidate_only(
 
     from evalgate.sweep.config import SweepConfig
     from evalgate.sweep.records import claim_candidate, open_sweep
+    from evalgate.sweep.trials import Point, make_trial
 
     error_file = tmp_path / "error.txt"
     error_file.write_text(
         "Traceback ...\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
     )
     errored = SimpleNamespace(status="ERROR", error_file=str(error_file))
-    sweep_id, _ = open_sweep(store.sessions, SweepConfig(dataset=dataset), store.get(dataset))
-    candidate_id, _ = claim_candidate(store.sessions, sweep_id, 1e-3, "m")
+    config = SweepConfig(dataset=dataset)
+    sweep_id, _ = open_sweep(store.sessions, config, store.get(dataset))
+    candidate_id, _ = claim_candidate(store.sessions, sweep_id, make_trial(config, Point(1e-3)), "m")
 
     unfinished = ray_sweep._record_trials(
         store.sessions, {1e-3: candidate_id}, [(1e-3, "ERROR", ray_sweep._error_of(errored))]
