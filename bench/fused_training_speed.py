@@ -40,6 +40,7 @@ from evalgate.sweep.training.peft_trainer import (
     tokenize_rows,
     train_candidate,
 )
+from evalgate.sweep.trials import sweep_trials
 
 
 def train_rows() -> list[dict[str, object]]:
@@ -66,7 +67,7 @@ def fused(base: Any, tokenizer: Any, examples: list[Any], config: SweepConfig, o
     """Every rate in one fused run; wall seconds."""
     run = FusedRun(
         config=config,
-        rates=list(config.learning_rates),
+        trials=sweep_trials(config, config.learning_rates),
         examples=examples,
         collator=AnswerOnlyCollator(tokenizer.pad_token_id or 0),
         checkpoint=out / f"fused-{len(config.learning_rates)}" / CHECKPOINT_FILE,

@@ -258,7 +258,8 @@ def candidate_info(sessions: sessionmaker[Session], candidate_id: int) -> Candid
 
 
 def sweep_candidates(sessions: sessionmaker[Session], sweep_id: int) -> tuple[str, str, list[int]]:
-    """The sweep's dataset label (``name@vN``), base model, and trained candidates' ids by rate."""
+    """The sweep's dataset label (``name@vN``), base model, and trained candidates' ids by rate (then
+    name); candidates that diverged, failed or were stopped early are not evaluated."""
     with session_scope(sessions) as session:
         sweep = session.get(Sweep, sweep_id)
         if sweep is None:
@@ -267,6 +268,6 @@ def sweep_candidates(sessions: sessionmaker[Session], sweep_id: int) -> tuple[st
         ids = session.scalars(
             select(Candidate.id)
             .where(Candidate.sweep_id == sweep_id, Candidate.status.in_(TRAINED_STATUSES))
-            .order_by(Candidate.learning_rate)
+            .order_by(Candidate.learning_rate, Candidate.name)
         ).all()
         return f"{version.dataset.name}@v{version.number}", sweep.base_model, list(ids)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
+from evalgate.evaluation.records import sweep_candidates
 from evalgate.modeling.loading import ModelNotFoundError, load_model
 from evalgate.sweep import run as sweep
 from evalgate.sweep.run import run_sweep
@@ -73,6 +74,41 @@ def test_same_config_gives_identical_adapters(tiny_lm_dir: Path, settings: Setti
     ]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
+def test_a_searched_sweep_with_halving_records_every_trial_and_evaluates_only_the_survivors(
+    tiny_lm_dir: Path, settings: Settings, dataset: str
+) -> None:
+    config = tiny_sweep_config(
+        tiny_lm_dir,
+        learning_rates=(1e-3, 3e-2),
+        search={"sampler": "grid", "lora_r": [2, 4], "scheduler": ["constant", "cosine"]},
+        halving={"grace_steps": 2, "reduction_factor": 2, "validation_share": 0.25},
+    )
+
+    result = run_sweep(config, settings, show_progress=False)
+
+    by_name = {c["name"]: c for c in result.candidates}
+    assert len(by_name) == 8 and "lr=0.03 cosine r=2" in by_name
+    assert by_name["lr=0.03 cosine r=2"]["hyperparameters"] == {
+        "learning_rate": 0.03,
+        "scheduler": "cosine",
+        "warmup_steps": 0,
+        "warmup_ratio": 0.0,
+        "final_fraction": 0.0,
+        "lora_r": 2,
+        "lora_alpha": 8,
+    }
+    statuses = sorted((c["status"], c["training"]["steps"]) for c in result.candidates)
+    assert statuses == [("stopped", 2)] * 4 + [("stopped", 4)] * 2 + [("trained", 6)] * 2  # rungs 2 and 4
+    stopped = [c for c in result.candidates if c["status"] == "stopped"]
+    assert all(c["training"]["halted"].startswith("stopped early at rung") for c in stopped)
+    assert all(Path(c["adapter_uri"], "adapter_model.safetensors").is_file() for c in result.candidates)
+    _, _, evaluated = sweep_candidates(DatasetStore.from_settings(settings).sessions, result.sweep_id)
+    assert sorted(evaluated) == sorted(c["id"] for c in result.candidates if c["status"] == "trained")
+
+    again = run_sweep(config, settings, show_progress=False)  # everything is done: nothing retrains
+    assert again.resumed and again.candidates == result.candidates
 
 
 def test_rerun_resumes_and_skips_finished_candidates(
