@@ -52,6 +52,29 @@ def test_rates_written_without_a_dot_are_numbers(tmp_path: Path) -> None:
         ({"lora": {"r": 0}}, "lora.r: must be >= 1, got 0"),
         ({"lora": {"rank": 8}}, r"unknown key\(s\) lora.rank; known: alpha, dropout, r, target_modules"),
         ({"learning_rate": 1e-4}, r"unknown key\(s\) learning_rate \(did you mean learning_rates\?\)"),
+        (
+            {"scheduler": {"kind": "constant", "final_fraction": 0.1}},
+            "scheduler.final_fraction: a constant schedule does not decay",
+        ),
+        ({"scheduler": {"kind": "cosine", "final_fraction": 1.0}}, "scheduler.final_fraction: must be < 1"),
+        ({"search": {"sampler": "random"}}, "search.trials: the random sampler needs a trial budget"),
+        ({"search": {"sampler": "tpe", "trials": 0}}, "search.trials: must be >= 1, got 0"),
+        ({"search": {"sampler": "anneal"}}, "search.sampler: 'anneal' is not one of"),
+        (
+            {"search": {"learning_rate": {"low": 1e-5, "high": 1e-3}}},
+            "search.learning_rate: grid needs a list",
+        ),
+        (
+            {"search": {"sampler": "random", "trials": 4, "learning_rate": {"low": 1e-3, "high": 1e-5}}},
+            r"search.learning_rate.range.high: must be > low \(0.001\), got 1e-05",
+        ),
+        ({"search": {"lora_r": [8, 0]}}, r"search.lora_r\[1\]: must be >= 1, got 0"),
+        (
+            {"search": {"schedule": ["cosine"]}},
+            r"unknown key\(s\) search.schedule \(did you mean scheduler\?\)",
+        ),
+        ({"halving": {"reduction_factor": 1}}, "halving.reduction_factor: must be >= 2, got 1"),
+        ({"halving": {}, "trainer": "peft"}, "halving: successive halving runs inside the fused trainer"),
     ],
 )
 def test_bad_values_name_their_key(data: dict[str, object], pattern: str) -> None:
