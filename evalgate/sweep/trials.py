@@ -114,7 +114,7 @@ def sweep_trials(sweep: SweepConfig, rates: Sequence[float]) -> list[Trial]:
     if search is None:
         return _distinct(sweep, (Point(rate) for rate in rates))
     if search.sampler == "grid":
-        trials = _distinct(sweep, _grid(search, rates))
+        trials = _distinct(sweep, _grid(sweep, rates))
         if search.trials is not None and len(trials) > search.trials:
             raise ConfigError(
                 f"search: the grid has {len(trials)} combinations, more than trials: {search.trials}"
@@ -125,15 +125,21 @@ def sweep_trials(sweep: SweepConfig, rates: Sequence[float]) -> list[Trial]:
     raise ValueError("tpe trials are asked round by round: see evalgate.sweep.tpe")
 
 
-def searched_rates(search: SearchSpace, rates: Sequence[float]) -> tuple[float, ...] | RateRange:
-    """The rate dimension: the search's own, else the sweep's rates (a range for random and tpe when
-    the range test proposed them is the caller's choice: ``rates`` is used as given)."""
-    return search.learning_rate or tuple(rates)
+def searched_rates(sweep: SweepConfig, rates: Sequence[float]) -> tuple[float, ...] | RateRange:
+    """The rate dimension: the search's own, else ``rates`` (the sweep's, or those the range test
+    proposed: with ``lr_find`` a random or tpe search draws from their whole range, log-uniformly)."""
+    assert sweep.search is not None
+    if sweep.search.learning_rate:
+        return sweep.search.learning_rate
+    if sweep.lr_find and sweep.search.sampler != "grid" and min(rates) < max(rates):
+        return RateRange(low=min(rates), high=max(rates))
+    return tuple(rates)
 
 
-def _grid(search: SearchSpace, rates: Sequence[float]) -> Iterator[Point]:
-    dimensions = _listed(search)
-    learning_rates = searched_rates(search, rates)
+def _grid(sweep: SweepConfig, rates: Sequence[float]) -> Iterator[Point]:
+    assert sweep.search is not None
+    dimensions = _listed(sweep.search)
+    learning_rates = searched_rates(sweep, rates)
     assert not isinstance(learning_rates, RateRange)
     for rate, *values in itertools.product(learning_rates, *(values for _, values in dimensions)):
         yield Point(rate, **{name: value for (name, _), value in zip(dimensions, values, strict=True)})
@@ -154,7 +160,7 @@ def _listed(search: SearchSpace) -> list[tuple[str, tuple[Any, ...]]]:
 def _random(sweep: SweepConfig, search: SearchSpace, rates: Sequence[float]) -> list[Trial]:
     assert search.trials is not None
     rng = random.Random(search.seed)
-    learning_rates = searched_rates(search, rates)
+    learning_rates = searched_rates(sweep, rates)
     dimensions = _listed(search)
     trials: dict[str, Trial] = {}
     for _ in range(search.trials * MAX_DRAWS_PER_TRIAL):

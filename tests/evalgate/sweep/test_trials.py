@@ -75,3 +75,11 @@ def test_random_over_a_space_smaller_than_its_budget_gives_each_combination_once
     config = _config(search={"sampler": "random", "trials": 10, "lora_r": [4, 8]})
 
     assert len(sweep_trials(config, config.learning_rates)) == 4  # 2 rates x 2 ranks
+
+
+def test_with_lr_find_a_random_search_draws_from_the_whole_proposed_range() -> None:
+    config = _config(lr_find=True, search={"sampler": "random", "trials": 8})
+
+    rates = [trial.learning_rate for trial in sweep_trials(config, (1e-4, 1e-3, 1e-2))]
+
+    assert all(1e-4 <= rate <= 1e-2 for rate in rates) and not set(rates) <= {1e-4, 1e-3, 1e-2}
