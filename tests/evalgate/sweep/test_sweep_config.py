@@ -9,6 +9,7 @@ import pytest
 
 from evalgate.core.paths import REPO_ROOT
 from evalgate.sweep.config import ConfigError, SweepConfig
+from evalgate.sweep.trials import sweep_trials
 
 
 def test_example_config_loads_with_lora_and_scheduler_handed_through() -> None:
@@ -18,6 +19,15 @@ def test_example_config_loads_with_lora_and_scheduler_handed_through() -> None:
     assert config.lora.target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.seed = 3  # type: ignore[misc]
+
+
+def test_the_search_example_has_sixteen_distinct_trials_inside_its_space() -> None:
+    config = SweepConfig.from_yaml(REPO_ROOT / "examples" / "search.yaml")
+    trials = sweep_trials(config, config.learning_rates)
+
+    assert len({trial.label for trial in trials}) == 16 and config.halving is not None
+    assert all(1e-5 <= trial.learning_rate <= 1e-2 and trial.lora.r in (4, 8, 16) for trial in trials)
+    assert {trial.scheduler.kind for trial in trials} == {"constant", "cosine"}
 
 
 def test_self_replay_and_trainer_are_checked() -> None:
