@@ -196,10 +196,12 @@ def failing_checks(result: CiResult, candidate: CandidateResult) -> list[dict[st
 
 
 def rate_label(candidate: CandidateResult, swept: bool) -> str:
-    """The rate (``0.0003``) of a sweep candidate; ``name (lr 0.0003)`` or ``name`` for registered ones."""
+    """The rate (``0.0003``) of a sweep candidate that differs from the others by its rate alone, its
+    trial's name (``lr=0.0003 cosine r=4``) when the sweep searched more; ``name (lr 0.0003)`` or
+    ``name`` for registered ones."""
     rate = f"{candidate.learning_rate:g}" if candidate.learning_rate is not None else None
     if swept and rate is not None:
-        return rate
+        return rate if candidate.label == f"lr={rate}" else candidate.label
     return f"{candidate.label} (lr {rate})" if rate else candidate.label
 
 
