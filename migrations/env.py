@@ -18,6 +18,31 @@ if config.config_file_name is not None:
 
 target_metadata = Base.metadata
 
+OPTUNA_TABLES = frozenset(
+    {
+        "studies",
+        "study_directions",
+        "study_user_attributes",
+        "study_system_attributes",
+        "trials",
+        "trial_user_attributes",
+        "trial_system_attributes",
+        "trial_params",
+        "trial_values",
+        "trial_intermediate_values",
+        "trial_heartbeats",
+        "version_info",
+    }
+)
+"""Tables Optuna's RDB storage adds to the same database for the tpe sampler's studies
+(``evalgate.sweep.tpe``): Optuna creates them itself, so migrations neither create nor drop them."""
+
+
+def include_name(name: str | None, type_: str, parent_names: dict[str, str | None]) -> bool:
+    """Leave Optuna's tables out of autogenerate and ``alembic check`` (every other table is compared,
+    so a table dropped from the models still shows up as one to remove)."""
+    return not (type_ == "table" and name in OPTUNA_TABLES)
+
 
 def _database_url() -> str:
     return config.get_main_option("sqlalchemy.url") or get_settings().resolved_database_url
@@ -32,6 +57,7 @@ def run_migrations_offline() -> None:
         literal_binds=True,
         render_as_batch=url.startswith("sqlite"),
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -47,6 +73,7 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=url.startswith("sqlite"),
             compare_type=True,
+            include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -184,8 +184,14 @@ def run_sweep(
     """
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
+    tpe = config.search is not None and config.search.sampler == "tpe"
+    if tpe:
+        from evalgate.sweep.tpe import check_tpe  # builds on this module: imported where it is used
+
+        check_tpe(config)
     setup = prepare_training(config, settings.home, train_rows(store, version, config.self_replay))
-    trials = sweep_trials(config, sweep_rates(config, setup))
+    rates = sweep_rates(config, setup)
+    trials = [] if tpe else sweep_trials(config, rates)
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     status = "failed"
     base = setup.base
@@ -194,7 +200,7 @@ def run_sweep(
             root = sweep_root(settings, sweep_id)
             run = _SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
             with stage("sweep: training"):
-                base = _train_trials(run, trials, base)
+                base = _search_tpe(run, rates, base, resumed) if tpe else _train_trials(run, trials, base)
         relabel_within_sweep(store.sessions, sweep_id)
         status = "finished"
     except (KeyboardInterrupt, TrainingInterrupted):
@@ -203,6 +209,15 @@ def run_sweep(
     finally:
         finish_sweep(store.sessions, sweep_id, status)
     return SweepResult(sweep_id, version.label, resumed, candidate_rows(store.sessions, sweep_id))
+
+
+def _search_tpe(
+    run: _SweepRun, rates: Sequence[float], base: PreTrainedModel, resumed: bool
+) -> PreTrainedModel:
+    """Optuna's TPE sampler, round by round (``evalgate.sweep.tpe``)."""
+    from evalgate.sweep.tpe import tpe_rounds
+
+    return tpe_rounds(run, rates, base, resumed=resumed)
 
 
 def _train_trials(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel) -> PreTrainedModel:
