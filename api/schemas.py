@@ -183,13 +183,27 @@ class CandidateIn(Strict):
 
 class CandidateOut(BaseModel):
     id: int
-    name: str
+    name: str = Field(
+        description="A sweep's candidate: its trial's label, naming the rate and every searched "
+        "hyperparameter (`lr=0.0003 cosine r=4`); a registered one: the name it was registered with."
+    )
     sweep_id: int | None
     base_model: str
     learning_rate: float | None
+    hyperparameters: dict[str, Any] = Field(
+        description="The trial's learning_rate, scheduler, warmup_steps, warmup_ratio, final_fraction, "
+        "lora_r and lora_alpha; empty for a registered candidate."
+    )
     adapter_uri: str | None
     adapter_hash: str | None
-    status: str
+    status: str = Field(
+        description="pending, training, trained, failed, diverged, or stopped (halted early by "
+        "successive halving, not evaluated)."
+    )
+    halted: str | None = Field(
+        description="Why successive halving stopped it (rung, step, validation loss); null unless "
+        "status is stopped."
+    )
     diagnosis: str | None
     training: dict[str, Any]
     error: str | None
@@ -197,7 +211,16 @@ class CandidateOut(BaseModel):
 
     @classmethod
     def of(cls, candidate: Candidate) -> CandidateOut:
-        return cls(**{name: getattr(candidate, name) for name in cls.model_fields})
+        stored = {name: getattr(candidate, name) for name in cls.model_fields if name != "halted"}
+        return cls(**stored, halted=halted_reason(candidate.status, candidate.training))
+
+
+def halted_reason(status: str, training: dict[str, Any] | None) -> str | None:
+    """Why successive halving stopped a candidate (``training["halted"]``); None unless ``status`` is
+    stopped."""
+    if status != "stopped":
+        return None
+    return str((training or {}).get("halted") or "") or None
 
 
 # ----------------------------------------------------------------------------------------- evaluations

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from api.deps import READ, WRITE, AppState, get_state
 from api.routers.jobs import job_out
-from api.schemas import STORABLE, JobOut, PathId, SweepIn, version_ref
+from api.schemas import STORABLE, JobOut, PathId, SweepIn, halted_reason, version_ref
 from evalgate.db.models import Sweep
 from evalgate.db.session import session_scope
 from evalgate.service.handlers import SWEEP
@@ -31,14 +31,19 @@ def submit_sweep(body: SweepIn, state: AppState = Depends(get_state)) -> JobOut:
 
 @router.get("/{sweep_id}", dependencies=[READ])
 def get_sweep(sweep_id: PathId, state: AppState = Depends(get_state)) -> dict[str, Any]:
-    """A sweep's status, config and candidates (rate, status, diagnosis, loss curve)."""
+    """A sweep's status, config and candidates (name, rate, hyperparameters, status, diagnosis, loss
+    curve; ``halted``: why successive halving stopped one, null unless its status is stopped)."""
     with session_scope(state.sessions) as session:
         sweep = session.get(Sweep, sweep_id)
         if sweep is None:
             raise LookupError(f"sweep {sweep_id} not found")
         fields = ("id", "name", "status", "base_model", "config", "created_at", "finished_at")
         head = {name: getattr(sweep, name) for name in fields}
-    return {**head, "candidates": candidate_rows(state.sessions, sweep_id)}
+    candidates = [
+        {**row, "halted": halted_reason(row["status"], row["training"])}
+        for row in candidate_rows(state.sessions, sweep_id)
+    ]
+    return {**head, "candidates": candidates}
 
 
 @router.get("", dependencies=[READ])

@@ -12,6 +12,8 @@ from datetime import datetime
 PASSING = "pass"
 BLOCKING_CHECK_VERDICTS = ("regress", "below_floor", "too_many_flips")
 """Check verdicts that block whatever the policy says about inconclusive checks."""
+STOPPED_TEXT = "stopped early"
+"""How a candidate that successive halving stopped (status ``stopped``) is shown."""
 
 
 def verdict_tone(verdict: str | None) -> str:
@@ -93,6 +95,24 @@ class CandidateView:
     reason: str = ""
     """Why it was not recommended (empty for the recommended one)."""
     worst_rows: tuple[WorstRow, ...] = ()
+    hyperparameters: Mapping[str, object] = field(default_factory=dict)
+    """The trial's rate, schedule, warmup, final fraction, LoRA rank and alpha (empty when registered)."""
+    halted: str = ""
+    """Why successive halving stopped it ("" when it trained to the end)."""
+
+    @property
+    def status_text(self) -> str:
+        """The training status as shown: ``stopped early`` for one successive halving stopped."""
+        return STOPPED_TEXT if self.status == "stopped" else self.status
+
+    def hyperparameter(self, name: str) -> str:
+        """The value of hyperparameter ``name`` as shown: a number in ``%g`` form, a dash when absent."""
+        value = self.hyperparameters.get(name)
+        if value is None:
+            return "\N{EN DASH}"
+        if isinstance(value, float):
+            return f"{value:g}"
+        return str(value)
 
     def cell(self, label: str) -> CheckCell | None:
         """The cell of ``evaluator/cohort``, if this candidate has it."""
@@ -129,6 +149,11 @@ class SweepView:
     """True when at least one candidate has a gate decision."""
     fail_rates: FailRates | None = None
     """The per-cohort eval-fail rates of the baseline and each evaluated candidate."""
+
+    @property
+    def hyperparameter_names(self) -> list[str]:
+        """Every hyperparameter any candidate has, in first-seen order (columns of the candidates table)."""
+        return list(dict.fromkeys(name for c in self.candidates for name in c.hyperparameters))
 
     @property
     def labels(self) -> list[str]:

@@ -71,7 +71,7 @@ def trade_off_chart(view: SweepView) -> str:
     x_label = f"out-of-domain Δ ({view.ood_check}, Δ mean score, + = better)"
     y_label = f"target gain ({view.objective_check}, Δ mean score, + = better)"
     parts.append(_axis_labels(x_label, y_label))
-    title = f"Trade-off per learning rate: {view.objective_check} gain against {view.ood_check} change"
+    title = f"Trade-off per candidate: {view.objective_check} gain against {view.ood_check} change"
     return (
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" '
         f'role="img" aria-label="{escape(title)}" font-family="system-ui, sans-serif" font-size="12">'

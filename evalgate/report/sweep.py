@@ -1,4 +1,4 @@
-"""A sweep's report from the database: which rate to ship, what each rate trades, and why.
+"""A sweep's report from the database: which candidate to ship, what each one trades, and why.
 
     html = render_sweep_report(sessions, sweep_id=3)        # one self-contained HTML document
 
@@ -8,7 +8,8 @@ cohort its oriented delta, 95% bootstrap interval and verdict; evaluator x cohor
 does not check come from the evaluation run's summary deltas (oriented, shown without verdict).
 Without any decision every pair comes from the summary. The recommendation is
 ``evalgate.gate.selection.recommend`` over those decisions. The per-cohort eval-fail rates
-(``evalgate.report.fail_rates``) put each evaluated candidate's run next to its baseline run.
+(``evalgate.report.fail_rates``) put each evaluated candidate's run next to its baseline run. Each
+candidate carries its trial's hyperparameters and, when successive halving stopped it, why.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from evalgate.report.fail_rates import fail_rates_of_runs
 from evalgate.report.html import sweep_document
 from evalgate.report.model import CandidateView, CheckCell, Estimate, FailRates, SweepView
 from evalgate.report.rows import PromptSource, higher_is_better, worst_rows
+from evalgate.sweep.analysis import in_order
 
 WORST_ROWS = 3
 """Worst rows per check and candidate in the report (the dashboard's drill-down shows more)."""
@@ -51,7 +53,9 @@ def build_sweep_view(sessions: sessionmaker[Session], sweep_id: int, worst: int 
             raise LookupError(f"sweep {sweep_id} not found")
         version = session.get_one(DatasetVersion, sweep.dataset_version_id)
         candidates = session.scalars(
-            select(Candidate).where(Candidate.sweep_id == sweep_id).order_by(Candidate.learning_rate)
+            select(Candidate)
+            .where(Candidate.sweep_id == sweep_id)
+            .order_by(Candidate.learning_rate, Candidate.name)
         ).all()
         decisions = {c.id: _decisions(session, c.id) for c in candidates}
         policy_row = max((d for ds in decisions.values() for d in ds), key=lambda d: d.id, default=None)
@@ -183,6 +187,8 @@ def _candidate(
         objective=by_label[axes[0]].estimate if axes[0] in by_label else None,
         ood=by_label[axes[1]].estimate if axes[1] in by_label else None,
         worst_rows=tuple(rows),
+        hyperparameters=in_order(candidate.hyperparameters or {}),
+        halted=str(training.get("halted") or "") if candidate.status == "stopped" else "",
     )
 
 
@@ -253,13 +259,14 @@ def _recommendation(
 def _with_reasons(
     views: Sequence[CandidateView], recommendation: Recommendation | None
 ) -> list[CandidateView]:
-    """Each view with why it lost (``recommend``'s reason, or why it has no decision)."""
+    """Each view with why it lost (``recommend``'s reason, or why it has no decision: its training
+    status, or for a candidate successive halving stopped, the rung and reason)."""
     reasons = recommendation.reasons if recommendation else {}
     result = []
     for view in views:
         reason = reasons.get(view.label, "")
         if view.verdict is None:
             done = "evaluated, no gate decision yet" if view.run_id else "not evaluated"
-            reason = f"{done} (training {view.status})"
+            reason = f"{done} ({view.halted or f'training {view.status}'})"
         result.append(replace(view, reason=reason))
     return result

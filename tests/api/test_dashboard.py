@@ -143,6 +143,49 @@ def test_sweep_page_is_the_report_with_links(
     assert missing.status_code == 404 and "sweep 999 not found" in missing.text
 
 
+HALTED = "stopped early at rung 1 (step 8): validation loss 2.5000, not among the best 2 of 4 (<2.0>)"
+
+
+def _add_stopped_candidate(store: DatasetStore, sweep_id: int) -> int:
+    """A candidate of ``sweep_id`` that successive halving stopped at rung 1 (no evaluation run)."""
+    hyperparameters = {"learning_rate": 3e-3, "scheduler": "cosine", "final_fraction": 0.1, "lora_r": 4}
+    with session_scope(store.sessions) as session:
+        candidate = Candidate(
+            sweep_id=sweep_id, name="lr=0.003 cosine r=4", base_model="HuggingFaceTB/SmolLM2-135M",
+            learning_rate=3e-3, hyperparameters=hyperparameters, status="stopped", diagnosis="healthy",
+            training={"loss": [2.0, 1.8, 1.7], "halted": HALTED, "validation_loss": [[8, 2.5]]},
+        )  # fmt: skip
+        session.add(candidate)
+        session.flush()
+        return candidate.id
+
+
+def test_sweep_page_and_json_show_hyperparameters_and_a_stopped_candidates_reason(
+    api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep], store: DatasetStore
+) -> None:
+    week1 = weeks[0]
+    stopped_id = _add_stopped_candidate(store, week1.sweep_id)
+    login(api, tokens["read"])
+
+    page = api.get(f"/sweeps/{week1.sweep_id}", headers=HTML).text
+    as_json = api.get(f"/sweeps/{week1.sweep_id}", headers=bearer(tokens["read"])).json()
+
+    section = page[page.index('<section id="candidates">') :].split("</section>")[0]
+    row = section[section.index("<th>lr=0.003 cosine r=4</th>") :].split("</tr>")[0]
+    escaped = HALTED.replace("<", "&lt;").replace(">", "&gt;")
+    assert "<td>stopped early</td>" in row and f'<td class="small">{escaped}</td>' in row
+    assert "<td>0.003</td><td>cosine</td><td>0.1</td><td>4</td>" in row
+    assert "<th>learning_rate</th><th>scheduler</th><th>final_fraction</th><th>lora_r</th>" in section
+    reason = page[page.index("<li><strong>lr=0.003 cosine r=4</strong>") :].split("</li>")[0]
+    assert reason.endswith(f": not evaluated ({escaped})")
+    by_name = {candidate["name"]: candidate for candidate in as_json["candidates"]}
+    assert by_name["lr=0.003 cosine r=4"]["halted"] == HALTED and by_name["lr=0.0001"]["halted"] is None
+    assert by_name["lr=0.003 cosine r=4"]["hyperparameters"]["lora_r"] == 4
+    assert (
+        by_name["lr=0.003 cosine r=4"]["id"] == stopped_id and by_name["lr=0.0001"]["hyperparameters"] == {}
+    )
+
+
 def test_worst_rows_drill_down(
     api: TestClient, tokens: dict[str, str], weeks: tuple[SeededSweep, SeededSweep]
 ) -> None:

@@ -1,14 +1,26 @@
-"""The ``evalgate`` command, run as a user runs it (a subprocess), on SQLite and PostgreSQL."""
+"""The ``evalgate`` command, run as a user runs it (a subprocess), on SQLite and PostgreSQL; the sweep's
+printed table and analysis lines on hand-made candidates."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from rich.console import Console
+
+from evalgate.cli.sweep import candidate_line, print_analysis, print_candidates
+from evalgate.sweep.analysis import write_analysis
+
+HALTED = (
+    "stopped early at rung 1 (step 8): validation loss 2.5000, not among the best 2 of 4 "
+    "(the 2th best had 2.0000)"
+)
 
 
 def _evalgate(home: Path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -195,6 +207,11 @@ def test_ctrl_c_saves_a_checkpoint_and_the_rerun_resumes(
     resumed = _evalgate(home, database_url, "sweep", str(config), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert "(resumed)" in resumed.stdout and "trained" in resumed.stdout and "100" in resumed.stdout
+    (results,) = home.glob("artifacts/sweeps/*/results.csv")
+    assert (
+        f"results: {results}" in resumed.stdout and f"best: {results.parent / 'best.yaml'}" in resumed.stdout
+    )
+    assert "figure: none (one candidate" in resumed.stdout and results.read_text().startswith("name,status,")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -211,3 +228,63 @@ def test_lr_find_proposes_a_grid_and_saves_the_plot(
     assert result.returncode == 0, result.stderr
     assert "proposed learning_rates: [" in result.stdout
     assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _candidate(name: str, status: str, losses: list[float | None], **training: Any) -> dict[str, Any]:
+    """A candidate row as ``candidate_rows`` returns it."""
+    return {
+        "id": 1, "name": name, "rate": float(name.split()[0].removeprefix("lr=")), "hyperparameters": {},
+        "status": status, "diagnosis": "diverged" if status == "diverged" else "healthy",
+        "adapter_uri": f"/artifacts/sweeps/3/{name.replace(' ', '_')}/adapter", "error": None,
+        "training": {"steps": len(losses), "loss": losses, "tokens_per_second": 812.5, "wall_seconds": 41.0,
+                     **training},
+    }  # fmt: skip
+
+
+def _sweep_candidates() -> list[dict[str, Any]]:
+    return [
+        _candidate("lr=0.001 cosine lrf=0.1 r=8", "trained", [2.0, 1.3],
+                   validation_loss=[[8, 1.9], [16, 1.31]]),
+        _candidate("lr=0.0001 constant warmup=0.1 r=8 alpha=32", "stopped", [2.0, 1.9],
+                   validation_loss=[[8, 2.5]], halted=HALTED),
+        _candidate("lr=0.01 cosine lrf=0.1 r=4", "diverged", [2.0, None]),
+    ]  # fmt: skip
+
+
+def test_the_sweep_table_names_each_candidate_and_fits_80_columns_with_the_rung_reason() -> None:
+    console = Console(width=80, file=io.StringIO(), record=True)
+
+    print_candidates(_sweep_candidates(), console)
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+
+    assert max(len(line) for line in lines if "/artifacts/" not in line) <= 80  # paths stay whole
+    rows = {line.split()[0]: line.split() for line in lines if "→" in line}  # the table's first lines
+    assert rows["lr=0.001"][-5:] == ["trained", "healthy", "2", "2.000→1.300", "1.310"]
+    assert rows["lr=0.0001"][-5:] == ["stopped", "healthy", "2", "2.000→1.900", "2.500"]
+    assert rows["lr=0.01"][-5:] == ["diverged", "diverged", "2", "2.000→nan", "-"]
+    assert "lr=0.0001 constant warmup=0.1 r=8 alpha=32:" in lines  # too long for the reason beside it
+    reason = next(line for line in lines if "rung 1" in line)
+    assert reason.startswith("  rung 1 (step 8): validation loss 2.5000, not among the best 2 of 4")
+    assert reason.endswith("(the 2th …")  # whole words only, within the 80 columns checked above
+    assert "speed: 812.5 tok/s, 41 s wall" in lines
+    assert "lr=0.01 cosine lrf=0.1 r=4: /artifacts/sweeps/3/lr=0.01_cosine_lrf=0.1_r=4/adapter" in lines
+
+
+def test_a_short_names_stopped_reason_stays_beside_it() -> None:
+    (stopped,) = [c for c in _sweep_candidates() if c["status"] == "stopped"]
+
+    line = candidate_line({**stopped, "name": "lr=0.1 r=2"})
+
+    assert line == "lr=0.1 r=2: rung 1 (step 8): validation loss 2.5000, not among the best 2 of 4 …"
+
+
+def test_the_sweep_prints_where_the_results_best_trial_and_figure_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    print_analysis(write_analysis(_sweep_candidates(), tmp_path))
+    printed = capsys.readouterr().out
+
+    assert f"results: {tmp_path / 'results.csv'}\n" in printed
+    assert f"best: {tmp_path / 'best.yaml'}\n" in printed
+    assert "best trial: lr=0.001 cosine lrf=0.1 r=8: lowest final validation loss (1.3100)" in printed
+    assert f"figure: {tmp_path / 'hyperparameters.png'}\n" in printed

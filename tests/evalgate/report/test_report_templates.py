@@ -99,6 +99,41 @@ def test_the_sweep_page_escapes_every_user_text_in_text_and_links() -> None:
     assert f"<span>{ESCAPED}</span>" in html  # the logged-in token's name in the top bar
 
 
+def test_the_sweep_page_shows_each_candidates_hyperparameters_and_why_one_stopped_early() -> None:
+    hyperparameters = {"learning_rate": 0.001, "scheduler": "cosine", "lora_r": 8}
+    trained = replace(
+        _candidate(1, "lr=0.001 cosine r=8", "pass"), status="trained", hyperparameters=hyperparameters
+    )
+    stopped = replace(
+        _candidate(2, "lr=0.0001 constant r=4", None), status="stopped", run_id=None, halted=f"rung 1: {XSS}",
+        hyperparameters={"learning_rate": 1e-4, "scheduler": "constant", "lora_r": 4, XSS: XSS},
+    )  # fmt: skip
+
+    html = sweep_page(replace(_view(), candidates=(trained, stopped)), "user")
+    section = html[html.index('<section id="candidates">') :].split("</section>")[0]
+    rows = section.split("<tr>")[2:]
+
+    assert (
+        f"<th>learning_rate</th><th>scheduler</th><th>lora_r</th><th>{ESCAPED}</th><th>stopped because"
+        in section
+    )
+    assert rows[0].startswith("<th>lr=0.001 cosine r=8</th><td>trained</td>")
+    assert "<td>0.001</td><td>cosine</td><td>8</td><td>\N{EN DASH}</td>" in rows[0]  # no such key: a dash
+    assert rows[1].startswith("<th>lr=0.0001 constant r=4</th><td>stopped early</td>")
+    assert f"<td>0.0001</td><td>constant</td><td>4</td><td>{ESCAPED}</td>" in rows[1]
+    assert f'<td class="small">rung 1: {ESCAPED}</td>' in rows[1] and "<script" not in html
+    assert "<strong>lr=0.0001 constant r=4</strong> · " in html and " · stopped early<br>" in html  # curves
+
+
+def test_a_sweep_without_stopped_candidates_has_no_stopped_column() -> None:
+    trained = replace(_candidate(1, "lr=0.001", "pass"), hyperparameters={"learning_rate": 0.001})
+
+    html = sweep_page(replace(_view(), candidates=(trained,)), "user")
+    section = html[html.index('<section id="candidates">') :].split("</section>")[0]
+
+    assert "<th>learning_rate</th></tr>" in section and "stopped" not in section
+
+
 def test_the_index_page_escapes_sweep_names_datasets_and_the_user() -> None:
     sweep = SweepRow(3, XSS, XSS, XSS, XSS, XSS, 2, XSS, WHEN)
     dataset = DatasetRow(XSS, 1, 2, 1, WHEN)
