@@ -75,10 +75,13 @@ def sweep(
     state = "resumed" if result.resumed else "new"
     console.print(f"sweep {result.sweep_id} ({state}) on {result.dataset}")
     print_candidates(result.candidates)
-    from evalgate.sweep.run import sweep_root
+    analysis = result.analysis
+    if analysis is None:  # a Ray sweep: written here
+        from evalgate.sweep.run import sweep_root
 
-    folder = sweep_root(settings, result.sweep_id)
-    print_analysis(write_analysis(result.candidates, folder, searched_hyperparameters(config)))
+        folder = sweep_root(settings, result.sweep_id)
+        analysis = write_analysis(result.candidates, folder, searched_hyperparameters(config))
+    print_analysis(analysis)
 
 
 def lr_find(

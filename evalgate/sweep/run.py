@@ -32,6 +32,7 @@ from evalgate.core.settings import Settings
 from evalgate.core.timings import stage
 from evalgate.data.store import DatasetStore, VersionInfo
 from evalgate.modeling.loading import load_model, model_fingerprint, pick_device, pick_dtype
+from evalgate.sweep.analysis import AnalysisFiles, searched_hyperparameters, write_analysis
 from evalgate.sweep.config import SweepConfig
 from evalgate.sweep.progress import training_progress
 from evalgate.sweep.records import (
@@ -85,6 +86,8 @@ class SweepResult:
     dataset: str
     resumed: bool
     candidates: list[dict[str, Any]]
+    analysis: AnalysisFiles | None = None
+    """``results.csv``, ``best.yaml`` and ``hyperparameters.png`` in the sweep's folder."""
 
 
 def train_rows(
@@ -208,7 +211,9 @@ def run_sweep(
         raise
     finally:
         finish_sweep(store.sessions, sweep_id, status)
-    return SweepResult(sweep_id, version.label, resumed, candidate_rows(store.sessions, sweep_id))
+    rows = candidate_rows(store.sessions, sweep_id)
+    analysis = write_analysis(rows, sweep_root(settings, sweep_id), searched_hyperparameters(config))
+    return SweepResult(sweep_id, version.label, resumed, rows, analysis)
 
 
 def _search_tpe(

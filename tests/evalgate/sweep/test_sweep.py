@@ -106,9 +106,12 @@ def test_a_searched_sweep_with_halving_records_every_trial_and_evaluates_only_th
     assert all(Path(c["adapter_uri"], "adapter_model.safetensors").is_file() for c in result.candidates)
     _, _, evaluated = sweep_candidates(DatasetStore.from_settings(settings).sessions, result.sweep_id)
     assert sorted(evaluated) == sorted(c["id"] for c in result.candidates if c["status"] == "trained")
+    assert result.analysis is not None and result.analysis.best is not None and result.analysis.figure
+    assert len(result.analysis.results.read_text().splitlines()) == 1 + 8  # a header, one row per trial
 
     again = run_sweep(config, settings, show_progress=False)  # everything is done: nothing retrains
     assert again.resumed and again.candidates == result.candidates
+    assert again.analysis is not None and again.analysis.chosen == result.analysis.chosen
 
 
 def test_rerun_resumes_and_skips_finished_candidates(
