@@ -2,6 +2,9 @@
 
     evalgate sweep examples/sweep.yaml --ray [--asha]
 
+A config with ``search`` or ``halving``, or a call with ``groups``, runs fused groups of trials as Ray
+trials instead (``evalgate.sweep.ray_groups``); what follows is the one-rate-per-trial path.
+
 Each trial runs the plain sweep's training path (``load_model``, ``attach_adapter``,
 ``tokenize_rows``, ``train_candidate``) into the same folder, ``<sweep root>/lr-<rate>``, so for one
 config its candidates equal the sequential sweep's. Trials never touch the database: each reports its
@@ -57,7 +60,6 @@ from evalgate.sweep.run import (
 )
 from evalgate.sweep.training.peft_trainer import (
     ADAPTER_DIR,
-    TrainingInputError,
     TrainingOutcome,
     attach_adapter,
     tokenize_rows,
@@ -121,19 +123,24 @@ def run_sweep_ray(
     resources_per_trial: dict[str, float] | None = None,
     asha: bool = False,
     max_concurrent: int | None = None,
+    groups: int | None = None,
 ) -> SweepResult:
-    """Train every unfinished rate of ``config`` as one Ray Tune trial each; record them in the database."""
+    """Train every unfinished rate of ``config`` as one Ray Tune trial each; record them in the database.
+
+    With ``search`` or ``halving`` in the config, or ``groups`` given, the unfinished trials are split
+    into fused groups instead, one Ray trial each (``evalgate.sweep.ray_groups.run_group_sweep``).
+    """
     require_ray()
-    if config.search is not None or config.halving is not None:
-        raise TrainingInputError(
-            "--ray trains one rate per trial: search and halving run in the fused trainer (run without --ray)"
-        )
-    configure_environment(settings)
     options = RayOptions(dict(resources_per_trial or {"cpu": 1}), asha, max_concurrent)
+    if groups is not None or config.search is not None or config.halving is not None:
+        from evalgate.sweep.ray_groups import run_group_sweep  # builds on this module
+
+        return run_group_sweep(config, settings, options, groups)
+    configure_environment(settings)
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
     rows, eval_rows = split_rows(store, version, asha, config.self_replay)
-    rates = _sweep_rates(config, settings, rows)
+    rates = driver_rates(config, settings, rows)
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     pending = _claim_pending(store.sessions, sweep_id, rates, config)
     status = "failed"
@@ -172,7 +179,7 @@ def split_rows(
     return rows[:-held], rows[-held:]
 
 
-def _sweep_rates(config: SweepConfig, settings: Settings, rows: list[dict[str, Any]]) -> tuple[float, ...]:
+def driver_rates(config: SweepConfig, settings: Settings, rows: list[dict[str, Any]]) -> tuple[float, ...]:
     """The config's rates, or the range test's proposal with ``lr_find`` (run here, in the driver)."""
     if not config.lr_find:
         return config.learning_rates
@@ -246,29 +253,36 @@ def _fit(
     """Run (or restore and finish) the experiment; ``(rate, trial status, last result)`` per trial."""
     from ray import tune
 
-    trainable = tune.with_resources(tune.with_parameters(train_trial, inputs=inputs), options.resources)
-    storage = ray_home / "experiments"
-    path = storage / experiment_name(sweep_id, rates, options.asha)
+    path = ray_home / "experiments" / experiment_name(sweep_id, rates, options.asha)
+    max_t = _max_steps(inputs.config, len(inputs.rows)) + 1  # +1: the last evaluation is no cut-off
+    scheduler = asha_scheduler(max_t, inputs.config.checkpoint_every) if options.asha else None
+    trainable = tune.with_parameters(train_trial, inputs=inputs)
+    found = fit_experiment(trainable, options, ("learning_rate", rates), path, scheduler)
+    return [(float(rate), status, result) for rate, status, result in found]
+
+
+def fit_experiment(
+    trainable: Any, options: RayOptions, space: tuple[str, list[Any]], path: Path, scheduler: Any
+) -> list[tuple[Any, str, dict[str, Any]]]:
+    """Run (or restore and finish) the experiment at ``path``: one trial per value of the parameter
+    ``space = (name, values)``. Returns ``(value, trial status, last result)`` per trial."""
+    from ray import tune
+
+    name, values = space
+    trainable = tune.with_resources(trainable, options.resources)
     if path.is_dir() and tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
-            param_space={"learning_rate": tune.grid_search(rates)},
-            tune_config=tune.TuneConfig(
-                scheduler=_asha_scheduler(inputs) if options.asha else None,
-                max_concurrent_trials=options.max_concurrent,
-            ),
-            run_config=tune.RunConfig(name=path.name, storage_path=str(storage), verbose=0),
+            param_space={name: tune.grid_search(values)},
+            tune_config=tune.TuneConfig(scheduler=scheduler, max_concurrent_trials=options.max_concurrent),
+            run_config=tune.RunConfig(name=path.name, storage_path=str(path.parent), verbose=0),
         )
     tuner.fit()
     analysis = tune.ExperimentAnalysis(str(path))
     return [
-        (
-            float(trial.config["learning_rate"]),
-            trial.status,
-            {**(trial.last_result or {}), **_error_of(trial)},
-        )
+        (trial.config[name], trial.status, {**(trial.last_result or {}), **_error_of(trial)})
         for trial in analysis.trials
     ]
 
@@ -281,17 +295,17 @@ def _error_of(trial: Any) -> dict[str, str]:
     return {"error": Path(path).read_text(encoding="utf-8", errors="replace")}
 
 
-def _asha_scheduler(inputs: TrialInputs) -> Any:
-    """ASHA on the validation loss, with one rung per evaluation, from the first one on."""
+def asha_scheduler(max_t: int, grace_period: int) -> Any:
+    """ASHA on the reported ``eval_loss`` (lower is better) over ``step``: rungs at ``grace_period x
+    2^i`` steps below ``max_t``; at each, a trial worse than the better half reported there stops."""
     from ray.tune.schedulers import ASHAScheduler
 
-    config = inputs.config
     return ASHAScheduler(
         time_attr="step",
         metric="eval_loss",
         mode="min",
-        max_t=_max_steps(config, len(inputs.rows)) + 1,  # +1: the last evaluation is no cut-off
-        grace_period=config.checkpoint_every,
+        max_t=max_t,
+        grace_period=grace_period,
         reduction_factor=2,
     )
 
@@ -316,7 +330,7 @@ def _record_trials(
         if candidate_id is None:
             continue
         if status == "ERROR":
-            error = _trial_error(result)
+            error = trial_error(result)
             errors.append(f"lr={rate:g}: {error}")
             finish_candidate(sessions, candidate_id, status="failed", error=error)
         elif status == "TERMINATED" and OUTCOME in result:
@@ -330,7 +344,7 @@ def _record_trials(
     return unfinished
 
 
-def _trial_error(result: dict[str, Any]) -> str:
+def trial_error(result: dict[str, Any]) -> str:
     """A one-line reason for an errored trial (out-of-memory errors say so, as in the plain sweep)."""
     text = str(result.get("error", "")) or "trial raised an error (see the Ray trial log)"
     if mentions_out_of_memory(text):

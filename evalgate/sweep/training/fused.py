@@ -23,13 +23,18 @@ and saved as it was after that step; the others go on with a smaller batch. Chec
 adapter, the optimizer and the curves (``fused-checkpoint.pt``, replaced atomically); a re-run with
 the same trials resumes from it. Ctrl-C or ``should_stop()`` saves a checkpoint and raises
 ``TrainingInterrupted``.
+
+``on_validation`` (optional) hears the validation losses of the active adapters every
+``checkpoint_every`` steps before the last (with held-out rows; without halving they are measured for
+it), called after that step's checkpoint is saved: a caller that is stopped from outside at that point
+(Ray's ASHA, ``evalgate.sweep.ray_groups``) gets its adapters back with ``export_checkpoint``.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -153,6 +158,9 @@ class FusedRun:
     """Held-out rows for successive halving's rungs (empty: no halving)."""
     progress: Progress | None = None
     should_stop: Callable[[], bool] | None = None
+    on_validation: Callable[[int, dict[str, float]], None] | None = None
+    """Called with the step and ``{label: validation loss}`` of the active adapters every
+    ``checkpoint_every`` steps before the last, after the checkpoint is saved (needs ``validation``)."""
 
     @property
     def labels(self) -> list[str]:
@@ -212,15 +220,9 @@ class _Loop:
 
     def restore(self) -> bool:
         """Load the checkpoint when it is for the same trials; False when there is none to use."""
-        path = self.run.checkpoint
-        if not path.is_file():
+        state = _load_checkpoint(self.run.checkpoint, self.run.config, self.run.labels)
+        if state is None:
             return False
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError, EOFError):
-            return False
-        if state.get("config") != self.run.config.to_dict() or state.get("trials") != self.run.labels:
-            return False  # another sweep's or another config's checkpoint: start afresh
         for k, weights in state["adapters"].items():
             self.adapters.load_state(k, weights)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -232,8 +234,9 @@ class _Loop:
         self.step, self.tokens = state["step"], state["tokens"]
         return True
 
-    def train_step(self, batches: list[dict[str, torch.Tensor]]) -> None:
-        """One optimizer step over ``batches`` (the gradient-accumulation group) for every active rate."""
+    def train_step(self, batches: list[dict[str, torch.Tensor]]) -> dict[int, float] | None:
+        """One optimizer step over ``batches`` (the gradient-accumulation group) for every active rate.
+        Returns the validation losses of the active adapters when ``on_validation`` is due, else None."""
         active = self.active
         self.adapters.set_active(active)
         answer_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
@@ -255,8 +258,22 @@ class _Loop:
         for position, k in enumerate(active):
             if self.curves[k].record(self.step, float(step_losses[position]), float(rates[k])):
                 self._stop(k)
-        if self.step in self.rungs:
-            self.halve(self.rungs.index(self.step))
+        measured = self.halve(self.rungs.index(self.step)) if self.step in self.rungs else None
+        if not self._reports_now():
+            return None
+        validated = self.validate() if measured is None else measured
+        return {k: loss for k, loss in validated.items() if k in self.active}
+
+    def _reports_now(self) -> bool:
+        """``on_validation`` is due: a ``checkpoint_every`` step before the last, rows held out, and
+        adapters still training."""
+        return (
+            self.run.on_validation is not None
+            and bool(self.run.validation)
+            and bool(self.active)
+            and self.step < self.total
+            and self.step % self.run.config.checkpoint_every == 0
+        )
 
     def _stop(self, k: int) -> None:
         """Keep adapter ``k`` as it is now, and take it out of the stack."""
@@ -270,9 +287,9 @@ class _Loop:
             parameter.grad = None
             parameter.requires_grad_(False)
 
-    def halve(self, rung: int) -> None:
+    def halve(self, rung: int) -> dict[int, float]:
         """Successive halving's rung ``rung``: the best ``max(1, active // factor)`` by validation loss
-        train on, the others stop."""
+        train on, the others stop. Returns the losses measured (of every adapter active before)."""
         assert self.run.config.halving is not None
         losses = self.validate()
         ranked = sorted(losses, key=lambda k: losses[k])
@@ -285,6 +302,7 @@ class _Loop:
             )
             self.curves[k].halt(self.step, rung, why)
             self._stop(k)
+        return losses
 
     def validate(self) -> dict[int, float]:
         """Mean answer-token loss of every active adapter on the held-out rows (dropout off); recorded
@@ -375,22 +393,73 @@ def train_fused(
             for batches in _micro_batches(run, loop.step):
                 if loop.step >= loop.total or not loop.active:
                     break
-                loop.train_step(batches)
+                measured = loop.train_step(batches)
                 bars.update()
                 if run.should_stop is not None and run.should_stop():
                     loop.interrupted = True
                 if loop.interrupted or loop.step % run.config.checkpoint_every == 0:
-                    loop.save()
+                    loop.save()  # before on_validation: a caller stopped there keeps this step's adapters
                 if loop.interrupted:
                     raise TrainingInterrupted(f"interrupted at step {loop.step}; checkpoint saved")
+                if measured is not None and run.on_validation is not None:
+                    run.on_validation(loop.step, {run.labels[k]: loss for k, loss in measured.items()})
         loop.finish()
         wall = time.perf_counter() - started
         states = [loop.final_state(k) for k in range(len(run.trials))]
+    return _export_all(base, run.config, run.trials, loop.curves, states, output_root, wall, loop.tokens)
+
+
+def export_checkpoint(
+    base: PreTrainedModel,
+    config: SweepConfig,
+    trials: Sequence[Trial],
+    checkpoint: Path,
+    output_root: Path,
+    wall_seconds: float,
+) -> tuple[PreTrainedModel, list[TrainingOutcome]]:
+    """Export every trial's adapter as the fused ``checkpoint`` of these trials holds it, as
+    ``train_fused`` would at its end: for a run stopped from outside after a checkpoint (Ray's ASHA).
+    Adapters still training are written as they were at the checkpoint's step. Returns the bare base
+    model and one outcome per trial; raises ``FileNotFoundError`` when no checkpoint of them is there."""
+    labels = [trial.label for trial in trials]
+    state = _load_checkpoint(checkpoint, config, labels)
+    if state is None:
+        raise FileNotFoundError(f"{checkpoint}: no fused checkpoint of the trials {labels}")
+    curves = [AdapterCurve(**curve) for curve in state["curves"]]
+    states = [state["stopped_state"].get(k) or state["adapters"][k] for k in range(len(trials))]
+    return _export_all(base, config, trials, curves, states, output_root, wall_seconds, state["tokens"])
+
+
+def _load_checkpoint(path: Path, config: SweepConfig, labels: list[str]) -> dict[str, Any] | None:
+    """The fused checkpoint at ``path`` when it is for this config and these trials, else None."""
+    if not path.is_file():
+        return None
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError):
+        return None
+    if state.get("config") != config.to_dict() or state.get("trials") != labels:
+        return None  # another sweep's or another config's checkpoint: start afresh
+    return state
+
+
+def _export_all(
+    base: PreTrainedModel,
+    config: SweepConfig,
+    trials: Sequence[Trial],
+    curves: list[AdapterCurve],
+    states: list[dict[str, torch.Tensor]],
+    output_root: Path,
+    wall: float,
+    tokens: float,
+) -> tuple[PreTrainedModel, list[TrainingOutcome]]:
+    """Write each trial's adapter (its curve and weights, in trial order) under
+    ``output_root/<folder>/adapter``; ``wall`` and ``tokens``: the run's seconds and tokens."""
     outcomes = []
-    for k, (trial, config) in enumerate(zip(run.trials, configs, strict=True)):
+    for trial, curve, state in zip(trials, curves, states, strict=True):
         folder = output_root / trial_folder(trial) / ADAPTER_DIR
-        base = _export(base, config, states[k], folder, trial.label)
-        outcomes.append(_outcome(loop.curves[k], folder, wall, loop.tokens))
+        base = _export(base, trial.config(config), state, folder, trial.label)
+        outcomes.append(_outcome(curve, folder, wall, tokens))
     return base, outcomes
 
 
