@@ -45,18 +45,31 @@ def sweep(
     config_path: Annotated[Path, typer.Argument(help="Sweep YAML (see examples/sweep.yaml).")],
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     use_ray: Annotated[
-        bool, typer.Option("--ray", help="Run each rate as a Ray Tune trial (evalgate[ray]).")
+        bool,
+        typer.Option(
+            "--ray", help="Run rates, or fused groups of searched trials, as Ray Tune trials (evalgate[ray])."
+        ),
     ] = False,
     asha: Annotated[bool, typer.Option(help="With --ray: stop weak rates early on validation loss.")] = False,
     cpus_per_trial: Annotated[float, typer.Option(help="With --ray: CPUs per trial.")] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(help="With --ray: GPUs per trial.")] = 0.0,
     max_concurrent: Annotated[int | None, typer.Option(help="With --ray: most trials at once.")] = None,
+    groups: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --ray: train the trials in N fused groups, one Ray trial each (searched or halved "
+            "configs always run in groups; default: one per trial slot that fits).",
+        ),
+    ] = None,
 ) -> None:
     """Train one LoRA candidate per learning rate (or trial of the search space); re-running the same
     config resumes it. Then write results.csv, best.yaml and hyperparameters.png into the sweep's folder."""
 
     if asha and not use_ray:
         raise typer.BadParameter("--asha needs --ray")
+    if groups is not None and not use_ray:
+        raise typer.BadParameter("--groups needs --ray")
     config = SweepConfig.from_yaml(config_path)
     settings = ready_settings()
     if use_ray:
@@ -65,7 +78,12 @@ def sweep(
         resources = {"cpu": cpus_per_trial} | ({"gpu": gpus_per_trial} if gpus_per_trial else {})
         result = resumable(
             lambda: run_sweep_ray(
-                config, settings, resources_per_trial=resources, asha=asha, max_concurrent=max_concurrent
+                config,
+                settings,
+                resources_per_trial=resources,
+                asha=asha,
+                max_concurrent=max_concurrent,
+                groups=groups,
             )
         )
     else:
