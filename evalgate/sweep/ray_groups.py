@@ -73,8 +73,8 @@ from evalgate.sweep.records import (
 )
 from evalgate.sweep.run import (
     SweepResult,
-    _record_outcome,
     prepare_training,
+    record_outcome,
     split_validation,
     sweep_root,
     train_rows,
@@ -344,7 +344,7 @@ def _record_groups(
                 finish_candidate(sessions, ids[label], status="failed", error=error)
         elif status == "TERMINATED" and FINISHED in result:
             for label, outcome in outcomes_from_json(result[OUTCOMES]).items():
-                _record_outcome(sessions, ids[label], outcome)
+                record_outcome(sessions, ids[label], outcome)
             group_checkpoint(inputs.root, index).unlink(missing_ok=True)
         elif status == "TERMINATED" and inputs.asha and "step" in result:
             stops.append(GroupStop(index, int(result["step"]), float(result.get("time_total_s", 0.0))))
@@ -386,6 +386,6 @@ def _record_stopped_groups(
         for trial, outcome in zip(trials, outcomes, strict=True):
             if not outcome.halted and not outcome.stopped_early:
                 outcome.halted = f"ASHA stopped its group at step {stop.step}"
-            _record_outcome(sessions, ids[trial.label], outcome)
+            record_outcome(sessions, ids[trial.label], outcome)
         checkpoint.unlink(missing_ok=True)
     return errors

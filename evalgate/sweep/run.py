@@ -66,7 +66,7 @@ from evalgate.sweep.trials import Trial, sweep_trials
 
 
 @dataclass(frozen=True)
-class _SweepRun:
+class SweepRun:
     """What every candidate of one sweep run shares."""
 
     store: DatasetStore
@@ -201,7 +201,7 @@ def run_sweep(
     try:
         with progress or training_progress(console, enabled=show_progress) as shown:
             root = sweep_root(settings, sweep_id)
-            run = _SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
+            run = SweepRun(store, sweep_id, config, setup, root, shown, should_stop)
             with stage("sweep: training"):
                 base = _search_tpe(run, rates, base, resumed) if tpe else _train_trials(run, trials, base)
         relabel_within_sweep(store.sessions, sweep_id)
@@ -217,7 +217,7 @@ def run_sweep(
 
 
 def _search_tpe(
-    run: _SweepRun, rates: Sequence[float], base: PreTrainedModel, resumed: bool
+    run: SweepRun, rates: Sequence[float], base: PreTrainedModel, resumed: bool
 ) -> PreTrainedModel:
     """Optuna's TPE sampler, round by round (``evalgate.sweep.tpe``)."""
     from evalgate.sweep.tpe import tpe_rounds
@@ -225,7 +225,7 @@ def _search_tpe(
     return tpe_rounds(run, rates, base, resumed=resumed)
 
 
-def _train_trials(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel) -> PreTrainedModel:
+def _train_trials(run: SweepRun, trials: Sequence[Trial], base: PreTrainedModel) -> PreTrainedModel:
     """Train the trials that are not done: all together with the fused trainer where it applies (and
     fits in memory), else one after the other with peft and the transformers Trainer."""
     unsupported = fused_unsupported(base, run.config, run.setup.dtype)
@@ -234,7 +234,7 @@ def _train_trials(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel
     if run.config.trainer != "peft" and unsupported is None:
         try:
             return _train_fused(run, trials, base)
-        except _FusedOutOfMemory as error:
+        except FusedOutOfMemory as error:
             run.progress.console.print(f"fused training ran out of memory ({error}); one trial at a time")
     if run.config.halving is not None:
         run.progress.console.print(
@@ -245,12 +245,33 @@ def _train_trials(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel
     return base
 
 
-class _FusedOutOfMemory(RuntimeError):
-    """The K stacked adapters did not fit: the sweep trains the trials one by one instead."""
+class FusedOutOfMemory(RuntimeError):
+    """The K stacked adapters did not fit; ``pending``: their trials and candidate ids (still training)."""
+
+    def __init__(self, message: str, pending: Mapping[Trial, int]) -> None:
+        super().__init__(message)
+        self.pending = dict(pending)
 
 
-def _train_fused(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel) -> PreTrainedModel:
-    """Claim every trial not done and train them together; record each outcome."""
+def _train_fused(run: SweepRun, trials: Sequence[Trial], base: PreTrainedModel) -> PreTrainedModel:
+    """The trials not done, trained together (with rows held out when the config halves)."""
+    examples, validation = run.setup.examples, list[dict[str, list[int]]]()
+    if run.config.halving is not None:
+        examples, validation = split_validation(
+            examples, run.config.halving.validation_share, run.config.seed
+        )
+    return train_fused_trials(run, trials, base, (examples, validation), run.root / CHECKPOINT_FILE)
+
+
+def train_fused_trials(
+    run: SweepRun,
+    trials: Sequence[Trial],
+    base: PreTrainedModel,
+    rows: tuple[list[dict[str, list[int]]], list[dict[str, list[int]]]],
+    checkpoint: Path,
+) -> PreTrainedModel:
+    """Claim every trial not done and train them together in one fused run on ``rows`` (train, held
+    out) with ``checkpoint``; record each outcome. Raises ``FusedOutOfMemory`` when they do not fit."""
     sessions = run.store.sessions
     pending: dict[Trial, int] = {}
     for trial in trials:
@@ -259,20 +280,15 @@ def _train_fused(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel)
             pending[trial] = candidate_id
     if not pending:
         return base
-    examples, validation = run.setup.examples, list[dict[str, list[int]]]()
-    if run.config.halving is not None:
-        examples, validation = split_validation(
-            examples, run.config.halving.validation_share, run.config.seed
-        )
     fused = FusedRun(
         config=run.config,
         trials=list(pending),
-        examples=examples,
-        validation=validation,
+        examples=rows[0],
+        validation=rows[1],
         collator=AnswerOnlyCollator(run.setup.tokenizer.pad_token_id or 0),
         device=run.setup.device,
         dtype=run.setup.dtype,
-        checkpoint=run.root / CHECKPOINT_FILE,
+        checkpoint=checkpoint,
         progress=run.progress,
         should_stop=run.should_stop,
     )
@@ -283,18 +299,18 @@ def _train_fused(run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel)
             finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
         raise
     except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
-        if _is_out_of_memory(error):
-            raise _FusedOutOfMemory(str(error)) from error
+        if is_out_of_memory(error):
+            raise FusedOutOfMemory(str(error), pending) from error
         for trial, candidate_id in pending.items():
-            _fail_candidate(run, candidate_id, trial, error)
+            fail_candidate(run, candidate_id, trial, error)
         raise
     for candidate_id, outcome in zip(pending.values(), outcomes, strict=True):
-        _record_outcome(sessions, candidate_id, outcome)
-    fused.checkpoint.unlink(missing_ok=True)
+        record_outcome(sessions, candidate_id, outcome)
+    checkpoint.unlink(missing_ok=True)
     return base
 
 
-def _record_outcome(sessions: Any, candidate_id: int, outcome: TrainingOutcome) -> None:
+def record_outcome(sessions: Any, candidate_id: int, outcome: TrainingOutcome) -> None:
     """Store a trained, diverged or stopped (by halving) candidate: status, diagnosis, adapter,
     fingerprint, curves."""
     status = "stopped" if outcome.halted else "diverged" if outcome.diagnosis == "diverged" else "trained"
@@ -309,7 +325,7 @@ def _record_outcome(sessions: Any, candidate_id: int, outcome: TrainingOutcome) 
     )
 
 
-def _train_trial(run: _SweepRun, trial: Trial, base: PreTrainedModel) -> PreTrainedModel:
+def _train_trial(run: SweepRun, trial: Trial, base: PreTrainedModel) -> PreTrainedModel:
     """Train one candidate unless it is done; return the base model with the adapter removed again."""
     sessions = run.store.sessions
     candidate_id, previous = claim_candidate(sessions, run.sweep_id, trial, run.config.base_model)
@@ -335,16 +351,16 @@ def _train_trial(run: _SweepRun, trial: Trial, base: PreTrainedModel) -> PreTrai
         finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
         raise
     except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
-        if not _is_out_of_memory(error):
-            _fail_candidate(run, candidate_id, trial, error)
+        if not is_out_of_memory(error):
+            fail_candidate(run, candidate_id, trial, error)
             raise
         finish_candidate(sessions, candidate_id, status="failed", error=f"out of memory: {error}")
         return _detach(model, run.setup.device)
-    _record_outcome(sessions, candidate_id, outcome)
+    record_outcome(sessions, candidate_id, outcome)
     return _detach(model, run.setup.device)
 
 
-def _fail_candidate(run: _SweepRun, candidate_id: int, trial: Trial, error: BaseException) -> None:
+def fail_candidate(run: SweepRun, candidate_id: int, trial: Trial, error: BaseException) -> None:
     """Mark the candidate failed with the reason, and remove any adapter folder of its trial, so no
     folder is left that the database does not account for (a retry writes it again)."""
     shutil.rmtree(run.root / trial_folder(trial) / ADAPTER_DIR, ignore_errors=True)
@@ -353,7 +369,7 @@ def _fail_candidate(run: _SweepRun, candidate_id: int, trial: Trial, error: Base
     )
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
+def is_out_of_memory(error: BaseException) -> bool:
     """CUDA/MPS out-of-memory errors, and the CPU allocator's failure to allocate."""
     return isinstance(error, torch.OutOfMemoryError | MemoryError) or mentions_out_of_memory(str(error))
 

@@ -43,29 +43,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 from sqlalchemy.engine import make_url
 from transformers import PreTrainedModel
 
 from evalgate.db.session import POSTGRES_CONNECT_TIMEOUT_SECONDS, SQLITE_BUSY_TIMEOUT_MS
 from evalgate.sweep.config import ConfigError, HalvingSettings, RateRange, SweepConfig
-from evalgate.sweep.records import DONE_STATUSES, candidate_rows, claim_candidate, finish_candidate
-from evalgate.sweep.run import (
-    _fail_candidate,
-    _is_out_of_memory,
-    _record_outcome,
-    _SweepRun,
-    split_validation,
-)
+from evalgate.sweep.records import candidate_rows, finish_candidate
+from evalgate.sweep.run import FusedOutOfMemory, SweepRun, split_validation, train_fused_trials
 from evalgate.sweep.training.fused import (
     CHECKPOINT_FILE,
-    FusedRun,
     fused_unsupported,
-    train_fused,
     trial_folder,
 )
-from evalgate.sweep.training.peft_trainer import AnswerOnlyCollator, TrainingInputError, TrainingInterrupted
-from evalgate.sweep.trials import Point, Trial, _listed, make_trial
+from evalgate.sweep.training.peft_trainer import TrainingInputError
+from evalgate.sweep.trials import Point, Trial, listed_dimensions, make_trial, searched_rates
 
 if TYPE_CHECKING:
     import optuna
@@ -166,17 +157,6 @@ def _engine_options(url: str) -> dict[str, Any]:
     return options
 
 
-def rate_dimension(config: SweepConfig, rates: Sequence[float]) -> tuple[float, ...] | RateRange:
-    """The rates tpe searches: the search's own; else with ``lr_find`` the range from the lowest to the
-    highest rate the range test proposed; else the sweep's ``rates`` as a list."""
-    assert config.search is not None
-    if config.search.learning_rate:
-        return config.search.learning_rate
-    if config.lr_find and len(set(rates)) > 1:
-        return RateRange(low=min(rates), high=max(rates))
-    return tuple(rates)
-
-
 def suggest_point(
     trial: optuna.Trial, rates: tuple[float, ...] | RateRange, listed: Sequence[tuple[str, tuple[Any, ...]]]
 ) -> Point:
@@ -195,7 +175,7 @@ def suggest_point(
 
 
 def tpe_rounds(
-    run: _SweepRun, rates: Sequence[float], base: PreTrainedModel, *, resumed: bool
+    run: SweepRun, rates: Sequence[float], base: PreTrainedModel, *, resumed: bool
 ) -> PreTrainedModel:
     """Ask, train and tell round by round until the study holds ``search.trials`` finished trials;
     returns the bare base model."""
@@ -210,12 +190,12 @@ def tpe_rounds(
 
 
 def _search(
-    run: _SweepRun, study: optuna.Study, rates: Sequence[float], base: PreTrainedModel
+    run: SweepRun, study: optuna.Study, rates: Sequence[float], base: PreTrainedModel
 ) -> PreTrainedModel:
     """The rounds of ``tpe_rounds`` on the sweep's open study."""
     search = run.config.search
     assert search is not None and search.trials is not None
-    space = rate_dimension(run.config, rates), _listed(search)
+    space = searched_rates(run.config, rates), listed_dimensions(search)
     held = held_out(run)
     while asked := _next_round(study, run.config):
         trials = {number: make_trial(run.config, suggest_point(trial, *space)) for number, trial in asked}
@@ -229,7 +209,7 @@ def _search(
     return base
 
 
-def held_out(run: _SweepRun) -> HeldOut:
+def held_out(run: SweepRun) -> HeldOut:
     """``split_validation`` of the sweep's rows with halving's ``validation_share`` (its default
     without halving) and the sweep's seed."""
     share = (run.config.halving or HalvingSettings()).validation_share
@@ -267,7 +247,7 @@ def _sampler(seed: int) -> optuna.samplers.TPESampler:
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
-def candidates_by_label(run: _SweepRun) -> dict[str, dict[str, Any]]:
+def candidates_by_label(run: SweepRun) -> dict[str, dict[str, Any]]:
     """The sweep's candidate rows by label."""
     return {row["name"]: row for row in candidate_rows(run.store.sessions, run.sweep_id)}
 
@@ -333,50 +313,18 @@ def _round_summary(study: optuna.Study, budget: int) -> str:
 
 
 def _train_together(
-    run: _SweepRun, trials: Sequence[Trial], base: PreTrainedModel, held: HeldOut, checkpoint: Path
+    run: SweepRun, trials: Sequence[Trial], base: PreTrainedModel, held: HeldOut, checkpoint: Path
 ) -> PreTrainedModel:
     """Claim every trial not done and train them together in one fused run with ``checkpoint``; record
     each outcome. Out of memory together: one at a time; alone: the candidate is marked failed."""
-    sessions = run.store.sessions
-    pending: dict[Trial, int] = {}
-    for trial in trials:
-        candidate_id, previous = claim_candidate(sessions, run.sweep_id, trial, run.config.base_model)
-        if previous not in DONE_STATUSES:
-            pending[trial] = candidate_id
-    if not pending:
-        return base
-    fused = FusedRun(
-        config=run.config,
-        trials=list(pending),
-        examples=held.train,
-        validation=held.validation,
-        collator=AnswerOnlyCollator(run.setup.tokenizer.pad_token_id or 0),
-        device=run.setup.device,
-        dtype=run.setup.dtype,
-        checkpoint=checkpoint,
-        progress=run.progress,
-        should_stop=run.should_stop,
-    )
     try:
-        base, outcomes = train_fused(base, fused, run.root)
-    except TrainingInterrupted as interrupted:
-        for candidate_id in pending.values():
-            finish_candidate(sessions, candidate_id, status="pending", error=str(interrupted))
-        raise
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError, OSError) as error:
-        if not _is_out_of_memory(error):
-            for trial, candidate_id in pending.items():
-                _fail_candidate(run, candidate_id, trial, error)
-            raise
-        return _after_out_of_memory(run, pending, base, held, error)
-    for candidate_id, outcome in zip(pending.values(), outcomes, strict=True):
-        _record_outcome(sessions, candidate_id, outcome)
-    checkpoint.unlink(missing_ok=True)
-    return base
+        return train_fused_trials(run, trials, base, (held.train, held.validation), checkpoint)
+    except FusedOutOfMemory as error:
+        return _after_out_of_memory(run, error.pending, base, held, error)
 
 
 def _after_out_of_memory(
-    run: _SweepRun, pending: Mapping[Trial, int], base: PreTrainedModel, held: HeldOut, error: BaseException
+    run: SweepRun, pending: Mapping[Trial, int], base: PreTrainedModel, held: HeldOut, error: BaseException
 ) -> PreTrainedModel:
     """A single trial that ran out of memory is failed; several train one at a time."""
     if len(pending) == 1:

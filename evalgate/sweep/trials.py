@@ -138,14 +138,14 @@ def searched_rates(sweep: SweepConfig, rates: Sequence[float]) -> tuple[float, .
 
 def _grid(sweep: SweepConfig, rates: Sequence[float]) -> Iterator[Point]:
     assert sweep.search is not None
-    dimensions = _listed(sweep.search)
+    dimensions = listed_dimensions(sweep.search)
     learning_rates = searched_rates(sweep, rates)
     assert not isinstance(learning_rates, RateRange)
     for rate, *values in itertools.product(learning_rates, *(values for _, values in dimensions)):
         yield Point(rate, **{name: value for (name, _), value in zip(dimensions, values, strict=True)})
 
 
-def _listed(search: SearchSpace) -> list[tuple[str, tuple[Any, ...]]]:
+def listed_dimensions(search: SearchSpace) -> list[tuple[str, tuple[Any, ...]]]:
     """The searched dimensions other than the rate, as ``(Point field, values)``."""
     named = {
         "scheduler": search.scheduler,
@@ -161,7 +161,7 @@ def _random(sweep: SweepConfig, search: SearchSpace, rates: Sequence[float]) -> 
     assert search.trials is not None
     rng = random.Random(search.seed)
     learning_rates = searched_rates(sweep, rates)
-    dimensions = _listed(search)
+    dimensions = listed_dimensions(search)
     trials: dict[str, Trial] = {}
     for _ in range(search.trials * MAX_DRAWS_PER_TRIAL):
         if len(trials) == search.trials:

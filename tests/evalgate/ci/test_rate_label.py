@@ -1,4 +1,4 @@
-"""How a candidate is named in the CI job's tables: by its rate, or by its trial when a sweep searched more."""
+"""How the CI job's tables name a candidate: its rate, or its trial when the sweep searched more."""
 
 from __future__ import annotations
 

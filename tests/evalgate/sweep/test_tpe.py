@@ -23,10 +23,12 @@ from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import alembic_config, upgrade
 from evalgate.db.session import engine_for
 from evalgate.modeling.loading import load_model
+from evalgate.sweep import run as sweep_run
 from evalgate.sweep import tpe
 from evalgate.sweep.config import ConfigError, RateRange
 from evalgate.sweep.run import run_sweep, split_validation, train_rows
 from evalgate.sweep.training.peft_trainer import IGNORE_INDEX, TrainingInterrupted, tokenize_rows
+from evalgate.sweep.trials import searched_rates
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.support.tiny_sweep import tiny_sweep_config
 from tests.support.tiny_sweep import train_rows as tiny_rows
@@ -148,13 +150,13 @@ def test_a_killed_search_resumes_its_round_from_the_checkpoint_and_asks_what_it_
     running = [t.user_attrs["candidate"] for t in cut[told:]]
     before = {t.user_attrs["candidate"]: t.value for t in cut[:told]}
     trained: list[tuple[list[str], bool]] = []
-    real_train_fused = tpe.train_fused
+    real_train_fused = sweep_run.train_fused
 
     def spy(base: Any, run: Any, root: Path) -> Any:
         trained.append(([trial.label for trial in run.trials], run.checkpoint.is_file()))
         return real_train_fused(base, run, root)
 
-    monkeypatch.setattr(tpe, "train_fused", spy)
+    monkeypatch.setattr(sweep_run, "train_fused", spy)
 
     resumed = run_sweep(config, settings, show_progress=False)
 
@@ -185,13 +187,13 @@ def test_repeated_suggestions_train_once_and_halted_trials_are_told_pruned(
     halving = {"grace_steps": 2, "reduction_factor": 2, "validation_share": 0.25}
     config = tiny_sweep_config(tiny_lm_dir, search=space, halving=halving)
     trained: list[str] = []
-    real_train_fused = tpe.train_fused
+    real_train_fused = sweep_run.train_fused
 
     def spy(base: Any, run: Any, root: Path) -> Any:
         trained.extend(trial.label for trial in run.trials)
         return real_train_fused(base, run, root)
 
-    monkeypatch.setattr(tpe, "train_fused", spy)
+    monkeypatch.setattr(sweep_run, "train_fused", spy)
 
     result = run_sweep(config, settings, show_progress=False)
 
@@ -218,7 +220,7 @@ def test_a_round_out_of_memory_trains_one_trial_at_a_time_and_a_lone_one_out_of_
 ) -> None:
     config = tiny_sweep_config(tiny_lm_dir, search={**SPACE, "trials": 2, "parallel": 2})
     attempts: list[list[str]] = []
-    real_train_fused = tpe.train_fused
+    real_train_fused = sweep_run.train_fused
 
     def out_of_memory_unless_alone_and_first(base: Any, run: Any, root: Path) -> Any:
         attempts.append([trial.label for trial in run.trials])
@@ -226,7 +228,7 @@ def test_a_round_out_of_memory_trains_one_trial_at_a_time_and_a_lone_one_out_of_
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.00 GiB")
         return real_train_fused(base, run, root)
 
-    monkeypatch.setattr(tpe, "train_fused", out_of_memory_unless_alone_and_first)
+    monkeypatch.setattr(sweep_run, "train_fused", out_of_memory_unless_alone_and_first)
 
     result = run_sweep(config, settings, show_progress=False)
 
@@ -292,9 +294,9 @@ def test_the_rates_searched_come_from_the_search_else_lr_find_as_a_range_else_th
     found = tiny_sweep_config(tiny_lm_dir, lr_find=True, search={"sampler": "tpe", "trials": 4})
     plain = tiny_sweep_config(tiny_lm_dir, search={"sampler": "tpe", "trials": 4})
 
-    assert tpe.rate_dimension(listed, proposed) == (1e-3, 3e-3)
-    assert tpe.rate_dimension(found, proposed) == RateRange(low=1e-4, high=1e-2)
-    assert tpe.rate_dimension(plain, proposed) == (1e-4, 1e-3, 1e-2)
+    assert searched_rates(listed, proposed) == (1e-3, 3e-3)
+    assert searched_rates(found, proposed) == RateRange(low=1e-4, high=1e-2)
+    assert searched_rates(plain, proposed) == (1e-4, 1e-3, 1e-2)
 
 
 def _suggested_rates(rates: RateRange, count: int = 40) -> list[float]:
