@@ -72,10 +72,11 @@ def transformers_decode(
     budgets: Sequence[int],
     stops: Sequence[int],
     on_rows_kept: Any = None,
+    prefill: Any = None,
 ) -> list[list[int]]:
     """``evalgate.modeling.greedy.greedy_decode``'s contract through ``model.generate``: every row stays in
-    the
-    batch until the last one stops (a finished row is fed pad tokens)."""
+    the batch until the last one stops (a finished row is fed pad tokens), and ``generate`` runs its own
+    prompt pass over every row (``prefill``, evalgate's shared-prefix pass, is not used)."""
     with torch.inference_mode():
         output = model.generate(
             input_ids=input_ids,
