@@ -57,6 +57,7 @@ from evalgate.sweep.ray_tune import (
     RayOptions,
     TrialsFailedError,
     asha_scheduler,
+    check_asha_fits,
     driver_rates,
     fit_experiment,
     local_ray,
@@ -129,6 +130,8 @@ def run_group_sweep(
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
     rows = [dict(row) for row in train_rows(store, version, config.self_replay)]
+    if options.asha:
+        check_asha_fits(config, len(rows))
     trials = sweep_trials(config, driver_rates(config, settings, rows))
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     pending = _claim_pending(store.sessions, sweep_id, trials, config.base_model)

@@ -58,8 +58,10 @@ from evalgate.sweep.run import (
     sweep_root,
     train_rows,
 )
+from evalgate.sweep.training.fused import total_steps
 from evalgate.sweep.training.peft_trainer import (
     ADAPTER_DIR,
+    TrainingInputError,
     TrainingOutcome,
     attach_adapter,
     tokenize_rows,
@@ -140,6 +142,8 @@ def run_sweep_ray(
     store = DatasetStore.from_settings(settings)
     version = store.get(config.dataset)
     rows, eval_rows = split_rows(store, version, asha, config.self_replay)
+    if asha:
+        check_asha_fits(config, len(rows))
     rates = driver_rates(config, settings, rows)
     sweep_id, resumed = open_sweep(store.sessions, config, version)
     pending = _claim_pending(store.sessions, sweep_id, rates, config)
@@ -293,6 +297,18 @@ def _error_of(trial: Any) -> dict[str, str]:
     if not path or not Path(path).is_file():
         return {}
     return {"error": Path(path).read_text(encoding="utf-8", errors="replace")}
+
+
+def check_asha_fits(config: SweepConfig, rows: int) -> None:
+    """Refuse ``--asha`` when its first rung (``checkpoint_every`` steps, where the first validation loss
+    is reported) does not come before a candidate's last step: ASHA could never compare trials."""
+    steps = total_steps(config, rows)
+    if config.checkpoint_every >= steps:
+        raise TrainingInputError(
+            f"checkpoint_every is {config.checkpoint_every} but each candidate trains {steps} steps: with "
+            f"--asha the validation loss is reported every checkpoint_every steps, so set checkpoint_every "
+            f"below {steps} (or train longer with max_steps or epochs)"
+        )
 
 
 def asha_scheduler(max_t: int, grace_period: int) -> Any:

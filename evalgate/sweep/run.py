@@ -59,6 +59,7 @@ from evalgate.sweep.training.peft_trainer import (
     TrainingInterrupted,
     TrainingOutcome,
     attach_adapter,
+    check_lora_rank,
     tokenize_rows,
     train_candidate,
 )
@@ -103,6 +104,14 @@ def train_rows(
     return rows
 
 
+def check_ranks(model: PreTrainedModel, config: SweepConfig) -> None:
+    """Refuse a LoRA rank (``lora.r``, or one of ``search.lora_r``) the targeted modules cannot take."""
+    targets = config.lora.target_modules
+    check_lora_rank(model, targets, config.lora.r, "lora.r")
+    for rank in config.search.lora_r if config.search is not None else ():
+        check_lora_rank(model, targets, rank, "search.lora_r")
+
+
 def check_sequence_length(model: PreTrainedModel, max_seq_length: int) -> None:
     """Refuse a ``max_seq_length`` beyond the model's position embeddings."""
     limit = getattr(model.config, "max_position_embeddings", None)
@@ -131,6 +140,7 @@ def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str
         base, tokenizer = load_model(config.base_model, home, dtype=dtype, device=device)
     tokenizer.padding_side = "right"
     check_sequence_length(base, config.max_seq_length)
+    check_ranks(base, config)
     if config.self_replay:
         with stage("sweep: self-replay answers"):
             rows = with_self_replay(base, tokenizer, rows, config.self_replay)

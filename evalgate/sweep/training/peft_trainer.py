@@ -229,6 +229,21 @@ def attach_adapter(base: PreTrainedModel, config: SweepConfig) -> PeftModel:
     return model
 
 
+def check_lora_rank(model: torch.nn.Module, targets: Sequence[str], rank: int, key: str) -> None:
+    """Raise ``TrainingInputError`` naming ``key`` when ``rank`` exceeds the smallest side of a targeted
+    linear module: its update ``B A`` ([out, r] x [r, in]) can have no rank above ``min(in, out)``."""
+    sides = [
+        min(module.in_features, module.out_features)
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] in targets
+    ]
+    if sides and rank > min(sides):
+        raise TrainingInputError(
+            f"{key}: rank {rank} exceeds {min(sides)}, the smallest side of the targeted modules "
+            f"{sorted(targets)}: a LoRA update of theirs can have no higher rank"
+        )
+
+
 def check_target_modules(model: torch.nn.Module, targets: Sequence[str]) -> None:
     """Raise ``TrainingInputError`` naming the LoRA targets the model does not have."""
     linear_names = {

@@ -228,6 +228,12 @@ def test_fused_training_out_of_memory_falls_back_to_one_rate_at_a_time(
             r"\['c_attn'\] not found in the model",
         ),
         ({"max_seq_length": 100_000}, TrainingInputError, "exceeds the model's limit"),
+        ({"lora": {"r": 4096}}, TrainingInputError, r"lora.r: rank 4096 exceeds \d+, the smallest side"),
+        (
+            {"search": {"lora_r": [4, 4096]}},
+            TrainingInputError,
+            r"search.lora_r: rank 4096 exceeds \d+, the smallest side",
+        ),
         ({"base_model": "/no/such/model"}, ModelNotFoundError, "/no/such/model"),
     ],
 )
@@ -295,3 +301,13 @@ def test_top_layers_adapts_only_the_last_layers(tiny_lm_dir: Path) -> None:
     assert adapted == {str(depth - 1)}
     with pytest.raises(TrainingInputError, match="top_layers is 99"):
         attach_adapter(model.unload(), tiny_sweep_config(tiny_lm_dir, lora={"r": 4, "top_layers": 99}))
+
+
+def test_asha_whose_first_rung_comes_after_the_last_step_is_refused_naming_the_key(tiny_lm_dir: Path) -> None:
+    from evalgate.sweep.ray_tune import check_asha_fits
+
+    config = tiny_sweep_config(tiny_lm_dir, max_steps=6, checkpoint_every=10)
+
+    with pytest.raises(TrainingInputError, match="checkpoint_every is 10 but each candidate trains 6 steps"):
+        check_asha_fits(config, rows=24)
+    check_asha_fits(tiny_sweep_config(tiny_lm_dir, max_steps=6, checkpoint_every=2), rows=24)
