@@ -5,7 +5,7 @@ from __future__ import annotations
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import pool
+from sqlalchemy import Connection, pool
 
 from evalgate.core.settings import get_settings
 from evalgate.db import models  # noqa: F401  (registers the tables on Base.metadata)
@@ -67,17 +67,37 @@ def run_migrations_online() -> None:
     """Run the migrations against the live database."""
     url = _database_url()
     engine = make_engine(url, poolclass=pool.NullPool)
+    sqlite = url.startswith("sqlite")
     with engine.connect() as connection:
+        if sqlite:
+            _foreign_keys_off(connection)
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
-            render_as_batch=url.startswith("sqlite"),
+            render_as_batch=sqlite,
             compare_type=True,
             include_name=include_name,
         )
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                _check_foreign_keys(connection)
     engine.dispose()
+
+
+def _foreign_keys_off(connection: Connection) -> None:
+    """SQLite rebuilds a table to alter it (batch mode: copy, drop, rename): with foreign keys on, the drop
+    fails while other tables' rows refer to it. The pragma is ignored inside a transaction, so it is set
+    and committed before the migrations' transaction begins (the connection is not reused afterwards)."""
+    connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    connection.commit()
+
+
+def _check_foreign_keys(connection: Connection) -> None:
+    """Refuse (roll back) a migration that left a row referring to a missing one."""
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the migration left rows with broken foreign keys: {broken[:5]}")
 
 
 if context.is_offline_mode():
