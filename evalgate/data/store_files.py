@@ -92,7 +92,9 @@ def read_verified_split(folder: str, entry: dict[str, Any]) -> pa.Table:
             f"dataset file {url} was modified after it was stored: "
             f"sha256 {actual} != recorded {entry['sha256']}"
         )
-    return pq.read_table(pa.BufferReader(data))
+    # ParquetFile reads in the calling thread; pq.read_table's dataset scanner leaves readahead
+    # threads holding this Python buffer, which abort the interpreter at exit (apache/arrow#34314).
+    return pq.ParquetFile(pa.BufferReader(data)).read()
 
 
 def remove_folder(folder: str) -> None:
