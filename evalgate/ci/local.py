@@ -8,7 +8,8 @@
    ``evaluate_candidate``), and the promoted baseline too when it has no finished run there yet;
 4. decide each evaluated candidate against the current baseline (``gate_service.decide_candidate``,
    baseline ``auto``: the candidate last promoted for the base model, else the base model);
-5. recommend (``selection.recommend``) and, with ``promote: true``, promote the recommended candidate.
+5. recommend (``selection.recommend``) and, with ``promote: true``, promote the recommended candidate;
+6. rewrite the sweep's results.csv and best.yaml with the gate's columns (``evalgate.report.results``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ from evalgate.db.models import Candidate
 from evalgate.db.queries import latest_finished_run
 from evalgate.db.session import session_scope
 from evalgate.evaluation.progress import task_bars
+from evalgate.report.results import write_gated_analysis
 from evalgate.sweep.external import CandidateRegistration, register_candidate
+from evalgate.sweep.records import sweep_root
 
 
 def run_standalone(
@@ -82,7 +85,14 @@ def run_standalone(
         )
     baseline = describe_baseline(store.sessions, config.model, promoted_id)
     with stage("gate"):
-        return decide_all(store.sessions, config, version.content_hash, candidates, baseline, sweep_id)
+        result = decide_all(store.sessions, config, version.content_hash, candidates, baseline, sweep_id)
+    if sweep_id is not None:
+        files = write_gated_analysis(store.sessions, sweep_id, sweep_root(settings, sweep_id))
+        written = [path for path in (files.results, files.best, files.figure) if path is not None]
+        console.print(
+            f"results of sweep {sweep_id}: {', '.join(str(path) for path in written)}", soft_wrap=True
+        )
+    return result
 
 
 def decide_all(

@@ -95,10 +95,12 @@ def sweep(
     print_candidates(result.candidates)
     analysis = result.analysis
     if analysis is None:  # a Ray sweep: written here
-        from evalgate.sweep.run import sweep_root
+        from evalgate.sweep.records import sweep_root
 
         folder = sweep_root(settings, result.sweep_id)
-        analysis = write_analysis(result.candidates, folder, searched_hyperparameters(config))
+        analysis = write_analysis(
+            result.candidates, folder, searched_hyperparameters(config), config=config.to_dict()
+        )
     print_analysis(analysis)
 
 

@@ -142,7 +142,7 @@ def _point(candidate: CandidateView, x: Scale, y: Scale) -> str:
         y0, y1 = y(gain.low), y(gain.high)
         out.append(f'<line x1="{cx:.1f}" y1="{y0:.1f}" x2="{cx:.1f}" y2="{y1:.1f}" stroke-width="1.5"/>')
         out += [f'<line x1="{cx - 4:.1f}" y1="{v:.1f}" x2="{cx + 4:.1f}" y2="{v:.1f}"/>' for v in (y0, y1)]
-    out.append(_marker(candidate.verdict, cx, cy))
+    out.append(marker(candidate.verdict, cx, cy))
     verdict = candidate.verdict or "no decision"
     out.append(f'<text x="{cx + 9:.1f}" y="{cy - 8:.1f}" stroke="none">{escape(candidate.label)}</text>')
     tip = f"{candidate.label}: {verdict}; target gain {_fmt(gain)}; ood Δ {_fmt(ood)}"
@@ -150,13 +150,17 @@ def _point(candidate: CandidateView, x: Scale, y: Scale) -> str:
     return "".join(out)
 
 
-def _marker(verdict: str | None, cx: float, cy: float) -> str:
-    """A circle for pass, a square for block, a hollow circle without a decision (shape as well as colour)."""
+def marker(verdict: str | None, cx: float, cy: float, size: float = 6.0) -> str:
+    """A circle for pass, a square for block, a hollow circle without a decision (shape as well as
+    colour); ``size``: the radius, half the square's side."""
     if verdict == "pass":
-        return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" stroke="white"/>'
+        return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{size}" stroke="white"/>'
     if verdict == "block":
-        return f'<rect x="{cx - 6:.1f}" y="{cy - 6:.1f}" width="12" height="12" stroke="white"/>'
-    return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" fill="white" stroke-width="2"/>'
+        side = 2 * size
+        return (
+            f'<rect x="{cx - size:.1f}" y="{cy - size:.1f}" width="{side}" height="{side}" stroke="white"/>'
+        )
+    return f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{size}" fill="white" stroke-width="2"/>'
 
 
 def _fmt(estimate: Estimate) -> str:
@@ -173,8 +177,8 @@ def _legend(view: SweepView) -> str:
     for index, (verdict, text) in enumerate(rows):
         cy = top + 20 + index * 20
         colour = VERDICT_COLOURS[verdict]
-        marker = _marker(verdict, left + 6, cy - 4)
-        out.append(f'<g stroke="{colour}" fill="{colour}">{marker}</g>')
+        shape = marker(verdict, left + 6, cy - 4)
+        out.append(f'<g stroke="{colour}" fill="{colour}">{shape}</g>')
         out.append(f'<text x="{left + 18}" y="{cy}">{text}</text>')
     base = top + 90
     out.append(f'<line x1="{left}" y1="{base}" x2="{left + 14}" y2="{base}" stroke="#24292f"/>')

@@ -1,8 +1,9 @@
 """The Jinja2 environment of the sweep report and the dashboard pages (``evalgate/report/templates/``).
 
 Autoescaping is on for every template: each ``{{ value }}`` is HTML-escaped unless it is ``Markup``.
-The only ``Markup`` made here wraps the SVG charts of ``evalgate.report.svg``, which escape every text
-they embed themselves. Undefined names raise (``StrictUndefined``) instead of rendering as nothing.
+The only ``Markup`` made here wraps the SVG charts of ``evalgate.report.svg`` and ``.search_svg``,
+which escape every text they embed themselves. Undefined names raise (``StrictUndefined``) instead
+of rendering as nothing.
 
     render("report.html.j2", title="...", view=view)   # a complete HTML document
 """
@@ -16,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from evalgate.report.model import CandidateView, SweepView, verdict_tone
+from evalgate.report.search_svg import evaluated, gain_heatmap, hyperparameter_scatter, varied_hyperparameters
 from evalgate.report.svg import loss_chart, trade_off_chart
 
 DECISION_TONES = {"pass": "pass", "block": "block"}
@@ -59,6 +61,16 @@ def trade_off_svg(view: SweepView) -> Markup:
     return Markup(trade_off_chart(view))
 
 
+def search_scatter_svg(view: SweepView) -> Markup:
+    """``search_svg.hyperparameter_scatter``, marked safe: it escapes every label and title it embeds."""
+    return Markup(hyperparameter_scatter(view))
+
+
+def search_heatmap_svg(view: SweepView) -> Markup:
+    """``search_svg.gain_heatmap``, marked safe: it escapes every label and title it embeds."""
+    return Markup(gain_heatmap(view))
+
+
 def loss_svg(candidate: CandidateView) -> Markup:
     """``svg.loss_chart``, marked safe: it escapes the label and title it embeds."""
     return Markup(loss_chart(candidate))
@@ -81,6 +93,10 @@ ENVIRONMENT.globals.update(
     history_url=history_url,
     trade_off_chart=trade_off_svg,
     loss_chart=loss_svg,
+    search_scatter=search_scatter_svg,
+    search_heatmap=search_heatmap_svg,
+    varied_hyperparameters=varied_hyperparameters,
+    evaluated=evaluated,
 )
 
 

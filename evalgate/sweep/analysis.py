@@ -1,27 +1,34 @@
-"""A finished sweep's results, as tuners show them: a table, the best trial, and fitness per hyperparameter.
+"""A sweep's results, as tuners show them: a table, the best trial, and fitness per hyperparameter.
 
-    files = write_analysis(rows, sweep_root(settings, sweep_id), searched_hyperparameters(config))
+    files = write_analysis(rows, sweep_root(settings, sweep_id), searched_hyperparameters(config),
+                           config=config.to_dict())
 
-Three files land in the sweep's folder:
+Three files land in the sweep's folder, written when training ends and again, with the gate's columns
+filled, when the sweep's candidates are decided (``evalgate.report.results``):
 
-- ``results.csv``: one row per candidate: name, status, every hyperparameter, steps trained, final train
-  loss (the last step's), final validation loss (the last one measured: at the end for a candidate that
-  trained to the end, at its rung for one successive halving stopped) and why halving stopped it;
-- ``best.yaml``: the best trial's hyperparameters as a sweep config fragment (``learning_rates``,
-  ``scheduler``, ``lora``) to paste over a config's keys and train that trial alone;
+- ``results.csv``: one row per candidate: name, status, every hyperparameter, diagnosis, steps trained,
+  final train loss (the last step's), final validation loss (the last one measured: at the end for a
+  candidate that trained to the end, at its rung for one successive halving stopped), the step halving
+  stopped it at and why; then, once gated, its target gain and out-of-domain delta (oriented: ``+`` is
+  better; the policy's objective and first ood check) and its verdict (pass or block);
+- ``best.yaml``: the best trial's full sweep config (the sweep's own, less ``search``, ``halving`` and
+  ``lr_find``, with the trial's rate, schedule and LoRA rank and alpha): ``evalgate sweep best.yaml``
+  trains that trial alone;
 - ``hyperparameters.png``: one panel per searched hyperparameter that took two values or more, its
   value against the fitness; none when the sweep has a single candidate.
 
-Fitness is a loss, lower is better: the final validation loss when the candidates that trained to the end
-had one measured (a sweep with ``halving``), else the final train loss. Every candidate sees the same
-batches in the same order, so last-step train losses compare like with like. The best trial is the
-trained (status ``trained``, diagnosis not ``diverged``) candidate of lowest fitness; stopped, diverged
-and failed candidates never are.
+Before gating, the best trial is the one of lowest fitness, a loss: the final validation loss when the
+candidates that trained to the end had one measured (a sweep with ``halving``), else the final train
+loss. Every candidate sees the same batches in the same order, so last-step train losses compare like
+with like. Only trained candidates (status ``trained``, diagnosis not ``diverged``) compete. Once gated,
+the best trial is the candidate the gate recommends (``evalgate.gate.selection.recommend``), and there is
+no ``best.yaml`` when it recommends none.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,8 +42,20 @@ from evalgate.sweep.config import SweepConfig
 RESULTS_FILE = "results.csv"
 BEST_FILE = "best.yaml"
 FIGURE_FILE = "hyperparameters.png"
-RESULT_COLUMNS = ("steps", "final_train_loss", "final_validation_loss", "halted")
+RESULT_COLUMNS = (
+    "diagnosis",
+    "steps",
+    "final_train_loss",
+    "final_validation_loss",
+    "stopped_at_step",
+    "halted",
+    "target_gain",
+    "ood_delta",
+    "verdict",
+)
 """The CSV columns after ``name``, ``status`` and the hyperparameters."""
+NOT_RERUN = ("search", "halving", "lr_find")
+"""Sweep config keys ``best.yaml`` leaves out: it trains one trial."""
 SCHEDULER_KEYS = {
     "scheduler": "kind",
     "warmup_steps": "warmup_steps",
@@ -62,7 +81,7 @@ SEARCH_DIMENSIONS = ("learning_rate", "scheduler", "warmup_ratio", "final_fracti
 LOG_SCALE = frozenset({"learning_rate"})
 """Hyperparameters whose panel has a log x axis."""
 
-Basis = Literal["validation", "train"]
+Basis = Literal["validation", "train", "gate"]
 
 
 class AnalysisInputError(ValueError):
@@ -96,6 +115,30 @@ class TrialResult:
 
 
 @dataclass(frozen=True)
+class GateOutcome:
+    """A candidate's gate result: its verdict and its oriented deltas (``+`` is better)."""
+
+    verdict: str | None
+    """pass, block, or None (not decided)."""
+    target_gain: float | None
+    """The policy's objective check: mean candidate - baseline score."""
+    ood_delta: float | None
+    """The policy's first out-of-domain check: mean candidate - baseline score."""
+
+
+@dataclass(frozen=True)
+class Gated:
+    """The gate's results for a sweep: per candidate name, and the one it recommends."""
+
+    outcomes: Mapping[str, GateOutcome]
+    recommended: str | None
+    objective: str | None
+    """``evaluator/cohort`` of the target gain."""
+    why: str = ""
+    """Why the recommended candidate was chosen (one line)."""
+
+
+@dataclass(frozen=True)
 class Best:
     """The best trial and how it was chosen."""
 
@@ -107,6 +150,8 @@ class Best:
     @property
     def reason(self) -> str:
         """One line: which trial, by what, among how many."""
+        if self.basis == "gate":
+            return f"best trial: {self.result.name}: recommended by the gate among {self.among} candidates"
         fitness = self.result.fitness(self.basis)
         chosen = f"lowest final {self.basis} loss ({fitness:.4f}) among {self.among} trained candidates"
         if self.basis == "train":
@@ -125,18 +170,32 @@ class AnalysisFiles:
 
 
 def write_analysis(
-    rows: Sequence[Mapping[str, Any]], folder: Path, searched: Sequence[str] | None = None
+    rows: Sequence[Mapping[str, Any]],
+    folder: Path,
+    searched: Sequence[str] | None = None,
+    *,
+    config: Mapping[str, Any] | None = None,
+    gated: Gated | None = None,
 ) -> AnalysisFiles:
-    """Write ``results.csv``, ``best.yaml`` (when a candidate trained) and ``hyperparameters.png`` (when
-    there are two candidates or more) into ``folder``. ``searched``: the hyperparameters the sweep
-    searched (``searched_hyperparameters``); None: every one that takes two values or more."""
+    """Write ``results.csv``, ``best.yaml`` (when there is a best trial) and ``hyperparameters.png``
+    (when there are two candidates or more) into ``folder``. ``searched``: the hyperparameters the sweep
+    searched (``searched_hyperparameters``); None: every one that takes two values or more. ``config``:
+    the sweep's config as plain data (None: ``best.yaml`` holds only the trial's keys). ``gated``: the
+    gate's results, which fill the gate's columns and choose the best trial."""
     results = [trial_result(row, f"candidate {i}") for i, row in enumerate(rows)]
     folder.mkdir(parents=True, exist_ok=True)
-    chosen = best_trial(results)
-    best_path = write_best(chosen, folder / BEST_FILE) if chosen else None
+    chosen = recommended_trial(results, gated) if gated is not None else best_trial(results)
+    best_path = folder / BEST_FILE
+    if chosen:
+        write_best(chosen, best_path, config, gated.why if gated else "")
+    else:
+        best_path.unlink(missing_ok=True)
     names = panel_names(results, searched)
-    figure = plot_fitness(results, names, folder / FIGURE_FILE) if len(results) > 1 else None
-    return AnalysisFiles(write_results(results, folder / RESULTS_FILE), best_path, figure, chosen)
+    best_name = chosen.result.name if chosen else None
+    figure = plot_fitness(results, names, folder / FIGURE_FILE, best_name) if len(results) > 1 else None
+    outcomes = gated.outcomes if gated else {}
+    table = write_results(results, folder / RESULTS_FILE, outcomes)
+    return AnalysisFiles(table, best_path if chosen else None, figure, chosen)
 
 
 # ------------------------------------------------------------------------------------- reading rows
@@ -220,6 +279,13 @@ def best_trial(results: Sequence[TrialResult]) -> Best | None:
     return Best(winner, basis, len(competing))
 
 
+def recommended_trial(results: Sequence[TrialResult], gated: Gated) -> Best | None:
+    """The candidate the gate recommends; None when it recommends none."""
+    decided = sum(1 for r in results if gated.outcomes.get(r.name, GateOutcome(None, None, None)).verdict)
+    chosen = next((r for r in results if r.name == gated.recommended), None)
+    return Best(chosen, "gate", decided) if chosen else None
+
+
 def config_fragment(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
     """The sweep config keys that train one trial: ``learning_rates: [rate]``, ``scheduler: {...}``
     and ``lora: {r, alpha}``, each only with the hyperparameters stored."""
@@ -233,33 +299,57 @@ def config_fragment(hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
     return fragment
 
 
+def best_config(config: Mapping[str, Any] | None, hyperparameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The sweep config that trains one trial: ``config`` (plain data) less ``NOT_RERUN``, named
+    ``<name>-best``, with the trial's ``config_fragment`` over it (its ``scheduler`` and ``lora`` keys
+    merged into the sweep's). Without ``config``: the fragment alone."""
+    fragment = config_fragment(hyperparameters)
+    if config is None:
+        return fragment
+    plain: dict[str, Any] = json.loads(json.dumps(dict(config)))  # tuples to lists, for YAML
+    merged = {key: value for key, value in plain.items() if key not in NOT_RERUN}
+    for key, value in fragment.items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    merged["name"] = f"{plain.get('name', 'sweep')}-best"
+    return merged
+
+
 # ------------------------------------------------------------------------------------------- writing
 
 
-def write_results(results: Sequence[TrialResult], path: Path) -> Path:
+def write_results(
+    results: Sequence[TrialResult], path: Path, outcomes: Mapping[str, GateOutcome] | None = None
+) -> Path:
     """``results.csv``: name, status, every hyperparameter (in first-seen order), then
-    ``RESULT_COLUMNS``; a value not there is an empty cell."""
+    ``RESULT_COLUMNS`` (the gate's from ``outcomes``); a value not there is an empty cell."""
     names = hyperparameter_names(results)
+    outcomes = outcomes or {}
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["name", "status", *names, *RESULT_COLUMNS])
         for r in results:
             values = [r.hyperparameters.get(name) for name in names]
-            measured = [r.steps, r.train_loss, r.validation_loss, r.halted]
-            writer.writerow([r.name, r.status, *("" if v is None else v for v in [*values, *measured])])
+            gate = outcomes.get(r.name, GateOutcome(None, None, None))
+            stopped_at = r.steps if r.status == "stopped" else None
+            measured = [r.diagnosis or None, r.steps, r.train_loss, r.validation_loss, stopped_at, r.halted]
+            judged = [gate.target_gain, gate.ood_delta, gate.verdict]
+            cells = ("" if v is None else v for v in [*values, *measured, *judged])
+            writer.writerow([r.name, r.status, *cells])
     return path
 
 
-def write_best(best: Best, path: Path) -> Path:
-    """``best.yaml``: a comment saying which trial and why, then its config fragment."""
-    header = (
-        f"# {best.reason}\n"
-        "# Paste these keys over a sweep config (without search: and halving:) to train this trial alone.\n"
-    )
+def write_best(best: Best, path: Path, config: Mapping[str, Any] | None = None, why: str = "") -> Path:
+    """``best.yaml``: comments saying which trial and why, then the config that trains it alone
+    (``best_config``)."""
+    lines = [f"# {best.reason}"] + ([f"# {why}"] if why else [])
+    if config is None:
+        lines.append("# Paste these keys over a sweep config (without search: and halving:) to train it.")
+    else:
+        lines.append(f"# Train this trial alone: evalgate sweep {path.name}")
     body = yaml.safe_dump(
-        config_fragment(best.result.hyperparameters), sort_keys=False, default_flow_style=None
+        best_config(config, best.result.hyperparameters), sort_keys=False, default_flow_style=None
     )
-    path.write_text(header + body, encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n" + body, encoding="utf-8")
     return path
 
 
@@ -287,11 +377,13 @@ def panel_names(results: Sequence[TrialResult], searched: Sequence[str] | None =
 # ------------------------------------------------------------------------------------------ the figure
 
 
-def plot_fitness(results: Sequence[TrialResult], names: Sequence[str], path: Path) -> Path | None:
+def plot_fitness(
+    results: Sequence[TrialResult], names: Sequence[str], path: Path, best: str | None = None
+) -> Path | None:
     """``hyperparameters.png``: per hyperparameter of ``names``, value (x) against fitness (y, lower is
-    better): trained candidates filled, stopped ones hollow at their last measured loss, the best one
-    red; diverged, failed and unmeasured ones left out (counted in the title). None when ``names`` is
-    empty or no candidate has a fitness."""
+    better): trained candidates filled, stopped ones hollow at their last measured loss, the best trial
+    (``best``) red; diverged, failed and unmeasured ones left out (counted in the title). None when
+    ``names`` is empty or no candidate has a fitness."""
     basis = fitness_basis(results)
     shown = [r for r in results if r.status in ("trained", "stopped") and r.fitness(basis) is not None]
     if not names or not shown:
@@ -304,9 +396,8 @@ def plot_fitness(results: Sequence[TrialResult], names: Sequence[str], path: Pat
     columns = min(3, len(names))
     rows = math.ceil(len(names) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.9 * rows), dpi=110, squeeze=False)
-    best = best_trial(results)
     for axis, name in zip(axes.flat, names, strict=False):
-        _panel(axis, name, shown, basis, best.result.name if best else None)
+        _panel(axis, name, shown, basis, best)
     for axis in list(axes.flat)[len(names) :]:
         axis.set_visible(False)
     left_out = len(results) - len(shown)

@@ -71,13 +71,13 @@ from evalgate.sweep.records import (
     finish_sweep,
     open_sweep,
     relabel_within_sweep,
+    sweep_root,
 )
 from evalgate.sweep.run import (
     SweepResult,
     prepare_training,
     record_outcome,
     split_validation,
-    sweep_root,
     train_rows,
 )
 from evalgate.sweep.training.fused import (

@@ -49,13 +49,13 @@ from evalgate.sweep.records import (
     finish_sweep,
     open_sweep,
     relabel_within_sweep,
+    sweep_root,
 )
 from evalgate.sweep.run import (
     SweepResult,
     mentions_out_of_memory,
     prepare_training,
     sweep_rates,
-    sweep_root,
     train_rows,
 )
 from evalgate.sweep.training.fused import total_steps

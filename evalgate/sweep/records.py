@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from evalgate.core.settings import Settings
 from evalgate.data.store import VersionInfo
 from evalgate.db.base import utcnow
 from evalgate.db.models import Candidate, DatasetVersion, Sweep
@@ -19,6 +21,15 @@ from evalgate.sweep.trials import Trial
 
 DONE_STATUSES = ("trained", "diverged", "stopped")
 """A candidate in one of these states is not trained again when its sweep is re-run."""
+
+
+def sweep_root(settings: Settings, sweep_id: int) -> Path:
+    """Local folder of a sweep's candidates and results files (training writes checkpoints, so it must
+    be local); ``ValueError`` naming the artifact root when it is not."""
+    root = settings.resolved_artifact_root
+    if "://" in root and not root.startswith("file://"):
+        raise ValueError(f"training needs a local artifact root, got {root}")
+    return Path(root.removeprefix("file://")) / "sweeps" / str(sweep_id)
 
 
 def config_hash(config: SweepConfig, version: VersionInfo) -> str:

@@ -43,6 +43,7 @@ from evalgate.sweep.records import (
     finish_sweep,
     open_sweep,
     relabel_within_sweep,
+    sweep_root,
 )
 from evalgate.sweep.self_replay import with_self_replay
 from evalgate.sweep.training.fused import (
@@ -173,14 +174,6 @@ def sweep_rates(config: SweepConfig, setup: TrainingSetup) -> tuple[float, ...]:
     ).proposed
 
 
-def sweep_root(settings: Settings, sweep_id: int) -> Path:
-    """Local folder of a sweep's candidates (training writes checkpoints, so it must be local)."""
-    root = settings.resolved_artifact_root
-    if "://" in root and not root.startswith("file://"):
-        raise TrainingInputError(f"training needs a local artifact root, got {root}")
-    return Path(root.removeprefix("file://")) / "sweeps" / str(sweep_id)
-
-
 def run_sweep(
     config: SweepConfig,
     settings: Settings,
@@ -222,7 +215,9 @@ def run_sweep(
     finally:
         finish_sweep(store.sessions, sweep_id, status)
     rows = candidate_rows(store.sessions, sweep_id)
-    analysis = write_analysis(rows, sweep_root(settings, sweep_id), searched_hyperparameters(config))
+    analysis = write_analysis(
+        rows, sweep_root(settings, sweep_id), searched_hyperparameters(config), config=config.to_dict()
+    )
     return SweepResult(sweep_id, version.label, resumed, rows, analysis)
 
 

@@ -59,6 +59,13 @@ def dashboard(settings: Settings, store: DatasetStore, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
+def search_dashboard(settings: Settings, store: DatasetStore, tmp_path: Path) -> Iterator[Dashboard]:
+    """The two weekly sweeps and a gated rate x schedule search, served as ``dashboard`` is."""
+    with running_dashboard(settings, store, tmp_path, search=True) as running:
+        yield running
+
+
+@pytest.fixture
 def screenshots(tmp_path: Path) -> Path:
     """Where screenshots go: ``$EVALGATE_SCREENSHOTS``, else a folder in tmp_path."""
     folder = Path(os.environ.get("EVALGATE_SCREENSHOTS") or tmp_path / "screenshots")

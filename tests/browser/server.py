@@ -17,7 +17,7 @@ from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.service.api_tokens import create_token
 from tests.api.service import Service
-from tests.support.sweep_data import SeededSweep, seed_weekly_sweep
+from tests.support.sweep_data import SeededSweep, seed_search_sweep, seed_weekly_sweep
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -33,18 +33,24 @@ class Dashboard:
     url: str
     token: str
     weeks: tuple[SeededSweep, SeededSweep]
+    search: SeededSweep | None = None
+    """A gated rate x schedule search, when asked for."""
 
 
 @contextmanager
-def running_dashboard(settings: Settings, store: DatasetStore, folder: Path) -> Iterator[Dashboard]:
-    """Seed weeks 1 and 2, make a read token, serve the API; stop the server afterwards."""
+def running_dashboard(
+    settings: Settings, store: DatasetStore, folder: Path, *, search: bool = False
+) -> Iterator[Dashboard]:
+    """Seed weeks 1 and 2 (and with ``search``, a search sweep), make a read token, serve the API; stop
+    the server afterwards."""
     weeks = (seed_weekly_sweep(store, folder, week=1), seed_weekly_sweep(store, folder, week=2))
+    searched = seed_search_sweep(store, folder) if search else None
     token = create_token(store.sessions, "browser", "read")
     service = Service(settings, folder)
     process, url = service.serve("dashboard")
     try:
         wait_until_healthy(url, lambda: process.poll() is None, folder / "dashboard.log")
-        yield Dashboard(url, token, weeks)
+        yield Dashboard(url, token, weeks, searched)
     finally:
         service.stop()
 

@@ -110,3 +110,35 @@ def test_log_in_open_a_sweep_drill_down_and_see_the_history(
     expect(page).to_have_url(re.compile(r"/login\?next=%2Fsweeps%2F\d+$"))
     assert watched.outside == [], "no request may leave the dashboard (no CDN, no external URL)"
     assert watched.errors == [], "no console error (CSP violation, missing resource)"
+
+
+def test_a_search_shows_each_hyperparameter_against_gain_and_ood_and_a_heatmap(
+    browser: Browser, search_dashboard: Dashboard, screenshots: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    search = search_dashboard.search
+    assert search is not None
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(f"{search_dashboard.url}/login?next=/sweeps/{search.sweep_id}")
+        page.fill("#token", search_dashboard.token)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{search_dashboard.url}/sweeps/{search.sweep_id}")
+        expect(page.locator("#candidates")).to_contain_text("stopped early")
+        section = page.locator("#search")
+        panels = section.locator("svg.panel")
+        expect(panels).to_have_count(4)  # learning_rate and scheduler, each against gain and against ood
+        for index in range(4):
+            expect(panels.nth(index).locator("g.point")).to_have_count(6)  # the stopped two are not drawn
+            assert (panels.nth(index).bounding_box() or {"width": 0})["width"] > 300
+        expect(panels.nth(1)).to_contain_text("\N{MINUS SIGN}δ")
+        heatmap = section.locator("svg.heatmap")
+        expect(heatmap.locator("g.cell")).to_have_count(6)
+        expect(heatmap).to_contain_text("mean json_validation/target gain by learning_rate and scheduler")
+        expect(section).to_contain_text("Not shown (2, not evaluated")
+        section.screenshot(path=screenshots / "search.png")
+        page.screenshot(path=screenshots / "search-sweep-full.png", full_page=True)
+    finally:
+        context.close()

@@ -137,6 +137,86 @@ def seed_weekly_sweep(store: DatasetStore, folder: Path, week: int = 1, gate: bo
     return SeededSweep(sweep_id, DATASET, ids, base_id)
 
 
+SEARCH_RATES = (1e-4, 3e-4, 1e-3)
+SEARCH_SCHEDULERS = ("constant", "cosine")
+SEARCH_HALTED = "stopped early at rung 1 (step 8): validation loss 2.31, not among the best 6 of 8"
+
+
+def search_shape(rate: float, scheduler: str) -> tuple[float, float, float, str]:
+    """(gain, ood drift, ood_kl, curve) of a search trial: a larger rate learns more and forgets more;
+    cosine decay learns a little more and forgets half as much as a constant rate."""
+    k = SEARCH_RATES.index(rate)
+    cosine = scheduler == "cosine"
+    drift = (-0.005, -0.04, -0.30)[k] * (0.5 if cosine else 1.0)
+    return (
+        0.15 + 0.15 * k + (0.03 if cosine else 0.0),
+        drift,
+        (0.05 + 0.12 * k * k) * (0.7 if cosine else 1.0),
+        "healthy",
+    )
+
+
+def seed_search_sweep(store: DatasetStore, folder: Path) -> SeededSweep:
+    """A gated search over rate x schedule (``SEARCH_RATES`` x ``SEARCH_SCHEDULERS``, r=8): six trained
+    and evaluated trials, and two at 1e-5 that successive halving stopped (never evaluated)."""
+    week = 3
+    path = folder / f"{DATASET}-search.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in dataset_rows(week)))
+    added = store.add(DATASET, [str(path)]).version
+    rng = np.random.default_rng(week)
+    base = {
+        ("json_validation", "target"): rng.uniform(0.05, 0.45, ROWS),
+        ("exact_match", "target"): (rng.uniform(size=ROWS) < 0.15).astype(float),
+        ("answer_accuracy", "ood"): rng.uniform(0.35, 0.8, ROWS),
+    }
+    config = {
+        "dataset": DATASET, "name": "search", "base_model": "HuggingFaceTB/SmolLM2-135M", "max_steps": 32,
+        "search": {"learning_rate": [1e-5, *SEARCH_RATES], "scheduler": list(SEARCH_SCHEDULERS)},
+        "halving": {"grace_steps": 8, "reduction_factor": 4},
+    }  # fmt: skip
+    with session_scope(store.sessions) as session:
+        version = session.get_one(DatasetVersion, _version_id(session, added.content_hash))
+        sweep = Sweep(name="search", dataset_version_id=version.id, base_model=config["base_model"],
+                      config=config, config_hash="search", status="finished")  # fmt: skip
+        session.add(sweep)
+        session.flush()
+        base_id = _run(session, version, None, base, None, week)
+        ids = {}
+        for scheduler in SEARCH_SCHEDULERS:
+            ids[f"lr=1e-05 {scheduler}"] = _stopped(session, sweep.id, scheduler, rng)
+            for rate in SEARCH_RATES:
+                trial = _trial(rate, scheduler)
+                ids[trial["name"]] = _candidate(
+                    session, sweep.id, rate, search_shape(rate, scheduler), base, base_id, version, rng, week,
+                    trial=trial,
+                )  # fmt: skip
+        sweep_id = sweep.id
+    gate_sweep(store.sessions, sweep_id, POLICY)
+    return SeededSweep(sweep_id, DATASET, ids, base_id)
+
+
+def _trial(rate: float, scheduler: str) -> dict[str, object]:
+    """The name and hyperparameters a search trial's candidate carries."""
+    hyperparameters = {
+        "learning_rate": rate, "scheduler": scheduler, "warmup_steps": 0, "warmup_ratio": 0.0,
+        "final_fraction": 0.0, "lora_r": 8, "lora_alpha": 16,
+    }  # fmt: skip
+    return {"name": f"lr={rate:g} {scheduler}", "hyperparameters": hyperparameters}
+
+
+def _stopped(session: Session, sweep_id: int, scheduler: str, rng: np.random.Generator) -> int:
+    trial = _trial(1e-5, scheduler)
+    row = Candidate(
+        sweep_id=sweep_id, name=trial["name"], base_model="HuggingFaceTB/SmolLM2-135M", learning_rate=1e-5,
+        hyperparameters=trial["hyperparameters"], status="stopped", diagnosis="flat",
+        training={"loss": loss_curve("flat", rng, steps=8), "validation_loss": [[8, 2.31]],
+                  "halted": SEARCH_HALTED},
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return row.id
+
+
 def _version_id(session: Session, content_hash: str) -> int:
     return int(
         session.scalars(select(DatasetVersion.id).where(DatasetVersion.content_hash == content_hash)).one()
@@ -153,13 +233,17 @@ def _candidate(
     version: DatasetVersion,
     rng: np.random.Generator,
     week: int,
+    trial: Mapping[str, object] | None = None,
 ) -> int:
-    """A candidate with its loss curve and diagnosis; with a shape, a finished run scored around it."""
+    """A candidate with its loss curve and diagnosis; with a shape, a finished run scored around it.
+    ``trial``: its name and hyperparameters (default: named by its rate, none stored)."""
     losses = loss_curve("diverged" if shape is None else shape[3], rng)
     verdict = diagnose(losses)
+    trial = trial or {"name": f"lr={rate:g}", "hyperparameters": {}}
     row = Candidate(
         sweep_id=sweep_id,
-        name=f"lr={rate:g}",
+        name=str(trial["name"]),
+        hyperparameters=dict(trial["hyperparameters"]),  # type: ignore[call-overload]
         base_model="HuggingFaceTB/SmolLM2-135M",
         learning_rate=rate,
         status="diverged" if shape is None else "trained",

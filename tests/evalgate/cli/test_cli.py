@@ -288,3 +288,34 @@ def test_the_sweep_prints_where_the_results_best_trial_and_figure_are(
     assert f"best: {tmp_path / 'best.yaml'}\n" in printed
     assert "best trial: lr=0.001 cosine lrf=0.1 r=8: lowest final validation loss (1.3100)" in printed
     assert f"figure: {tmp_path / 'hyperparameters.png'}\n" in printed
+
+
+def test_gate_decides_a_search_and_rewrites_its_results_with_the_gates_columns(
+    tmp_path: Path, database_url: str
+) -> None:
+    import csv
+
+    import yaml
+
+    from evalgate.core.settings import Settings
+    from evalgate.data.store import DatasetStore
+    from evalgate.sweep.records import sweep_root
+    from tests.support.sweep_data import POLICY, seed_search_sweep
+
+    settings = Settings(home=tmp_path / "home", database_url=database_url)
+    search = seed_search_sweep(DatasetStore.from_settings(settings), tmp_path)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(yaml.safe_dump(POLICY.to_dict()))
+
+    gated = _evalgate(
+        settings.home, database_url, "gate", "--sweep", str(search.sweep_id), "--policy", str(policy)
+    )
+
+    assert gated.returncode == 0, gated.stderr
+    folder = sweep_root(settings, search.sweep_id)
+    assert f"results: {folder / 'results.csv'}\nbest trial: {folder / 'best.yaml'}\n" in gated.stdout
+    with (folder / "results.csv").open(newline="") as handle:
+        verdicts = {row["name"]: row["verdict"] for row in csv.DictReader(handle)}
+    recommended = gated.stdout.split("recommended: ")[1].strip()
+    assert verdicts[recommended] == "pass" and verdicts["lr=1e-05 cosine"] == ""
+    assert yaml.safe_load((folder / "best.yaml").read_text())["name"] == "search-best"

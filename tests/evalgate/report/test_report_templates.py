@@ -26,6 +26,7 @@ from evalgate.report.model import (
     WorstRow,
 )
 from evalgate.report.pages import history_page, index_page, login_page, message_page, rows_page, sweep_page
+from evalgate.report.search_svg import gain_heatmap, hyperparameter_scatter
 from evalgate.report.svg import loss_chart, trade_off_chart
 from evalgate.report.templating import render
 
@@ -79,6 +80,18 @@ def test_the_svg_charts_escape_every_label_they_embed() -> None:
 
     _assert_escaped(trade_off, at_least=4)  # point label, its tooltip, both axis labels, the title
     _assert_escaped(loss, at_least=2)  # aria-label and title
+
+
+def test_the_search_charts_escape_hyperparameter_names_values_and_labels() -> None:
+    first = replace(_candidate(1, XSS, "pass"), hyperparameters={XSS: XSS, "lora_r": 4})
+    second = replace(_candidate(2, XSS + "2", "block"), hyperparameters={XSS: "cosine", "lora_r": 8})
+    view = replace(_view(), candidates=(first, second))
+
+    scatter, heatmap = hyperparameter_scatter(view), gain_heatmap(view)
+
+    _assert_escaped(scatter, at_least=8)  # names, tick values, labels in tooltips, check names
+    _assert_escaped(heatmap, at_least=4)
+    assert '<section id="search">' in sweep_document(view) and "<script" not in sweep_document(view)
 
 
 def test_the_report_escapes_every_user_text() -> None:

@@ -18,6 +18,8 @@ from evalgate.sweep.analysis import (
     RESULTS_FILE,
     SEARCH_DIMENSIONS,
     AnalysisInputError,
+    Gated,
+    GateOutcome,
     in_order,
     panel_names,
     searched_hyperparameters,
@@ -85,37 +87,96 @@ def test_results_csv_has_one_row_per_candidate_with_every_hyperparameter(tmp_pat
 
     assert columns == [
         "name", "status", "learning_rate", "scheduler", "warmup_steps", "warmup_ratio", "final_fraction",
-        "lora_r", "lora_alpha", "steps", "final_train_loss", "final_validation_loss", "halted",
+        "lora_r", "lora_alpha", "diagnosis", "steps", "final_train_loss", "final_validation_loss",
+        "stopped_at_step", "halted", "target_gain", "ood_delta", "verdict",
     ]  # fmt: skip
     assert list(table) == ["lr=0.0001 cosine r=4", "lr=0.001 cosine r=8", "lr=0.0001 constant r=8",
                            "lr=0.01 cosine r=4"]  # fmt: skip
     stopped = table["lr=0.0001 constant r=8"]
     assert (stopped["status"], stopped["steps"], stopped["halted"]) == ("stopped", "2", HALTED)
+    assert stopped["stopped_at_step"] == "2" and table["lr=0.001 cosine r=8"]["stopped_at_step"] == ""
+    assert {row["verdict"] + row["target_gain"] + row["ood_delta"] for row in table.values()} == {""}
     assert (float(stopped["final_train_loss"]), float(stopped["final_validation_loss"])) == (1.2, 2.5)
     assert (stopped["scheduler"], stopped["final_fraction"], stopped["lora_r"]) == ("constant", "0.0", "8")
     best = table["lr=0.001 cosine r=8"]
     assert float(best["learning_rate"]) == 1e-3 and float(best["final_fraction"]) == 0.1
-    assert best["lora_alpha"] == "16" and best["halted"] == ""
+    assert best["lora_alpha"] == "16" and best["halted"] == "" and best["diagnosis"] == "healthy"
     diverged = table["lr=0.01 cosine r=4"]
     assert diverged["final_train_loss"] == "" and diverged["final_validation_loss"] == ""  # NaN, none
 
 
-def test_best_is_the_lowest_final_validation_loss_and_its_fragment_is_a_sweep_config(tmp_path: Path) -> None:
-    files = write_analysis(_rows(), tmp_path)
+def test_best_is_the_lowest_final_validation_loss_and_best_yaml_is_a_runnable_sweep_config(
+    tmp_path: Path,
+) -> None:
+    files = write_analysis(_rows(), tmp_path, config=SWEEP.to_dict())
 
     assert files.best == tmp_path / BEST_FILE and files.chosen is not None
     text = files.best.read_text()
-    fragment = yaml.safe_load(text)
     assert text.startswith("# best trial: lr=0.001 cosine r=8: lowest final validation loss (1.3000)")
     assert "among 2 trained candidates" in text.splitlines()[0]
-    assert fragment == {
+    best = SweepConfig.from_yaml(files.best)
+    assert best == replace(
+        SWEEP,
+        name="sweep-best",
+        search=None,
+        learning_rates=(0.001,),
+        scheduler=replace(SWEEP.scheduler, kind="cosine", final_fraction=0.1),
+        lora=replace(SWEEP.lora, r=8, alpha=16),
+    )
+
+
+def test_without_the_sweep_config_best_yaml_holds_the_trials_keys(tmp_path: Path) -> None:
+    files = write_analysis(_rows(), tmp_path)
+
+    assert files.best is not None
+    assert yaml.safe_load(files.best.read_text()) == {
         "learning_rates": [0.001],
         "scheduler": {"kind": "cosine", "warmup_steps": 0, "warmup_ratio": 0.1, "final_fraction": 0.1},
         "lora": {"r": 8, "alpha": 16},
     }
-    config = SweepConfig.from_dict({"dataset": "suite", **fragment})
-    assert config.learning_rates == (0.001,) and config.scheduler.kind == "cosine"
-    assert (config.lora.r, config.lora.alpha, config.scheduler.final_fraction) == (8, 16, 0.1)
+
+
+def _gated(recommended: str | None) -> Gated:
+    return Gated(
+        outcomes={
+            "lr=0.0001 cosine r=4": GateOutcome("pass", 0.31, -0.02),
+            "lr=0.001 cosine r=8": GateOutcome("block", 0.52, -0.19),
+        },
+        recommended=recommended,
+        objective="json_validation/target",
+        why="passes every check; largest json_validation/target gain among passing candidates",
+    )
+
+
+def test_once_gated_the_table_has_the_gates_columns_and_the_best_is_the_recommended(tmp_path: Path) -> None:
+    files = write_analysis(_rows(), tmp_path, config=SWEEP.to_dict(), gated=_gated("lr=0.0001 cosine r=4"))
+
+    with (tmp_path / RESULTS_FILE).open(newline="") as handle:
+        table = {row["name"]: row for row in csv.DictReader(handle)}
+    passed, blocked = table["lr=0.0001 cosine r=4"], table["lr=0.001 cosine r=8"]
+    assert (passed["verdict"], float(passed["target_gain"]), float(passed["ood_delta"])) == (
+        "pass",
+        0.31,
+        -0.02,
+    )
+    assert (blocked["verdict"], float(blocked["target_gain"])) == ("block", 0.52)
+    assert table["lr=0.0001 constant r=8"]["verdict"] == ""  # stopped early: never evaluated
+    assert files.chosen is not None and files.chosen.result.name == "lr=0.0001 cosine r=4"
+    assert files.best is not None
+    lines = files.best.read_text().splitlines()
+    assert lines[0] == "# best trial: lr=0.0001 cosine r=4: recommended by the gate among 2 candidates"
+    assert lines[1].startswith("# passes every check")
+    best = SweepConfig.from_yaml(files.best)
+    assert (best.learning_rates, best.lora.r, best.search, best.halving) == ((0.0001,), 4, None, None)
+
+
+def test_a_gate_that_recommends_none_leaves_no_best_yaml(tmp_path: Path) -> None:
+    write_analysis(_rows(), tmp_path, config=SWEEP.to_dict())
+    assert (tmp_path / BEST_FILE).exists()
+
+    files = write_analysis(_rows(), tmp_path, config=SWEEP.to_dict(), gated=_gated(None))
+
+    assert files.best is None and files.chosen is None and not (tmp_path / BEST_FILE).exists()
 
 
 def test_without_validation_the_best_is_the_lowest_train_loss_of_the_trained_not_diverged(
