@@ -50,6 +50,7 @@ from evalgate.db.migrate import (
     head_revision,
     upgrade,
 )
+from evalgate.sweep.config import SweepConfig
 
 typer_app = typer.Typer(
     help="evalgate: sweep LoRA learning rates, evaluate, gate regressions.", no_args_is_help=True
@@ -116,8 +117,7 @@ def demo(
         raise ValueError(f"{config_path}: the main job needs a sweep")
     sweep = replace(config.sweep, dataset=label)
     config = replace(config, dataset=label, sweep=sweep)
-    rates = ", ".join(f"{rate:g}" for rate in sweep.learning_rates)
-    console.print(f"sweep {sweep.name!r}: {sweep.base_model}, rates {rates}")
+    console.print(f"sweep {sweep.name!r}: {sweep.base_model}, {_trials_text(sweep)}")
     folder = settings.home / "reports" / sweep.name
     job = cli_sweep.resumable(lambda: cli_ci.run_job(config, folder, progress=progress))
     console.print(
@@ -127,6 +127,15 @@ def demo(
     )
     if job.exit_code == EXIT_USER_ERROR:
         raise typer.Exit(EXIT_USER_ERROR)
+
+
+def _trials_text(sweep: SweepConfig) -> str:
+    """What the sweep trains: its rates, or its search's sampler and trial budget."""
+    if sweep.search is None:
+        return "rates " + ", ".join(f"{rate:g}" for rate in sweep.learning_rates)
+    budget = f"{sweep.search.trials} " if sweep.search.trials else ""
+    halving = ", successive halving" if sweep.halving else ""
+    return f"a {sweep.search.sampler} search of {budget}trials{halving}"
 
 
 def _run_guarded(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -64,9 +64,8 @@ from evalgate.sweep.ray_tune import (
     trial_error,
 )
 from evalgate.sweep.records import (
-    DONE_STATUSES,
     candidate_rows,
-    claim_candidate,
+    claim_pending,
     finish_candidate,
     finish_sweep,
     open_sweep,
@@ -134,7 +133,7 @@ def run_group_sweep(
         check_asha_fits(config, len(rows))
     trials = sweep_trials(config, driver_rates(config, settings, rows))
     sweep_id, resumed = open_sweep(store.sessions, config, version)
-    pending = _claim_pending(store.sessions, sweep_id, trials, config.base_model)
+    pending = claim_pending(store.sessions, sweep_id, trials, config.base_model)
     status = "failed"
     try:
         unfinished: list[str] = []
@@ -212,18 +211,6 @@ def fitting_slots(resources: Mapping[str, float], cluster: Mapping[str, float]) 
 def group_checkpoint(root: Path, index: int) -> Path:
     """The fused checkpoint of group ``index``: ``<sweep root>/group-<index>-fused-checkpoint.pt``."""
     return root / f"group-{index}-fused-checkpoint.pt"
-
-
-def _claim_pending(
-    sessions: sessionmaker[Session], sweep_id: int, trials: Sequence[Trial], base_model: str
-) -> dict[Trial, int]:
-    """Candidate ids of the trials still to train, in trial order (finished candidates are left alone)."""
-    pending = {}
-    for trial in trials:
-        candidate_id, previous = claim_candidate(sessions, sweep_id, trial, base_model)
-        if previous not in DONE_STATUSES:
-            pending[trial] = candidate_id
-    return pending
 
 
 def group_experiment_name(sweep_id: int, groups: list[list[Trial]], asha: bool) -> str:

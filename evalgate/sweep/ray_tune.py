@@ -42,9 +42,8 @@ from evalgate.modeling.loading import model_fingerprint
 from evalgate.sweep.config import SweepConfig
 from evalgate.sweep.diagnosis import diagnose
 from evalgate.sweep.records import (
-    DONE_STATUSES,
     candidate_rows,
-    claim_candidate,
+    claim_pending,
     finish_candidate,
     finish_sweep,
     open_sweep,
@@ -197,13 +196,9 @@ def _claim_pending(
 
     Trials start in this order, which decides what ASHA compares a trial with when it reaches a rung.
     """
-    pending = {}
-    for rate in rates:
-        trial = make_trial(config, Point(rate))
-        candidate_id, previous = claim_candidate(sessions, sweep_id, trial, config.base_model)
-        if previous not in DONE_STATUSES:
-            pending[rate] = candidate_id
-    return pending
+    trials = [make_trial(config, Point(rate)) for rate in rates]
+    pending = claim_pending(sessions, sweep_id, trials, config.base_model)
+    return {trial.learning_rate: candidate_id for trial, candidate_id in pending.items()}
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,19 @@ def finish_candidate(sessions: sessionmaker[Session], candidate_id: int, **value
         candidate = session.get_one(Candidate, candidate_id)
         for key, value in values.items():
             setattr(candidate, key, value)
+
+
+def claim_pending(
+    sessions: sessionmaker[Session], sweep_id: int, trials: Sequence[Trial], base_model: str
+) -> dict[Trial, int]:
+    """Claim each trial's candidate (``claim_candidate``); the candidate ids of those still to train, in
+    trial order (a candidate done, in ``DONE_STATUSES``, is left alone)."""
+    pending = {}
+    for trial in trials:
+        candidate_id, previous = claim_candidate(sessions, sweep_id, trial, base_model)
+        if previous not in DONE_STATUSES:
+            pending[trial] = candidate_id
+    return pending
 
 
 def finish_sweep(sessions: sessionmaker[Session], sweep_id: int, status: str) -> None:

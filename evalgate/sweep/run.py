@@ -39,6 +39,7 @@ from evalgate.sweep.records import (
     DONE_STATUSES,
     candidate_rows,
     claim_candidate,
+    claim_pending,
     finish_candidate,
     finish_sweep,
     open_sweep,
@@ -278,11 +279,7 @@ def train_fused_trials(
     """Claim every trial not done and train them together in one fused run on ``rows`` (train, held
     out) with ``checkpoint``; record each outcome. Raises ``FusedOutOfMemory`` when they do not fit."""
     sessions = run.store.sessions
-    pending: dict[Trial, int] = {}
-    for trial in trials:
-        candidate_id, previous = claim_candidate(sessions, run.sweep_id, trial, run.config.base_model)
-        if previous not in DONE_STATUSES:
-            pending[trial] = candidate_id
+    pending = claim_pending(sessions, run.sweep_id, trials, run.config.base_model)
     if not pending:
         return base
     fused = FusedRun(
