@@ -27,22 +27,26 @@ from evalgate.ci.result import (
     reason_note,
 )
 
+FIGURE_COLUMNS = 70
+"""Columns of a table row besides the rate: training, verdict, both estimates and the gaps."""
+
 
 def print_result(out: Console, result: CiResult) -> None:
     """The per-rate table, then why each other candidate was not recommended: one line per check that
     blocks it (label, verdict, oriented delta and Holm interval, margin, what the gate adds). Every line
     fits the console's width (80 columns in a plain terminal): long lines end in an ellipsis."""
-    out.print(result_table(result))
+    out.print(result_table(result, out.width))
     for line in why_lines(result, out.width):
         out.print(escape(line), no_wrap=True, overflow="ellipsis", highlight=False)
 
 
-def result_table(result: CiResult) -> Table:
+def result_table(result: CiResult, width: int = 80) -> Table:
     """One row per candidate: rate, training (diagnosis or status), verdict, the objective's gain and the
-    deciding out-of-domain delta, each with the interval its verdict was tested at."""
+    deciding out-of-domain delta, each with the interval its verdict was tested at. The rate column
+    takes what the figures leave of ``width`` (10 columns at 80; a search trial's whole label when wider)."""
     swept = result.sweep_id is not None
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("rate", max_width=10, overflow="ellipsis", no_wrap=True)
+    table.add_column("rate", max_width=max(10, width - FIGURE_COLUMNS), overflow="ellipsis", no_wrap=True)
     table.add_column("training", max_width=11, overflow="ellipsis", no_wrap=True)
     table.add_column("verdict", min_width=7, no_wrap=True)
     table.add_column("gain [CI]", min_width=22, no_wrap=True)  # the figures are never cut

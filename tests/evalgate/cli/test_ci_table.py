@@ -128,3 +128,15 @@ def test_the_reason_note_drops_what_the_line_already_shows() -> None:
     assert reason_note({"reason": "3 rows flipped from pass to fail (at most 0)"}).startswith(
         "3 rows flipped"
     )
+
+
+def test_a_search_trials_label_takes_the_width_a_wider_console_leaves() -> None:
+    result = synthetic_result()
+    trial = replace(result.candidates[2], label="lr=0.002 cosine lrf=0.1 r=16")
+    result = replace(result, candidates=[*result.candidates[:2], trial, *result.candidates[3:]])
+
+    narrow, wide = _render(result), _render(result, width=120)
+
+    assert max(len(line) for line in narrow) <= 80 and any(line.startswith("lr=0.002 …") for line in narrow)
+    assert any(line.startswith("lr=0.002 cosine lrf=0.1 r=16 ") for line in wide)
+    assert max(len(line) for line in wide) <= 120
