@@ -11,8 +11,12 @@
     if decision["verdict"] == "pass":
         gate.promote(candidate["id"])
 
-Requests that get 429 or 503, or cannot connect, are retried with exponential back-off, honouring
-``Retry-After``. A request that may have reached the server (read timeout, dropped connection) is
+Requests that get 429 or 503, or cannot connect, are retried (``retries`` times at most) after a wait
+bounded by ``max_wait`` seconds: the server's ``Retry-After`` when it sent one, in either form of RFC 9110
+(delta-seconds, or an HTTP-date read against the response's own ``Date``), plus up to ``backoff`` seconds
+of jitter; otherwise exponential back-off with full jitter, a uniform draw from 0 to
+``backoff * 2**(retry - 1)``, so clients that failed together do not retry together. A request that may
+have reached the server (read timeout, dropped connection) is
 retried only when repeating it is harmless: a GET, and the two POSTs that are idempotent by design,
 ``decide`` (the same candidate run, baseline and policy return the stored decision) and
 ``register_candidate`` (the same registration returns the candidate it created). Other POSTs (a sweep,
@@ -22,12 +26,18 @@ Any other error status raises ``ApiError`` carrying the status and the server's 
 
 from __future__ import annotations
 
+import random
+import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_result, stop_after_attempt
+from tenacity.wait import wait_random_exponential
 
 RETRY_STATUSES = (429, 503)
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -36,6 +46,8 @@ MAYBE_SENT = (httpx.ReadError, httpx.WriteError, httpx.ReadTimeout, httpx.WriteT
               httpx.RemoteProtocolError)  # fmt: skip
 """The connection failed after (part of) the request went out: the server may have acted on it."""
 FINAL_JOB_STATUSES = ("succeeded", "failed", "cancelled")
+DELTA_SECONDS = re.compile(r"\d+(\.\d+)?")
+"""``Retry-After: 120`` (RFC 9110 allows whole seconds; a fraction is accepted too)."""
 
 
 class ApiError(RuntimeError):
@@ -65,9 +77,13 @@ class Client:
         timeout: float = 30.0,
         retries: int = 5,
         backoff: float = 0.5,
+        max_wait: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
+        """``retries``: how often one request is retried; ``backoff``: the first back-off window in seconds
+        (doubling with each retry); ``max_wait``: the longest wait before a retry, whatever
+        ``Retry-After`` says; ``sleep``: how to wait (a test can record instead)."""
         self.http = httpx.Client(
             base_url=url.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
@@ -76,6 +92,7 @@ class Client:
         )
         self.retries = retries
         self.backoff = backoff
+        self.max_wait = max_wait
         self.sleep = sleep
 
     def close(self) -> None:
@@ -195,26 +212,73 @@ class Client:
     def _request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> Any:
         """Send, retrying as the module docstring says; ``idempotent`` marks a POST safe to repeat."""
         repeatable = idempotent or method == "GET"
-        for attempt in range(self.retries + 1):
-            try:
-                response = self.http.request(method, path, **kwargs)
-            except (*NOT_SENT, *MAYBE_SENT) as error:
-                if attempt == self.retries or (isinstance(error, MAYBE_SENT) and not repeatable):
-                    raise  # a POST that may have reached the server is not repeated blindly
-                self.sleep(self.backoff * 2**attempt)
-                continue
-            if response.status_code in RETRY_STATUSES and attempt < self.retries:
-                self.sleep(_retry_after(response) or self.backoff * 2**attempt)
-                continue
-            if response.status_code >= 400:
-                raise ApiError(response.status_code, _detail(response), method, path)
-            return response.json() if response.content else None
-        raise AssertionError("unreachable")
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            retry=retry_if_exception(lambda error: resendable(error, repeatable))
+            | retry_if_result(lambda response: response.status_code in RETRY_STATUSES),
+            wait=RetryWait(self.backoff, self.max_wait),
+            sleep=self.sleep,
+            retry_error_callback=_last_outcome,
+        )
+        response: httpx.Response = retrying(self.http.request, method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _detail(response), method, path)
+        return response.json() if response.content else None
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After", "")
-    return float(value) if value.replace(".", "", 1).isdigit() else None
+def resendable(error: BaseException, repeatable: bool) -> bool:
+    """Whether a request that failed with ``error`` may be sent again: always when it never reached the
+    server; when it may have, only if repeating it is harmless (``repeatable``)."""
+    return isinstance(error, NOT_SENT) or (repeatable and isinstance(error, MAYBE_SENT))
+
+
+class RetryWait:
+    """Tenacity's wait before retry ``n``: ``Retry-After`` (plus up to ``backoff`` s of jitter) when the
+    answer carried one, else full jitter, uniform in [0, ``backoff * 2**(n - 1)``]; never over
+    ``max_wait``."""
+
+    def __init__(self, backoff: float, max_wait: float):
+        self.max_wait = max_wait
+        self.backoff = backoff
+        self.full_jitter = wait_random_exponential(multiplier=backoff, max=max_wait)
+
+    def __call__(self, state: RetryCallState) -> float:
+        outcome = state.outcome
+        told = None if outcome is None or outcome.failed else retry_after(outcome.result())
+        if told is None:
+            return float(self.full_jitter(state))
+        return min(self.max_wait, told + random.uniform(0.0, self.backoff))
+
+
+def _last_outcome(state: RetryCallState) -> Any:
+    """When the retries are spent: the last answer (an error status becomes ``ApiError``), or its error."""
+    assert state.outcome is not None
+    return state.outcome.result()
+
+
+def retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """Seconds the server asked to wait (``Retry-After``, RFC 9110 section 10.2.3), None without a valid one.
+
+    Delta-seconds are taken as they are; an HTTP-date is counted from the response's ``Date`` (the
+    server's clock, so a skewed client clock does not matter), else from ``now`` (default: the clock);
+    a date in the past means 0."""
+    value = response.headers.get("Retry-After", "").strip()
+    if DELTA_SECONDS.fullmatch(value):
+        return float(value)
+    when = _http_date(value)
+    if when is None:
+        return None
+    reference = _http_date(response.headers.get("Date", "")) or now or datetime.now(UTC)
+    return max(0.0, (when - reference).total_seconds())
+
+
+def _http_date(value: str) -> datetime | None:
+    """An HTTP-date (``Sun, 06 Nov 1994 08:49:37 GMT``; RFC 850 and asctime forms too) in UTC, or None."""
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _detail(response: httpx.Response) -> Any:

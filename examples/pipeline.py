@@ -6,6 +6,9 @@
         --learning-rate 3e-4 --dataset evalgate-suite@v1 --policy examples/policy.yaml
 
 Exit codes: 0 the candidate passed and was promoted; 1 it was blocked (promotion refused); 2 error.
+An error (connection refused, a timeout, a server error, a failed job, an unreadable policy) ends with one
+line on stderr, ``error: ...``, and exit status 2, never a traceback. Requests that may be repeated are
+retried first (``--retries``, with the client's back-off); ``--request-timeout`` bounds each request.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import os
 import sys
 from typing import Any
 
+import httpx
 import yaml
 
 from evalgate.client import ApiError, Client, JobFailed
@@ -39,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--evaluation", default="{}", help="evaluation options as YAML/JSON, e.g. '{batch_size: 16}'"
     )
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds to wait for the evaluation")
+    parser.add_argument("--request-timeout", type=float, default=30.0, help="seconds one request may take")
+    parser.add_argument("--retries", type=int, default=5, help="retries of a request that may be repeated")
     return parser.parse_args(argv)
 
 
@@ -75,16 +81,29 @@ def print_decision(decision: dict[str, Any]) -> None:
               f"[{low:+.3f}, {high:+.3f}] n={check['n']}  {check['reason']}")  # fmt: skip
 
 
+def describe(error: Exception, url: str) -> str:
+    """One line saying what went wrong, for stderr."""
+    if isinstance(error, httpx.TimeoutException):
+        text = f"no answer from {url} in time ({type(error).__name__})"
+    elif isinstance(error, httpx.TransportError):
+        text = f"cannot reach {url}: {error or type(error).__name__}"
+    elif isinstance(error, yaml.YAMLError):
+        text = f"invalid YAML: {error}"
+    else:
+        text = str(error) or type(error).__name__
+    return "error: " + " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.token:
         print("error: give --token or set EVALGATE_TOKEN", file=sys.stderr)
         return EXIT_ERROR
     try:
-        with Client(args.url, args.token) as client:
+        with Client(args.url, args.token, timeout=args.request_timeout, retries=args.retries) as client:
             return run(client, args)
-    except (ApiError, JobFailed, TimeoutError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ApiError, JobFailed, TimeoutError, OSError, httpx.HTTPError, yaml.YAMLError) as error:
+        print(describe(error, args.url), file=sys.stderr)
         return EXIT_ERROR
 
 
