@@ -2,22 +2,30 @@
 
 evalgate evaluate --sweep 3                       # base + every trained candidate of sweep 3
 evalgate evaluate --dataset suite@v1              # the base model alone (--base-model to choose it)
+evalgate evaluate --sweep 3 --output-path out     # and each run as lm-eval output in out/<model>/
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from evalgate.cli.common import ready_settings
+from evalgate.core.settings import Settings
 from evalgate.evaluation.options import EvaluationOptions
 from evalgate.evaluation.progress import task_bars
 from evalgate.modeling.refs import EMBEDDED_DEFAULT_MODEL
 
+if TYPE_CHECKING:
+    from evalgate.evaluation.run import RunResult
+
 console = Console()
+notes = Console(stderr=True)
+"""Where side notes go (stdout may be JSON)."""
 DEFAULTS = EvaluationOptions()
 """The options' defaults, shown as the flags' defaults (written once, in ``EvaluationOptions``)."""
 
@@ -48,6 +56,10 @@ def evaluate(
         bool, typer.Option(help="Answer with every model in one batched pass (else one pass per model).")
     ] = DEFAULTS.mixed_adapters,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    output_path: Annotated[
+        Path | None,
+        typer.Option(help="Also write each run as lm-eval output (results + samples) in DIR/<model>."),
+    ] = None,
 ) -> None:
     """Generate (cached) answers, score every eval row, and print means, intervals and deltas vs base."""
     from evalgate.evaluation.run import evaluate_model, evaluate_sweep
@@ -73,6 +85,8 @@ def evaluate(
         else:
             assert dataset is not None
             results = [evaluate_model(base_model, dataset, settings, options, progress=bars)]
+    if output_path is not None:
+        _write_lm_eval_output(results, output_path, settings)
     for result in results:
         cached = result.summary.get("rows", 0) - result.generated_rows
         console.print(
@@ -80,6 +94,18 @@ def evaluate(
             f"{cached} cached)"
         )
         console.print(run_table(result.summary))
+
+
+def _write_lm_eval_output(results: list[RunResult], folder: Path, settings: Settings) -> None:
+    """Each run as lm-eval output in ``folder/base`` or ``folder/candidate_<id>``, one date for all."""
+    from evalgate.data.store import DatasetStore
+    from evalgate.evaluation.lm_eval_export import output_date, write_lm_eval_output
+
+    store, date = DatasetStore.from_settings(settings), output_date()
+    for result in results:
+        name = "base" if result.candidate_id is None else f"candidate_{result.candidate_id}"
+        written = write_lm_eval_output(store, result.run_id, folder / name, date)
+        notes.print(f"{result.label}: lm-eval output {written[0]} and {len(written) - 1} samples files")
 
 
 def _budgets(items: list[str]) -> dict[str, int]:

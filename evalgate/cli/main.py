@@ -42,6 +42,7 @@ from evalgate.cli import sweep as cli_sweep
 from evalgate.cli.common import EXIT_USER_ERROR, USER_ERRORS, ready_settings
 from evalgate.cli.datasets import app as datasets_app
 from evalgate.cli.datasets import counts_table
+from evalgate.cli.imports import app as imports_app
 from evalgate.core.paths import BUNDLED_SUITE_DIR, BUNDLED_SUITE_NAME, MAIN_JOB_CONFIG
 from evalgate.core.settings import get_settings
 from evalgate.data.store import DatasetStore
@@ -65,6 +66,7 @@ typer_app.command("lr-find")(cli_sweep.lr_find)
 typer_app.command("serve")(cli_service.serve)
 typer_app.command("worker")(cli_service.worker)
 typer_app.add_typer(cli_service.tokens_app, name="tokens")
+typer_app.add_typer(imports_app, name="import")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 typer_app.add_typer(db_app, name="db")
 console = Console()
