@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from evalgate.cli.common import ready_settings
+from evalgate.cli.json_output import (
+    DatasetDetail,
+    DatasetDiffJson,
+    DatasetList,
+    DatasetVersionJson,
+    JsonOption,
+    emit,
+)
 from evalgate.data.dataset_ops import EXPORT_FORMATS, diff_versions, export_version
 from evalgate.data.store import DatasetStore, VersionInfo
 
@@ -42,10 +51,14 @@ def add(
 
 
 @app.command("list")
-def list_datasets() -> None:
+def list_datasets(as_json: JsonOption = False) -> None:
     """Every dataset version."""
+    versions = open_store().versions()
+    if as_json:
+        emit(DatasetList(versions=[DatasetVersionJson.model_validate(version_data(v)) for v in versions]))
+        return
     table = Table("version", "rows", "cohorts", "hash", "created")
-    for info in open_store().versions():
+    for info in versions:
         cohorts = ", ".join(f"{cohort} {sum(splits.values())}" for cohort, splits in info.counts.items())
         table.add_row(
             info.label, str(info.row_count), cohorts, info.content_hash[:12], f"{info.created_at:%F %T}"
@@ -54,9 +67,12 @@ def list_datasets() -> None:
 
 
 @app.command("show")
-def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")]) -> None:
+def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")], as_json: JsonOption = False) -> None:
     """Metadata of one version: hash, files, row counts per cohort and split."""
     info = open_store().get(ref)
+    if as_json:
+        emit(DatasetDetail.model_validate(version_data(info)))
+        return
     console.print(f"[bold]{info.label}[/]  sha256 {info.content_hash}")
     console.print(f"stored at {info.storage_uri}  created {info.created_at:%F %T}")
     console.print(
@@ -69,9 +85,13 @@ def show(ref: Annotated[str, typer.Argument(help="NAME or NAME@vN.")]) -> None:
 def diff(
     old: Annotated[str, typer.Argument(help="NAME@vA")],
     new: Annotated[str, typer.Argument(help="NAME@vB")],
+    as_json: JsonOption = False,
 ) -> None:
     """Rows added, removed and changed (by id) between two versions."""
     result = diff_versions(open_store(), old, new)
+    if as_json:
+        emit(DatasetDiffJson.model_validate(asdict(result)))
+        return
     console.print(
         f"{result.old} -> {result.new}: {len(result.added)} added, {len(result.removed)} removed, "
         f"{len(result.changed)} changed, {result.unchanged} unchanged"
@@ -108,6 +128,11 @@ def verify(
     if problems:
         raise typer.Exit(1)
     console.print("every dataset file matches its recorded sha256")
+
+
+def version_data(info: VersionInfo) -> dict[str, Any]:
+    """A version's fields and label, from which its ``--json`` shapes take theirs."""
+    return {**asdict(info), "label": info.label}
 
 
 def counts_table(info: VersionInfo) -> Table:

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalgate.cli.common import ready_settings
+from evalgate.cli.json_output import EvaluationJson, JsonOption, emit, evaluation_run, stdout_to_stderr
 from evalgate.core.settings import Settings
 from evalgate.evaluation.options import EvaluationOptions
 from evalgate.evaluation.progress import task_bars
@@ -60,6 +61,7 @@ def evaluate(
         Path | None,
         typer.Option(help="Also write each run as lm-eval output (results + samples) in DIR/<model>."),
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Generate (cached) answers, score every eval row, and print means, intervals and deltas vs base."""
     from evalgate.evaluation.run import evaluate_model, evaluate_sweep
@@ -79,7 +81,7 @@ def evaluate(
         }
     )
     settings = ready_settings()
-    with task_bars(console, progress) as bars:
+    with stdout_to_stderr(as_json), task_bars(console, progress) as bars:
         if sweep is not None:
             results = evaluate_sweep(sweep, settings, options, progress=bars)
         else:
@@ -87,6 +89,9 @@ def evaluate(
             results = [evaluate_model(base_model, dataset, settings, options, progress=bars)]
     if output_path is not None:
         _write_lm_eval_output(results, output_path, settings)
+    if as_json:
+        emit(EvaluationJson(runs=[evaluation_run(result) for result in results]))
+        return
     for result in results:
         cached = result.summary.get("rows", 0) - result.generated_rows
         console.print(

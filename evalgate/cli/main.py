@@ -11,6 +11,7 @@
     evalgate serve [--with-worker]     # the REST API (and, embedded, one job worker)
     evalgate worker                    # run queued sweeps and evaluations
     evalgate tokens create NAME --scope write   # an API token (shown once)
+    evalgate jobs show ID --json       # a background job's status (--json on every read command)
     evalgate db upgrade                # migrate the configured database
 
 Errors a user can fix (bad input, unknown dataset, tampered file, unmigrated database) print one
@@ -36,6 +37,7 @@ from evalgate.ci.config import CiConfig
 from evalgate.cli import ci as cli_ci
 from evalgate.cli import evaluate as cli_evaluate
 from evalgate.cli import gate as cli_gate
+from evalgate.cli import jobs as cli_jobs
 from evalgate.cli import score as cli_score
 from evalgate.cli import service as cli_service
 from evalgate.cli import sweep as cli_sweep
@@ -67,6 +69,7 @@ typer_app.command("serve")(cli_service.serve)
 typer_app.command("worker")(cli_service.worker)
 typer_app.add_typer(cli_service.tokens_app, name="tokens")
 typer_app.add_typer(imports_app, name="import")
+typer_app.add_typer(cli_jobs.app, name="jobs")
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 typer_app.add_typer(db_app, name="db")
 console = Console()

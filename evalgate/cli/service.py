@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalgate.cli.common import ready_settings
+from evalgate.cli.json_output import JsonOption, TokenJson, TokenList, emit
 from evalgate.service.api_tokens import SCOPES, create_token, list_tokens, revoke_token
 
 console = Console()
@@ -32,12 +34,16 @@ def tokens_create(
 
 
 @tokens_app.command("list")
-def tokens_list() -> None:
+def tokens_list(as_json: JsonOption = False) -> None:
     """Every token's name, scope and state (never the secret)."""
     from evalgate.db.session import session_factory
 
+    tokens = list_tokens(session_factory(ready_settings().resolved_database_url))
+    if as_json:
+        emit(TokenList(tokens=[TokenJson.model_validate(asdict(info)) for info in tokens]))
+        return
     table = Table("id", "name", "scope", "created", "state")
-    for info in list_tokens(session_factory(ready_settings().resolved_database_url)):
+    for info in tokens:
         state = "revoked" if info.revoked else "live"
         table.add_row(
             str(info.id), info.name, info.scope, info.created_at.isoformat(timespec="seconds"), state
