@@ -9,7 +9,9 @@
 4. decide each evaluated candidate against the current baseline (``gate_service.decide_candidate``,
    baseline ``auto``: the candidate last promoted for the base model, else the base model);
 5. recommend (``selection.recommend``) and, with ``promote: true``, promote the recommended candidate;
-6. rewrite the sweep's results.csv and best.yaml with the gate's columns (``evalgate.report.results``).
+6. rewrite the sweep's results.csv and best.yaml with the gate's columns (``evalgate.report.results``);
+7. with ``EVALGATE_MLFLOW_TRACKING_URI`` set, mirror the sweep (or the registered candidates), the
+   decisions and the promotion into MLflow (``evalgate.tracking``; a tracking failure is a warning).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from evalgate.evaluation.progress import task_bars
 from evalgate.report.results import write_gated_analysis
 from evalgate.sweep.external import CandidateRegistration, register_candidate
 from evalgate.sweep.records import sweep_root
+from evalgate.tracking.target import sync_if_configured
 
 
 def run_standalone(
@@ -92,6 +95,14 @@ def run_standalone(
         console.print(
             f"results of sweep {sweep_id}: {', '.join(str(path) for path in written)}", soft_wrap=True
         )
+    tracked = sync_if_configured(
+        settings,
+        sweep_id=sweep_id,
+        candidate_ids=[c.candidate_id for c in candidates],
+        sessions=store.sessions,
+    )
+    if tracked is not None:
+        console.print(tracked.describe(), soft_wrap=True)
     return result
 
 

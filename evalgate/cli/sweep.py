@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evalgate.cli.common import ready_settings
+from evalgate.core.settings import Settings
 from evalgate.sweep.analysis import AnalysisFiles, searched_hyperparameters, write_analysis
 from evalgate.sweep.config import SweepConfig
 
@@ -102,6 +103,17 @@ def sweep(
             result.candidates, folder, searched_hyperparameters(config), config=config.to_dict()
         )
     print_analysis(analysis)
+    mirror_to_mlflow(settings, result.sweep_id)
+
+
+def mirror_to_mlflow(settings: Settings, sweep_id: int) -> None:
+    """With ``EVALGATE_MLFLOW_TRACKING_URI`` set, mirror the sweep into MLflow and say where; a tracking
+    failure is a warning (``evalgate.tracking.target``), never the command's failure."""
+    from evalgate.tracking.target import sync_if_configured
+
+    report = sync_if_configured(settings, sweep_id=sweep_id)
+    if report is not None:
+        console.print(report.describe(), soft_wrap=True)
 
 
 def lr_find(

@@ -73,6 +73,19 @@ class Settings(BaseSettings):
     """Browser origins allowed to call the API cross-site (``https://ci.example.com``); comma-separated
     in the environment. Empty (the default): no CORS headers at all, so browsers refuse cross-site calls."""
 
+    mlflow_tracking_uri: str | None = None
+    """MLflow tracking URI (``http://mlflow:5000``); set, ``evalgate sweep`` and ``evalgate ci`` mirror
+    sweeps, evaluations, decisions and promotions into it (``pip install 'evalgate[mlflow]'``)."""
+
+    mlflow_experiment: str = "evalgate"
+    """The MLflow experiment the mirrored runs go to."""
+
+    mlflow_model_name: str | None = None
+    """Registered model of promoted adapters; default ``<base model with / as ->-lora``."""
+
+    mlflow_alias: str = "champion"
+    """Alias of the registered model version of a base model's current promotion."""
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
