@@ -108,6 +108,17 @@ class CandidateSpec:
 
 
 @dataclass(frozen=True, config=CONFIG_FILE)
+class MlflowOptions:
+    """Where the job mirrors its sweep, decisions and promotion (``evalgate.tracking``); over the
+    ``EVALGATE_MLFLOW_*`` settings."""
+
+    tracking_uri: Annotated[str, Strict(), Field(min_length=1)]
+    """The MLflow server (``http://mlflow:5000``) or store URI."""
+    experiment: Name = "evalgate"
+    """The experiment the runs go to."""
+
+
+@dataclass(frozen=True, config=CONFIG_FILE)
 class CiConfig:
     """One CI job: a pinned dataset, a sweep or external candidates, a policy, and where to report."""
 
@@ -128,6 +139,8 @@ class CiConfig:
     """true: the recommended candidate becomes the baseline the next run is compared with."""
     outputs: Folder = DEFAULT_OUTPUTS
     """Folder of junit.xml, summary.md, report.html and result.json (relative to the working directory)."""
+    mlflow: MlflowOptions | None = None
+    """Mirror the job into MLflow (default: the ``EVALGATE_MLFLOW_*`` settings, off when unset)."""
 
     @field_validator("candidates")
     @classmethod

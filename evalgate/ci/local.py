@@ -96,7 +96,7 @@ def run_standalone(
             f"results of sweep {sweep_id}: {', '.join(str(path) for path in written)}", soft_wrap=True
         )
     tracked = sync_if_configured(
-        settings,
+        tracking_settings(config, settings),
         sweep_id=sweep_id,
         candidate_ids=[c.candidate_id for c in candidates],
         sessions=store.sessions,
@@ -104,6 +104,17 @@ def run_standalone(
     if tracked is not None:
         console.print(tracked.describe(), soft_wrap=True)
     return result
+
+
+def tracking_settings(config: CiConfig, settings: Settings) -> Settings:
+    """``settings`` with the config's ``mlflow:`` tracking URI and experiment over them, when it has one."""
+    if config.mlflow is None:
+        return settings
+    update = {
+        "mlflow_tracking_uri": config.mlflow.tracking_uri,
+        "mlflow_experiment": config.mlflow.experiment,
+    }
+    return settings.model_copy(update=update)
 
 
 def decide_all(

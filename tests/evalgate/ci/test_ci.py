@@ -104,6 +104,8 @@ def test_registered_candidates_resolve_relative_adapters_against_the_config_fold
         ({"evaluation": {"cohort_max_new_tokens": [24]}}, "evaluation.cohort_max_new_tokens: must be"),
         ({"promote": "yes"}, "promote: must be true or false"),
         ({"outputs": ""}, "outputs: must be a folder path"),
+        ({"mlflow": {"experiment": "x"}}, "mlflow.tracking_uri: is required"),
+        ({"mlflow": {"tracking_uri": "http://m:5000", "run": 1}}, "unknown key(s) mlflow.run"),
     ],
 )
 def test_bad_values_are_errors_that_name_the_key(
@@ -113,6 +115,19 @@ def test_bad_values_are_errors_that_name_the_key(
         _config(tmp_path, **changes)
 
     assert message in str(error.value)
+
+
+def test_the_configs_mlflow_section_is_used_over_the_settings(tmp_path: Path) -> None:
+    from evalgate.ci.local import tracking_settings
+    from evalgate.core.settings import Settings
+
+    settings = Settings(home=tmp_path, mlflow_tracking_uri="http://env:5000")
+    config = _config(tmp_path, mlflow={"tracking_uri": "http://job:5000", "experiment": "weekly"})
+
+    tracked = tracking_settings(config, settings)
+
+    assert (tracked.mlflow_tracking_uri, tracked.mlflow_experiment) == ("http://job:5000", "weekly")
+    assert tracking_settings(_config(tmp_path), settings) is settings
 
 
 @pytest.mark.parametrize(
