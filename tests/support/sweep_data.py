@@ -186,7 +186,7 @@ def seed_search_sweep(store: DatasetStore, folder: Path) -> SeededSweep:
             ids[f"lr=1e-05 {scheduler}"] = _stopped(session, sweep.id, scheduler, rng)
             for rate in SEARCH_RATES:
                 trial = _trial(rate, scheduler)
-                ids[trial["name"]] = _candidate(
+                ids[str(trial["name"])] = _candidate(
                     session, sweep.id, rate, search_shape(rate, scheduler), base, base_id, version, rng, week,
                     trial=trial,
                 )  # fmt: skip
