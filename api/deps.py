@@ -1,16 +1,19 @@
 """What every route shares: the app's settings and database sessions, and token authentication.
 
 Clients send ``Authorization: Bearer eg_...``. A missing or unknown (or revoked) token gets 401, a
-token whose scope is too low gets 403. The dashboard's HTML pages (``viewer``) also accept the token
-from the ``evalgate_token`` cookie that ``POST /login`` sets (HttpOnly, SameSite=Strict), for reading
-only: the JSON routes never look at the cookie, so no cross-site form can write with it.
+token whose scope is too low gets 403. The dashboard's HTML pages (``viewer``) also accept the signed
+session in the ``evalgate_session`` cookie that ``POST /login`` sets (``api/sessions.py``: the token's
+id, never its secret; HttpOnly, SameSite=Lax), for reading only: the JSON routes never look at the
+cookie, so no cross-site form can write with it. A session's token is looked up on every page, so a
+revoked token sends its browsers back to the login page at once.
 
 A verified token is remembered for ``TOKEN_CACHE_SECONDS`` so a busy client costs one hash per request
 instead of one query; a revocation takes effect within that time. Cache and database both find a token
 by its sha256 digest and confirm it with a constant-time comparison
 (``evalgate.service.api_tokens.digests_match``).
-Every verified request is charged to its token's rate limit, and every failed one to its client
-address's (``api/ratelimit.py``): over either, 429 with ``Retry-After``.
+Every verified request (bearer or session) is charged to its token's rate limit, and every failed one
+to its client address's (``api/ratelimit.py``; shared through Redis when ``EVALGATE_REDIS_URL`` is set):
+over either, 429 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -21,20 +24,23 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from api.ratelimit import Limits
+from api.sessions import DashboardSessions
 from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.db.session import session_scope
 from evalgate.service.api_tokens import TokenInfo, digests_match, grants, hash_token, lookup
 
 TOKEN_CACHE_SECONDS = 5.0
-COOKIE = "evalgate_token"
-"""The dashboard's session cookie: the token itself, HttpOnly and SameSite=Strict."""
+COOKIE = "evalgate_session"
+"""The dashboard's session cookie: a signed session naming the token's id, HttpOnly and SameSite=Lax."""
+LEGACY_COOKIE = "evalgate_token"
+"""The cookie that held the raw token before sessions: ignored, and cleared where a browser sends it."""
 bearer = HTTPBearer(auto_error=False, description="An evalgate token: `evalgate tokens create NAME`.")
 
 
@@ -46,11 +52,13 @@ class AppState:
     sessions: sessionmaker[Session]
     store: DatasetStore
     limits: Limits = field(init=False)
+    dashboard: DashboardSessions = field(init=False)
     _tokens: dict[str, tuple[str, TokenInfo, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.limits = Limits.from_settings(self.settings)
+        self.dashboard = DashboardSessions(self.settings, self.sessions)
 
     def cached(self, token: str) -> TokenInfo | None:
         """The token's verification if it is still fresh in the cache, else None (no database access)."""
@@ -73,7 +81,14 @@ class AppState:
             if info is None:
                 self.limits.record_failure(client)
                 return None
-        self.limits.charge_token(digest)
+        self.limits.charge_token(info.id)
+        return info
+
+    def session_token(self, cookie: str | None) -> TokenInfo | None:
+        """The live token of the dashboard session in ``cookie`` (charged one request), or None."""
+        info = self.dashboard.token(cookie)
+        if info is not None:
+            self.limits.charge_token(info.id)
         return info
 
     def _cached(self, digest: str) -> TokenInfo | None:
@@ -129,8 +144,8 @@ def admit(credentials: HTTPAuthorizationCredentials | None, info: TokenInfo | No
 def require(scope: str) -> Callable[..., Awaitable[TokenInfo]]:
     """A dependency that admits tokens holding ``scope`` (or a higher one) and returns the token.
 
-    Async, so a request whose token is cached costs no worker-thread hop; only a cache miss queries
-    the database, in the thread pool.
+    Async, so a request whose token is cached costs no worker-thread hop; a cache miss queries the
+    database, and a rate limit kept in Redis is checked, in the thread pool.
     """
 
     async def check(
@@ -141,7 +156,7 @@ def require(scope: str) -> Callable[..., Awaitable[TokenInfo]]:
         info = None
         if credentials is not None:
             token, client = credentials.credentials, client_address(request)
-            if state.cached(token) is not None:
+            if state.cached(token) is not None and not state.limits.shared:
                 info = state.authenticate(token, client)
             else:
                 info = await run_in_threadpool(state.authenticate, token, client)
@@ -164,19 +179,32 @@ def viewer(
     state: AppState = Depends(get_state),
 ) -> TokenInfo:
     """A dashboard page's reader: the bearer header (checked like ``require("read")``: 401 when bad),
-    else the ``evalgate_token`` cookie; without a live token a browser is sent to ``/login`` (303)."""
+    else the session cookie; without a session of a live token a browser is sent to ``/login`` (303),
+    and a cookie it sent (expired, altered, or of a revoked token) is cleared."""
     if credentials is not None:
         return check_read(credentials, state, client_address(request))
-    token = request.cookies.get(COOKIE)
-    info = state.authenticate(token, client_address(request)) if token else None
+    info = state.session_token(request.cookies.get(COOKIE))
     if info is None or not grants(info.scope, "read"):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise HTTPException(
-            status.HTTP_303_SEE_OTHER,
-            "log in first",
-            headers={"Location": "/login?" + urlencode({"next": target})},
-        )
+        headers = {"Location": "/login?" + urlencode({"next": target})}
+        if COOKIE in request.cookies or LEGACY_COOKIE in request.cookies:
+            headers["Set-Cookie"] = cleared_cookie(COOKIE if COOKIE in request.cookies else LEGACY_COOKIE)
+        raise HTTPException(status.HTTP_303_SEE_OTHER, "log in first", headers=headers)
     return info
+
+
+def came_over_tls(request: Request) -> bool:
+    """Whether the browser reached the service over HTTPS: directly, or through a proxy that uvicorn
+    trusts to say so (``X-Forwarded-Proto`` from an address in ``--forwarded-allow-ips`` /
+    ``FORWARDED_ALLOW_IPS``, default the loopback); a session cookie is then sent Secure."""
+    return request.url.scheme == "https"
+
+
+def cleared_cookie(name: str) -> str:
+    """A ``Set-Cookie`` value that removes the cookie ``name`` (path ``/``)."""
+    response = Response()
+    response.delete_cookie(name, path="/", httponly=True, samesite="lax")
+    return response.headers["set-cookie"]
 
 
 READ = Depends(require("read"))

@@ -4,10 +4,13 @@
     /sweeps/{id}                        the sweep report, with links   (JSON for non-browser clients)
     /candidates/{id}/rows?evaluator=&cohort=    worst rows of one check
     /datasets/{name}/history            decisions across weekly sweeps; new regressions outlined
-    /login, /logout                     the token cookie
+    /login, /logout                     the session cookie
 
-Pages take a read token from the ``Authorization`` header or the ``evalgate_token`` cookie; without
-one a browser is redirected to ``/login``. ``/sweeps/{id}`` is shared with the JSON API: a request whose
+Pages take a read token from the ``Authorization`` header, or a dashboard session from the
+``evalgate_session`` cookie (``api/sessions.py``): ``POST /login`` checks a token once and sets a signed
+session naming the token's id (HttpOnly, SameSite=Lax, Secure over HTTPS), which lasts 12 hours, ends
+with ``/logout`` and dies with the token's revocation. Without either a browser is redirected to
+``/login``. ``/sweeps/{id}`` is shared with the JSON API: a request whose
 ``Accept`` header names ``text/html`` gets the page, any other gets the JSON API's answer under the
 JSON API's rules (bearer header only). These routes are left out of the OpenAPI document.
 """
@@ -20,10 +23,22 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import COOKIE, AppState, bearer, check_read, client_address, get_state, viewer
+from api.deps import (
+    COOKIE,
+    LEGACY_COOKIE,
+    AppState,
+    bearer,
+    came_over_tls,
+    check_read,
+    client_address,
+    get_state,
+    viewer,
+)
 from api.routers.sweeps import get_sweep
 from api.schemas import STORABLE, PathId
+from api.sessions import SESSION_SECONDS
 from evalgate.report.history import dataset_history, dataset_rows, sweep_rows
 from evalgate.report.pages import history_page, index_page, login_page, message_page, rows_page, sweep_page
 from evalgate.report.rows import candidate_rows_view
@@ -31,7 +46,6 @@ from evalgate.report.sweep import build_sweep_view
 from evalgate.service.api_tokens import TokenInfo
 
 router = APIRouter(include_in_schema=False, tags=["dashboard"], dependencies=[STORABLE])
-COOKIE_SECONDS = 12 * 3600
 MAX_LOGIN_BODY = 8192
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -112,35 +126,45 @@ def login_form(next: str = "/") -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request, state: AppState = Depends(get_state)) -> Response:
-    """Check the posted token (form field ``token``); set the cookie and go to ``next`` (303)."""
+    """Check the posted token (form field ``token``); start a session (the cookie) and go to ``next``
+    (303)."""
     if not same_origin(request):
         return html(message_page("Forbidden", "cross-site login refused", None), status.HTTP_403_FORBIDDEN)
     body = await request.body()
     fields = parse_qs(body[:MAX_LOGIN_BODY].decode("utf-8", "replace"))
     token, target = fields.get("token", [""])[0].strip(), safe_next(fields.get("next", ["/"])[0])
-    info = state.authenticate(token, client_address(request)) if token else None
+    info = await run_in_threadpool(state.authenticate, token, client_address(request)) if token else None
     if info is None:
         return html(login_page(target, "Unknown or revoked token."), status.HTTP_401_UNAUTHORIZED)
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER, headers=HEADERS)
+    cookie = await run_in_threadpool(state.dashboard.issue, info.id)  # the first may create the secret
     response.set_cookie(
         COOKIE,
-        token,
-        max_age=COOKIE_SECONDS,
+        cookie,
+        max_age=SESSION_SECONDS,
         path="/",
         httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
+        samesite="lax",
+        secure=came_over_tls(request),
     )
+    forget_legacy_cookie(request, response)
     return response
 
 
 @router.get("/logout")
 @router.post("/logout")
-def logout() -> Response:
-    """Clear the cookie and go to the login page."""
+def logout(request: Request) -> Response:
+    """End the session (clear the cookie) and go to the login page."""
     response = RedirectResponse("/login", status.HTTP_303_SEE_OTHER, headers=HEADERS)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=came_over_tls(request))
+    forget_legacy_cookie(request, response)
     return response
+
+
+def forget_legacy_cookie(request: Request, response: Response) -> None:
+    """Clear the old cookie that held a raw token, where the browser still sends one."""
+    if LEGACY_COOKIE in request.cookies:
+        response.delete_cookie(LEGACY_COOKIE, path="/", httponly=True, samesite="lax")
 
 
 def safe_next(target: str) -> str:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     auth_failures_per_minute: float = Field(default=60.0, ge=0)
     """Requests with an unknown or revoked token (or a failed login) one client address may make per
     minute, in bursts of as many; 0 turns the limit off."""
+
+    redis_url: str | None = None
+    """Redis URL (``redis://redis:6379/0``); set, the rate limits are shared by every API process using
+    it (``evalgate serve --workers N``, several hosts). Unset: each process limits on its own. While it
+    is unreachable, each process falls back to its own limits (a warning a minute) until it returns."""
+
+    session_secret: SecretStr | None = None
+    """Key signing the dashboard's session cookies; unset: a random one generated on first use and kept
+    in ``<home>/session-secret`` (readable by its owner only). Every API process must share it."""
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Browser origins allowed to call the API cross-site (``https://ci.example.com``); comma-separated

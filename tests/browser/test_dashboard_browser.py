@@ -71,8 +71,9 @@ def test_log_in_open_a_sweep_drill_down_and_see_the_history(
 
     week1, page = dashboard.weeks[0], watched.page
     log_in(watched, dashboard, screenshots)
-    cookie = next(c for c in page.context.cookies() if c["name"] == "evalgate_token")
-    assert cookie.get("httpOnly") is True and cookie.get("sameSite") == "Strict"
+    cookie = next(c for c in page.context.cookies() if c["name"] == "evalgate_session")
+    assert cookie.get("httpOnly") is True and cookie.get("sameSite") == "Lax"
+    assert dashboard.token.removeprefix("eg_") not in cookie["value"]  # a signed session, not the token
     expect(page.get_by_role("heading", name="Sweeps")).to_be_visible()
     expect(page.get_by_role("row", name=re.compile(r"weekly-2 .* lr=1e-05"))).to_be_visible()
     page.screenshot(path=screenshots / "index.png", full_page=True)

@@ -1,11 +1,11 @@
 """The dashboard home and ``/healthz`` while the real PostgreSQL is stopped: 503, then 200 again.
 
 A real `evalgate serve` runs on the session's private cluster, with a gated weekly sweep in its
-database. A browser logs in (the token cookie) before the outage. With the cluster stopped, ``GET /``
-(whose page reads every sweep, candidate and decision) and ``/healthz`` must answer 503 with
-``Retry-After`` and the service's error body: first while the cookie's token is still in the API's
-verification cache, so the page's own queries meet the outage, then after the cache has expired, so
-the token lookup meets it. Once the cluster is back, the same process serves both with 200 again.
+database. A browser logs in (the session cookie) before the outage. With the cluster stopped, ``GET /``
+(whose page reads every sweep, candidate and decision, after the session's token is looked up) and
+``/healthz`` must answer 503 with ``Retry-After`` and the service's error body: at once, and again
+after the login's token would have left the API's verification cache. Once the cluster is back, the
+same process serves both with 200 again.
 The cluster is started again whatever happens.
 """
 

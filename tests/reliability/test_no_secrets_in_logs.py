@@ -1,4 +1,4 @@
-"""No token secret and no database password reaches a log, a CLI listing or a job's log tail.
+"""No token secret, database password or session secret reaches a log, a CLI listing or a job's log tail.
 
 A real ``evalgate serve --with-worker`` runs on PostgreSQL through a URL carrying a password (the
 test server trusts local connections, so any password works), with every logger at DEBUG (SQL
@@ -19,6 +19,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from api.sessions import SECRET_FILE
 from evalgate.client import Client, JobFailed
 from evalgate.core.settings import Settings
 from tests.api.service import ServerPort, Service, sweep_config, wait_until_healthy, write_rows
@@ -51,7 +52,7 @@ def _use_tokens(url: str, admin: str, tmp_path: Path, tiny_model: Path) -> tuple
             http.post("/candidates", json={"adapter_uri": 3}, headers=_auth(writer)).status_code,  # 422
             http.post("/login", data={"token": unknown}).status_code,  # 401 page
             http.post("/login", data={"token": admin, "next": "/"}).status_code,  # 303
-            http.get("/", headers={"Cookie": f"evalgate_token={admin}", "Accept": "text/html"}).status_code,
+            http.get("/", headers={"Accept": "text/html"}).status_code,  # the session cookie it set
             http.get("/jobs", headers={"Authorization": writer}).status_code,  # malformed header: 401
         ]
         listing = http.get("/tokens", headers=_auth(admin)).text
@@ -98,3 +99,5 @@ def test_no_token_or_database_password_appears_in_any_log(database_url: str, tmp
     for secret in [admin, *made]:
         assert secret.startswith("eg_") and secret.removeprefix("eg_") not in written
     assert password not in written
+    session_secret = (tmp_path / "home" / SECRET_FILE).read_text().strip()  # made by the dashboard login
+    assert len(session_secret) >= 32 and session_secret not in written

@@ -62,8 +62,10 @@ def test_a_token_over_its_rate_limit_gets_429_with_retry_after(
     assert over.status_code == 429 and over.headers["Retry-After"] == "1"
     assert still_over.status_code == 429 and still_over.headers["Retry-After"] == "1"
     assert "1 requests/s per token (burst 3)" in over.json()["detail"]
-    buckets = set(api.app.state.evalgate.limits.per_token._buckets)  # type: ignore[attr-defined]
-    assert buckets == {hash_token(tokens["read"]), hash_token(tokens["write"])}, "keyed by digest only"
+    state = api.app.state.evalgate  # type: ignore[attr-defined]
+    buckets = set(state.limits.per_token._buckets)
+    ids = {str(state.verify(tokens[scope]).id) for scope in ("read", "write")}
+    assert buckets == ids, "keyed by the token's id only, never its secret"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
