@@ -1,14 +1,17 @@
 """Domain errors to HTTP: 404 unknown ids, 409 conflicts, 413 too large, 422 bad input with its path,
-503 (with ``Retry-After``) while the database cannot be reached.
+503 (with ``Retry-After``) while the database cannot be reached, 500 for a bug.
 
 ``database_unavailable`` is the one place that decides whether an error means "the database is away"
-(a 503 that a retry will get past) or is a bug (a 500): the exception handlers and ``/healthz`` both
-ask it.
+(a 503 that a retry will get past) or is a bug (a 500): the exception handlers, ``/healthz`` and
+``/readyz`` all ask it.
 
-Every error body has FastAPI's shape, ``{"detail": ...}``; for 422 the detail is a list of
-``{"loc": [...], "msg": ..., "type": ...}`` like request-validation errors, so clients parse one form.
-Request-validation errors echo the bad input; values JSON cannot carry (NaN, infinities, lone
-surrogates, undecodable bytes) are echoed as text, so a 422 is never turned into a 500 by its own body.
+Every error answer is an RFC 9457 problem document (``application/problem+json``, ``api/problems.py``
+lists the types): ``type``, ``title``, ``status``, ``detail``, ``instance``. ``detail`` is the message
+string FastAPI clients always read; for 422 it stays FastAPI's list of ``{"loc": [...], "msg": ...,
+"type": ...}`` (request-validation errors and the domain's bad input alike, so clients parse one form),
+and the ``errors`` member repeats the locations. Request-validation errors echo the bad input in
+``detail``; values JSON cannot carry (NaN, infinities, lone surrogates, undecodable bytes) are echoed as
+text, so a 422 is never turned into a 500 by its own body.
 """
 
 from __future__ import annotations
@@ -21,14 +24,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import exc as sa
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import problems
+from api.problems import Problem, ProblemType, problem_response, validation_problem
 from evalgate.data.rows import DatasetInputError
 from evalgate.data.store_files import DatasetIntegrityError
 from evalgate.gate.decide import GateRefusal
@@ -37,7 +44,8 @@ from evalgate.service.api_tokens import TokenError
 from evalgate.service.jobs import JobStateError
 from evalgate.sweep.external import AdapterLocationError
 
-CONFLICTS = (GateRefusal, PromotionRefused, JobStateError)
+DIFFERENT_VERSIONS = "different dataset versions"
+"""How ``evalgate.gate.decide`` begins the refusal of runs on different dataset versions."""
 BAD_INPUT: dict[type[Exception], tuple[str, ...]] = {
     AdapterLocationError: ("body", "adapter_uri"),
     DatasetInputError: ("body",),
@@ -68,12 +76,25 @@ class PayloadTooLarge(Exception):
     """The request body is over ``Settings.max_upload_bytes``."""
 
 
-def validation_error(loc: Sequence[str | int], message: str, kind: str = "value_error") -> JSONResponse:
-    """A 422 in FastAPI's validation-error shape."""
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-        content={"detail": [{"loc": list(loc), "msg": message, "type": kind}]},
-    )
+def validation_error(
+    loc: Sequence[str | int], message: str, kind: str = "value_error", instance: str = ""
+) -> JSONResponse:
+    """A 422 problem naming one location, in FastAPI's validation-error shape (``instance``: the
+    request's path)."""
+    return validation_problem([{"loc": list(loc), "msg": message, "type": kind}], instance)
+
+
+def conflict_kind(error: ValueError) -> ProblemType | None:
+    """The 409 problem type of a domain conflict, or None when ``error`` is not one."""
+    if isinstance(error, GateRefusal):
+        if str(error).startswith(DIFFERENT_VERSIONS):
+            return problems.DATASET_VERSION_MISMATCH
+        return problems.NOT_COMPARABLE
+    if isinstance(error, PromotionRefused):
+        return problems.PROMOTION_REFUSED
+    if isinstance(error, JobStateError):
+        return problems.JOB_FINISHED
+    return None
 
 
 def encodable(value: Any) -> Any:
@@ -172,12 +193,13 @@ def _names_lost_connection(message: str) -> bool:
     return any(phrase in lowered for phrase in LOST_CONNECTION)
 
 
-def unavailable_response() -> JSONResponse:
-    """The 503 every route answers while the database is away."""
+def unavailable_response(instance: str = "") -> JSONResponse:
+    """The 503 every route answers while the database is away (``instance``: the request's path)."""
     seconds = DATABASE_RETRY_AFTER_SECONDS
-    return JSONResponse(
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        content={"detail": f"database unavailable; retry in {seconds} s"},
+    return problem_response(
+        problems.DATABASE_UNAVAILABLE,
+        f"database unavailable; retry in {seconds} s",
+        instance,
         headers={"Retry-After": str(seconds)},
     )
 
@@ -191,47 +213,80 @@ async def database_error(request: Request, error: Exception) -> JSONResponse:
     reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     log.warning("%s %s: database unavailable (%s: %s)", request.method, request.url.path,
                 type(cause).__name__, reason)  # fmt: skip
-    return unavailable_response()
+    return unavailable_response(request.url.path)
+
+
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 for a request FastAPI (or a route) found invalid, the bad input echoed."""
+    return validation_problem(encodable(error.errors()), request.url.path)
+
+
+async def not_found(request: Request, error: LookupError) -> JSONResponse:
+    """404 for an unknown id or name (the domain raises ``LookupError``, ``KeyError`` included)."""
+    message = error.args[0] if error.args else str(error)
+    return problem_response(problems.NOT_FOUND, str(message), request.url.path)
+
+
+async def bad_value(request: Request, error: ValueError) -> JSONResponse:
+    """409 for a domain conflict, 422 for the domain's bad input; any other ``ValueError`` is a bug."""
+    conflict = conflict_kind(error)
+    if conflict is not None:
+        return problem_response(conflict, str(error), request.url.path)
+    for kind, prefix in BAD_INPUT.items():
+        if isinstance(error, kind):
+            return validation_error([*prefix, *_path_of(str(error))], str(error), instance=request.url.path)
+    raise error
+
+
+async def integrity(request: Request, error: DatasetIntegrityError) -> JSONResponse:
+    """409: the stored dataset files no longer match their recorded hashes."""
+    return problem_response(problems.DATASET_TAMPERED, str(error), request.url.path)
+
+
+async def too_large(request: Request, error: PayloadTooLarge) -> JSONResponse:
+    """413 for a streamed body that passed the limit."""
+    return problem_response(problems.PAYLOAD_TOO_LARGE, str(error), request.url.path)
+
+
+async def raised_problem(request: Request, error: Problem) -> JSONResponse:
+    """The problem a route raised."""
+    return problem_response(error.kind, error.detail, request.url.path, headers=error.headers)
+
+
+async def http_error(request: Request, error: HTTPException) -> Response:
+    """An ``HTTPException`` (authentication, rate limits, unknown routes and methods) as a problem, its
+    headers kept; a redirect (the dashboard's 303 to /login) stays what FastAPI makes of it."""
+    if error.status_code < 400:
+        return await http_exception_handler(request, error)
+    kind = problems.BY_STATUS.get(error.status_code, problems.HTTP_ERROR)
+    return problem_response(
+        kind, error.detail, request.url.path, status=error.status_code, headers=error.headers
+    )
+
+
+async def internal_error(request: Request, _: Exception) -> JSONResponse:
+    """500 for an exception no handler took (the server logs its traceback); nothing of it is shown."""
+    detail = "internal server error; the server's log has the traceback under this request's X-Request-ID"
+    return problem_response(problems.INTERNAL_ERROR, detail, request.url.path)
 
 
 def install(app: FastAPI) -> None:
-    """Register the domain-error handlers on ``app``."""
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": encodable(error.errors())}
-        )
-
+    """Register the error handlers on ``app``: every error answer becomes a problem document."""
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     for kind in DATABASE_ERRORS:
         app.add_exception_handler(kind, database_error)
-
-    @app.exception_handler(LookupError)
-    async def not_found(_: Request, error: LookupError) -> JSONResponse:
-        message = error.args[0] if error.args else str(error)
-        return JSONResponse(status_code=status.HTTP_404_NOT_FOUND, content={"detail": str(message)})
-
-    @app.exception_handler(ValueError)
-    async def bad_value(_: Request, error: ValueError) -> JSONResponse:
-        if isinstance(error, CONFLICTS):
-            return JSONResponse(status_code=status.HTTP_409_CONFLICT, content={"detail": str(error)})
-        for kind, prefix in BAD_INPUT.items():
-            if isinstance(error, kind):
-                return validation_error([*prefix, *_path_of(str(error))], str(error))
-        raise error
-
-    @app.exception_handler(DatasetIntegrityError)
-    async def integrity(_: Request, error: DatasetIntegrityError) -> JSONResponse:
-        return JSONResponse(status_code=status.HTTP_409_CONFLICT, content={"detail": str(error)})
-
-    @app.exception_handler(PayloadTooLarge)
-    async def too_large(_: Request, error: PayloadTooLarge) -> JSONResponse:
-        return JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={"detail": str(error)})
+    app.add_exception_handler(LookupError, not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(ValueError, bad_value)  # type: ignore[arg-type]
+    app.add_exception_handler(DatasetIntegrityError, integrity)  # type: ignore[arg-type]
+    app.add_exception_handler(PayloadTooLarge, too_large)  # type: ignore[arg-type]
+    app.add_exception_handler(Problem, raised_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, internal_error)
 
 
-def too_large_response(message: str) -> JSONResponse:
-    """A 413 with ``message`` as its detail."""
-    return JSONResponse(status_code=status.HTTP_413_CONTENT_TOO_LARGE, content={"detail": message})
+def too_large_response(message: str, instance: str = "") -> JSONResponse:
+    """A 413 problem with ``message`` as its detail."""
+    return problem_response(problems.PAYLOAD_TOO_LARGE, message, instance)
 
 
 class BodySizeLimit:
@@ -254,7 +309,7 @@ class BodySizeLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             message = f"request body of {int(length)} bytes is over the {self.limit}-byte limit"
-            await too_large_response(message)(scope, receive, send)
+            await too_large_response(message, scope.get("path", ""))(scope, receive, send)
             return
         await _CountedRequest(self, scope, receive, send).run()
 
@@ -297,7 +352,8 @@ class _CountedRequest:
             return
         self.started = True
         message = f"request body passed the {self.limit}-byte limit after {self.received} bytes"
-        await too_large_response(message)(self.scope, self.outer_receive, self.outer_send)
+        path = self.scope.get("path", "")
+        await too_large_response(message, path)(self.scope, self.outer_receive, self.outer_send)
 
     async def send(self, message: Message) -> None:
         """Pass the app's response on, unless the 413 has answered in its place."""

@@ -5,11 +5,18 @@
     evalgate serve --with-worker        # the same, plus one worker (embedded default)
 
 One router per resource: datasets, sweeps, candidates, evaluations, gate, jobs, tokens; plus the HTML
-dashboard at ``/`` (``api/routers/dashboard.py``, first: it answers browsers on ``/sweeps/{id}``). Every
-route but ``/healthz`` and ``/login`` needs a token (``evalgate tokens create NAME --scope
-read|write|admin``). The OpenAPI document is at ``/openapi.json``, interactive docs at ``/docs``.
-Training, generation and evaluation never run inside a request: they are jobs, run by ``evalgate
-worker`` processes.
+dashboard at ``/`` (``api/routers/dashboard.py``, first: it answers browsers on ``/sweeps/{id}``) and
+the operations routes ``/livez``, ``/readyz``, ``/metrics`` and ``/problems/{slug}``
+(``api/routers/operations.py``). Every route but those, ``/healthz`` and ``/login`` needs a token
+(``evalgate tokens create NAME --scope read|write|admin``). The OpenAPI document is at
+``/openapi.json``, interactive docs at ``/docs``. Training, generation and evaluation never run inside a
+request: they are jobs, run by ``evalgate worker`` processes.
+
+Conventions: every error answer is an RFC 9457 problem document (``application/problem+json``,
+``api/problems.py``); list routes take ``limit`` and ``cursor`` and announce the next page in a
+``Link`` header (``api/pagination.py``); a 202 names its job in ``Location``; every answer carries
+``X-Request-ID`` (the client's own, made safe, or a new one), which every log line of the request names
+(``api/logs.py``, ``api/telemetry.py``).
 
 Hardening: every token is rate-limited (``api/ratelimit.py``, 429 with ``Retry-After``); while the
 database is unreachable every route answers 503 with ``Retry-After`` and the service recovers by itself
@@ -23,20 +30,30 @@ import evalgate.core.quiet  # noqa: F401  (before the HF imports: silences their
 
 # isort: split
 
+from typing import Any
+
 from fastapi import FastAPI, Response
 from fastapi.middleware.cors import CORSMiddleware
 from pydantic import BaseModel
 from starlette.status import HTTP_503_SERVICE_UNAVAILABLE
+from starlette.types import ASGIApp
 
-from api import errors
+from api import errors, logs, problems
 from api.deps import AppState
-from api.routers import candidates, dashboard, datasets, evaluations, gate, jobs, sweeps, tokens
+from api.metrics import Metrics
+from api.routers import candidates, dashboard, datasets, evaluations, gate, jobs, operations, sweeps, tokens
+from api.telemetry import REQUEST_ID_HEADER, Telemetry
 from evalgate.core.settings import Settings, get_settings
 from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import current_revision, head_revision
 from evalgate.db.session import session_factory
 
-ROUTERS = (dashboard, datasets, sweeps, candidates, evaluations, gate, jobs, tokens)
+ROUTERS = (dashboard, datasets, sweeps, candidates, evaluations, gate, jobs, tokens, operations)
+PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemDetail"}
+FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+"""FastAPI's own 422 schemas, replaced by ``ProblemDetail`` in the OpenAPI document."""
+EXPOSED_HEADERS = ["Link", "Location", "Retry-After", REQUEST_ID_HEADER]
+"""Response headers a cross-site browser client may read (when CORS is on)."""
 
 
 class HealthPublic(BaseModel):
@@ -48,10 +65,46 @@ class HealthPublic(BaseModel):
     schema_head: str | None
 
 
+class EvalgateApp(FastAPI):
+    """FastAPI with ``Telemetry`` outside everything (so a 500 carries the request id and is counted
+    too) and an OpenAPI document whose error answers are ``application/problem+json``."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        metrics: Metrics = self.state.metrics
+        access_log = self.state.evalgate.settings.log_format == "json"
+        return Telemetry(super().build_middleware_stack(), metrics.http, access_log=access_log)
+
+    def openapi(self) -> dict[str, Any]:
+        schema = super().openapi()
+        problem_documents(schema)
+        return schema
+
+
+def problem_documents(schema: dict[str, Any]) -> None:
+    """Serve the error answers of ``schema`` (an OpenAPI document) as ``application/problem+json`` with
+    the ``ProblemDetail`` schema, FastAPI's own 422 schema included; an error answer documented with a
+    body of its own (``/healthz``'s 503) is left as it is."""
+    replaced = {f"#/components/schemas/{name}" for name in ("ProblemDetail", *FASTAPI_VALIDATION_SCHEMAS)}
+    for operations_of_path in schema.get("paths", {}).values():
+        for operation in operations_of_path.values():
+            for status, answer in operation.get("responses", {}).items():
+                if not (status.isdigit() and int(status) >= 400):
+                    continue
+                content = answer.setdefault("content", {})
+                if content.get("application/json", {}).get("schema", {}).get("$ref") in (None, *replaced):
+                    content.pop("application/json", None)
+                    content[problems.MEDIA_TYPE] = {"schema": PROBLEM_SCHEMA}
+    components = schema.get("components", {}).get("schemas", {})
+    for name in FASTAPI_VALIDATION_SCHEMAS:
+        components.pop(name, None)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the API for ``settings`` (default: from the environment)."""
     settings = settings or get_settings()
-    app = FastAPI(
+    if settings.log_format is not None:
+        logs.configure(settings.log_format)
+    app = EvalgateApp(
         title="evalgate",
         version="0.1.0",
         description="Fine-tune regression gate: datasets, sweeps, candidates, evaluations, decisions.",
@@ -59,8 +112,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     sessions = session_factory(settings.resolved_database_url)
     store = DatasetStore(sessions, settings.resolved_artifact_root, settings)
     app.state.evalgate = AppState(settings=settings, sessions=sessions, store=store)
+    app.state.metrics = Metrics(sessions)
     for module in ROUTERS:
         app.include_router(module.router)
+    if settings.metrics_access != "off":
+        app.include_router(operations.metrics_router)
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_upload_bytes)
     if settings.cors_origins:
@@ -68,7 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+            expose_headers=EXPOSED_HEADERS,
             allow_credentials=False,
             max_age=600,
         )

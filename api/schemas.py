@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from evalgate.data.store import VersionInfo, VersionRef
-from evalgate.db.models import Candidate, EvaluationRun, Job
+from evalgate.db.models import ApiToken, Candidate, EvaluationRun, GateDecision, Job
 from evalgate.evaluation.options import EvaluationOptions, KnownEvaluationOptions
 from evalgate.gate.policy import GatePolicy
 from evalgate.gate.service import PromotionInfo, StoredDecision
@@ -290,6 +290,13 @@ class DecisionOut(BaseModel):
     def of(cls, decision: StoredDecision) -> DecisionOut:
         return cls(**asdict(decision))
 
+    @classmethod
+    def of_row(cls, row: GateDecision) -> DecisionOut:
+        """A stored decision as listed (``reused`` is false: listing decides nothing)."""
+        return cls(
+            **{name: getattr(row, name) for name in cls.model_fields if name != "reused"}, reused=False
+        )
+
 
 class PromotionOut(BaseModel):
     id: int
@@ -324,3 +331,11 @@ class TokenOut(BaseModel):
     scope: str
     created_at: datetime
     revoked: bool
+
+    @classmethod
+    def of_row(cls, row: ApiToken) -> TokenOut:
+        """A stored token, without its hash: its one scope, and whether it is revoked."""
+        return cls(
+            id=row.id, name=row.name, scope=row.scopes[0], created_at=row.created_at,
+            revoked=row.revoked_at is not None,
+        )  # fmt: skip

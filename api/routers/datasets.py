@@ -6,18 +6,31 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import READ, WRITE, AppState, get_state
 from api.errors import PayloadTooLarge
+from api.pagination import LINK_HEADER, Page, fetch, link_next, paging
+from api.problems import problem_responses
 from api.schemas import MAX_ID, STORABLE, DiffOut, VersionOut, version_ref
 from evalgate.data.dataset_ops import diff_versions
 from evalgate.data.rows import COHORT_PATTERN, Split
-from evalgate.data.store import VersionRef
+from evalgate.data.store import VersionInfo, VersionRef
+from evalgate.db.models import Dataset, DatasetVersion
+from evalgate.db.session import session_scope
 
-router = APIRouter(prefix="/datasets", tags=["datasets"], dependencies=[STORABLE])
+router = APIRouter(
+    prefix="/datasets",
+    tags=["datasets"],
+    dependencies=[STORABLE],
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
+PAGES = paging(100, 1000, key=(str, int))
 FORMATS = {"jsonl": ".jsonl", "csv": ".csv", "parquet": ".parquet"}
 UPLOAD_BODY = {
     "required": True,
@@ -38,12 +51,19 @@ MAX_FILENAME_CHARS = 100
     response_model=VersionOut,
     status_code=status.HTTP_201_CREATED,
     dependencies=[WRITE],
-    responses={413: {"description": "Body over the upload limit"}, 422: {"description": "Bad rows"}},
+    responses={
+        201: {
+            "description": "Stored (or the identical version already stored: `created` false)",
+            "headers": {"Location": {"description": "`/datasets/NAME@vN`", "schema": {"type": "string"}}},
+        },
+        **problem_responses(413, s422="Bad rows: `errors` names the line and field"),
+    },
     openapi_extra={"requestBody": UPLOAD_BODY},
 )
 async def upload_version(
     name: str,
     request: Request,
+    response: Response,
     format: Literal["jsonl", "csv", "parquet"] = Query("jsonl", description="Format of the body."),
     cohort: str = Query(
         "target", pattern=COHORT_PATTERN.pattern, description="Cohort of rows that carry none."
@@ -71,6 +91,7 @@ async def upload_version(
         result = await run_in_threadpool(
             state.store.add, name, [str(path)], cohort=cohort, split=split, description=description
         )
+    response.headers["Location"] = "/datasets/" + quote(result.version.label, safe="@")
     return VersionOut.of(result.version, created=result.created)
 
 
@@ -82,19 +103,35 @@ def upload_name(filename: str) -> str:
     return name or "upload"
 
 
-@router.get("", response_model=list[VersionOut], dependencies=[READ])
-def list_versions(name: str | None = None, state: AppState = Depends(get_state)) -> list[VersionOut]:
-    """Every stored version (of one dataset with ``name``)."""
-    return [VersionOut.of(info) for info in state.store.versions(name)]
+@router.get(
+    "", response_model=list[VersionOut], dependencies=[READ], responses={200: {"headers": LINK_HEADER}}
+)
+def list_versions(
+    request: Request,
+    response: Response,
+    name: str | None = None,
+    page: Page = Depends(PAGES),
+    state: AppState = Depends(get_state),
+) -> list[VersionOut]:
+    """Stored versions (of one dataset with ``name``), by name then number; paged."""
+    query = select(DatasetVersion).join(Dataset).options(selectinload(DatasetVersion.dataset))
+    if name is not None:
+        query = query.where(Dataset.name == name)
+    columns = (Dataset.name, DatasetVersion.number)
+    with session_scope(state.sessions) as session:
+        found = fetch(session, query, page, columns, lambda version: (version.dataset.name, version.number))
+        versions = [VersionOut.of(VersionInfo.from_row(version)) for version in found.items]
+    link_next(request, response, found.next_key)
+    return versions
 
 
-@router.get("/{ref}", response_model=VersionOut, dependencies=[READ])
+@router.get("/{ref}", response_model=VersionOut, dependencies=[READ], responses=problem_responses(404))
 def get_version(ref: str, state: AppState = Depends(get_state)) -> VersionOut:
     """One version: ``NAME`` (latest) or ``NAME@vN`` (422 for a malformed or impossible version)."""
     return VersionOut.of(state.store.get(version_ref(ref, ("path", "ref"))))
 
 
-@router.get("/{name}/diff", response_model=DiffOut, dependencies=[READ])
+@router.get("/{name}/diff", response_model=DiffOut, dependencies=[READ], responses=problem_responses(404))
 def diff(
     name: str,
     old: int = Query(ge=1, le=MAX_ID),

@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request, Response
+from sqlalchemy import select
 
 from api.deps import READ, AppState, get_state, require
+from api.pagination import LINK_HEADER, Page, fetch, link_next, paging
+from api.problems import problem_responses
 from api.schemas import STORABLE, DecideIn, DecisionOut, PathId, PromotionOut, QueryId
-from evalgate.gate.service import current_baseline, decide_candidate, get_decision, list_decisions, promote
+from evalgate.db.models import GateDecision
+from evalgate.db.session import session_scope
+from evalgate.gate.service import current_baseline, decide_candidate, get_decision, promote
 from evalgate.service.api_tokens import TokenInfo
 
-router = APIRouter(prefix="/gate", tags=["gate"], dependencies=[STORABLE])
+router = APIRouter(
+    prefix="/gate",
+    tags=["gate"],
+    dependencies=[STORABLE],
+    responses=problem_responses(401, 403, 422, 429, 503),
+)
 write = require("write")
+PAGES = paging(100, 1000)
 
 
 @router.post(
     "/decide",
     response_model=DecisionOut,
-    responses={409: {"description": "Not comparable: different dataset versions, evaluators or rows"}},
+    responses=problem_responses(
+        404,
+        413,
+        s409="Not comparable: different dataset versions (`/problems/dataset-version-mismatch`), or no "
+        "finished run, baseline, shared evaluators or rows (`/problems/not-comparable`)",
+    ),
 )
 def decide(
     body: DecideIn, state: AppState = Depends(get_state), token: TokenInfo = Depends(write)
@@ -32,24 +48,47 @@ def decide(
     return DecisionOut.of(stored)
 
 
-@router.get("/decisions/{decision_id}", response_model=DecisionOut, dependencies=[READ])
+@router.get(
+    "/decisions/{decision_id}",
+    response_model=DecisionOut,
+    dependencies=[READ],
+    responses=problem_responses(404),
+)
 def get_one(decision_id: PathId, state: AppState = Depends(get_state)) -> DecisionOut:
     """One decision with its evidence (never changed after it was made)."""
     return DecisionOut.of(get_decision(state.sessions, decision_id))
 
 
-@router.get("/decisions", response_model=list[DecisionOut], dependencies=[READ])
+@router.get(
+    "/decisions",
+    response_model=list[DecisionOut],
+    dependencies=[READ],
+    responses={200: {"headers": LINK_HEADER}},
+)
 def list_all(
-    candidate_id: QueryId = None, limit: int = 100, state: AppState = Depends(get_state)
+    request: Request,
+    response: Response,
+    candidate_id: QueryId = None,
+    page: Page = Depends(PAGES),
+    state: AppState = Depends(get_state),
 ) -> list[DecisionOut]:
-    """Decisions, newest first (optionally of one candidate)."""
-    return [DecisionOut.of(d) for d in list_decisions(state.sessions, candidate_id, max(1, min(limit, 1000)))]
+    """Decisions, newest first (optionally of one candidate); paged."""
+    query = select(GateDecision)
+    if candidate_id is not None:
+        query = query.where(GateDecision.candidate_id == candidate_id)
+    with session_scope(state.sessions) as session:
+        found = fetch(session, query, page, (GateDecision.id,), lambda row: (row.id,), descending=True)
+        decisions = [DecisionOut.of_row(row) for row in found.items]
+    link_next(request, response, found.next_key)
+    return decisions
 
 
 @router.post(
     "/candidates/{candidate_id}/promote",
     response_model=PromotionOut,
-    responses={409: {"description": "The candidate's latest decision is not a pass"}},
+    responses=problem_responses(
+        404, 413, s409="The candidate's latest decision is not a pass (`/problems/promotion-refused`)"
+    ),
 )
 def promote_candidate(
     candidate_id: PathId, state: AppState = Depends(get_state), token: TokenInfo = Depends(write)

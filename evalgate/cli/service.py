@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import asdict
 from typing import Annotated
@@ -75,10 +76,16 @@ def serve(
             "or a test passes it) instead of binding --host and --port.",
         ),
     ] = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text, or json (one object per line); both with request ids.")
+    ] = "text",
 ) -> None:
     """Serve the REST API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    if log_format not in ("text", "json"):
+        raise typer.BadParameter(f"text or json, got {log_format!r}", param_hint="--log-format")
+    os.environ["EVALGATE_LOG_FORMAT"] = log_format  # read by the app in this process and in each worker
     settings = ready_settings()
     if with_worker:
         worker = _worker(settings)

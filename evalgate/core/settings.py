@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     """Browser origins allowed to call the API cross-site (``https://ci.example.com``); comma-separated
     in the environment. Empty (the default): no CORS headers at all, so browsers refuse cross-site calls."""
+
+    metrics_access: Literal["local", "token", "public", "off"] = "local"
+    """Who may read ``/metrics``: ``local`` (the default) clients on a loopback address without a token,
+    others with an admin token; ``token`` an admin token always; ``public`` anyone (a Prometheus on a
+    private network); ``off`` not served at all."""
+
+    log_format: Literal["text", "json"] | None = None
+    """How the API logs (``evalgate serve --log-format``): ``text`` lines or ``json`` objects, one a line,
+    each with its request's id. Unset: logging is left as the process set it up."""
 
     mlflow_tracking_uri: str | None = None
     """MLflow tracking URI (``http://mlflow:5000``); set, ``evalgate sweep`` and ``evalgate ci`` mirror

@@ -1,4 +1,5 @@
-"""Every route but /healthz needs a token; scopes are enforced; tokens are stored hashed."""
+"""Every route but the health and operations checks needs a token; scopes are enforced; tokens are
+stored hashed."""
 
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ from evalgate.db.session import session_scope
 from evalgate.service.api_tokens import TokenError, create_token, hash_token, revoke_token
 from tests.api.conftest import bearer
 
+PUBLIC = {"/healthz", "/livez", "/readyz", "/problems/{slug}"}
+"""Documented operations that need no token (``/metrics`` does, from a client that is not local)."""
+
 
 def _routes(api: TestClient) -> list[tuple[str, str]]:
-    """(method, path) of every documented operation but /healthz, path parameters filled with 1."""
+    """(method, path) of every documented operation but the public ones, path parameters filled with 1."""
     paths = api.get("/openapi.json").json()["paths"]
     return [
         (method.upper(), re.sub(r"\{[^}]+\}", "1", path))
         for path, operations in paths.items()
-        if path != "/healthz"
+        if path not in PUBLIC
         for method in operations
     ]
 
@@ -38,7 +42,7 @@ def test_every_route_except_health_refuses_a_missing_or_unknown_token(
         assert missing.status_code == 401, (method, path)
         assert missing.headers["WWW-Authenticate"] == "Bearer"
         assert wrong.status_code == 401, (method, path)
-    assert api.get("/healthz").status_code == 200
+    assert [api.get(path).status_code for path in ("/healthz", "/livez", "/readyz")] == [200, 200, 200]
 
 
 def test_scopes_are_enforced(api: TestClient, tokens: dict[str, str]) -> None:

@@ -1,5 +1,5 @@
 """One decision for "the database is away": each kind of database error fed to the app's handlers and to
-``/healthz``. An outage is a 503 with ``Retry-After`` and the service's error body; a bug (an integrity
+``/healthz``. An outage is a 503 with ``Retry-After`` and the service's problem document; a bug (an integrity
 or programming error, ORM misuse, a plain ``ValueError``) stays a 500, so no retry loop hides it.
 """
 
@@ -109,7 +109,14 @@ def test_a_database_that_is_away_is_a_503_with_retry_after(raising: TestClient, 
     assert response.status_code == 503, response.text
     assert response.headers["Retry-After"] == str(errors.DATABASE_RETRY_AFTER_SECONDS)
     seconds = errors.DATABASE_RETRY_AFTER_SECONDS
-    assert response.json() == {"detail": f"database unavailable; retry in {seconds} s"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "/problems/database-unavailable",
+        "title": "Database unavailable",
+        "status": 503,
+        "detail": f"database unavailable; retry in {seconds} s",
+        "instance": f"/raise/{kind}",
+    }
 
 
 @pytest.mark.parametrize("kind", SERVER_ERRORS)

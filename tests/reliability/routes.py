@@ -22,6 +22,10 @@ SCOPES: dict[tuple[str, str, str], str] = {
     ("GET", "/docs/oauth2-redirect", "swagger_ui_redirect"): PUBLIC,
     ("GET", "/redoc", "redoc_html"): PUBLIC,
     ("GET", "/healthz", "health"): PUBLIC,
+    ("GET", "/livez", "livez"): PUBLIC,
+    ("GET", "/readyz", "readyz"): PUBLIC,
+    ("GET", "/problems/{slug}", "problem_type"): PUBLIC,
+    ("GET", "/metrics", "metrics"): ADMIN,  # from another host; a loopback client needs no token
     ("GET", "/login", "login_form"): PUBLIC,
     ("POST", "/login", "login"): LOGIN,
     ("GET", "/logout", "logout"): PUBLIC,

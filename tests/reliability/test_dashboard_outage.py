@@ -34,7 +34,13 @@ HANG_LIMIT_SECONDS = 30.0
 """An answer slower than this while the database is down counts as a hang: generous for a loaded 2-core
 machine (a refused connection fails at once; a hung one would wait forever)."""
 RECOVERY_SECONDS = 30.0
-UNAVAILABLE = {"detail": f"database unavailable; retry in {DATABASE_RETRY_AFTER_SECONDS} s"}
+UNAVAILABLE = {
+    "type": "/problems/database-unavailable",
+    "title": "Database unavailable",
+    "status": 503,
+    "detail": f"database unavailable; retry in {DATABASE_RETRY_AFTER_SECONDS} s",
+    "instance": "/",
+}
 ONE_REQUEST = {"Connection": "close"}
 """A connection per request: a 500 (after which the server drops its connection) is then reported as
 the 500 it is, not as a reset of the request after it."""
@@ -50,7 +56,8 @@ def answers(browser: httpx.Client) -> dict[str, httpx.Response]:
 
 def unavailable(response: httpx.Response) -> bool:
     """503 with ``Retry-After`` and the service's body (``/healthz``: its own, database ``down``)."""
-    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    json_types = ("application/json", "application/problem+json")
+    body = response.json() if response.headers.get("content-type", "").startswith(json_types) else {}
     expected = body.get("database") == "down" if response.url.path == "/healthz" else body == UNAVAILABLE
     return (
         response.status_code == 503

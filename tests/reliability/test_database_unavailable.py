@@ -38,7 +38,9 @@ pytestmark = pytest.mark.reliability
 HANG_SECONDS = 30 + POSTGRES_CONNECT_TIMEOUT_SECONDS
 """Slower than this counts as a hang: generous for a loaded 2-core machine, while a request left waiting
 on a server that never answers would wait forever (libpq has no timeout of its own)."""
-NO_DATABASE = {"/login", "/logout", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
+NO_DATABASE = {"/login", "/logout", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/livez",
+               "/problems/{slug}", "/metrics"}  # fmt: skip
+"""Routes that answer without the database (``/metrics`` with ``evalgate_database_up 0``)."""
 
 
 @pytest.fixture
@@ -80,6 +82,7 @@ def test_every_route_answers_503_with_retry_after_while_postgres_is_cut_off(
         if route.method == "GET" and route.path not in NO_DATABASE:
             _assert_unavailable(response, route)
     _assert_unavailable(api.get("/jobs", headers=bearer("eg_never-seen-before")), "token lookup")
+    assert "evalgate_database_up 0.0" in api.get("/metrics", headers=admin).text
 
     answered = {key: status for key, status in statuses.items() if status != 503}
     needed_no_database = {key for key in answered if key[1] in NO_DATABASE}
