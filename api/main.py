@@ -40,6 +40,7 @@ from starlette.types import ASGIApp
 
 from api import errors, logs, problems
 from api.deps import AppState
+from api.idempotency import IdempotentPosts
 from api.metrics import Metrics
 from api.routers import candidates, dashboard, datasets, evaluations, gate, jobs, operations, sweeps, tokens
 from api.telemetry import REQUEST_ID_HEADER, Telemetry
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.metrics_access != "off":
         app.include_router(operations.metrics_router)
     errors.install(app)
+    app.add_middleware(IdempotentPosts)  # inside the body-size limit: it reads keyed bodies whole
     app.add_middleware(errors.BodySizeLimit, limit=settings.max_upload_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -113,6 +113,11 @@ INTERNAL_ERROR = ProblemType(
     "internal-error", 500, "Internal server error",
     "A bug: the server's log has the traceback, under the request id of the `X-Request-ID` header.",
 )  # fmt: skip
+IDEMPOTENCY_KEY_IN_USE = ProblemType(
+    "idempotency-key-in-use", 409, "Idempotency key in use",
+    "A request with this `Idempotency-Key` is still running: retry after the seconds `Retry-After` names "
+    "to get its answer.",
+)  # fmt: skip
 HTTP_ERROR = ProblemType(
     "http-error", 400, "HTTP error", "An HTTP-level error without a type of its own; `status` says which."
 )
@@ -135,6 +140,7 @@ CATALOGUE: dict[str, ProblemType] = {
         RATE_LIMITED,
         DATABASE_UNAVAILABLE,
         INTERNAL_ERROR,
+        IDEMPOTENCY_KEY_IN_USE,
         HTTP_ERROR,
     )
 }

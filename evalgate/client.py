@@ -15,12 +15,12 @@ Requests that get 429 or 503, or cannot connect, are retried (``retries`` times 
 bounded by ``max_wait`` seconds: the server's ``Retry-After`` when it sent one, in either form of RFC 9110
 (delta-seconds, or an HTTP-date read against the response's own ``Date``), plus up to ``backoff`` seconds
 of jitter; otherwise exponential back-off with full jitter, a uniform draw from 0 to
-``backoff * 2**(retry - 1)``, so clients that failed together do not retry together. A request that may
-have reached the server (read timeout, dropped connection) is
-retried only when repeating it is harmless: a GET, and the two POSTs that are idempotent by design,
-``decide`` (the same candidate run, baseline and policy return the stored decision) and
-``register_candidate`` (the same registration returns the candidate it created). Other POSTs (a sweep,
-an evaluation, an upload, a promotion) are not repeated blindly, as the first one may have landed.
+``backoff * 2**(retry - 1)``, so clients that failed together do not retry together. Every POST carries
+an ``Idempotency-Key`` (a new one per call, the same on each of its retries), so a POST that may have
+reached the server (read timeout, dropped connection, an API restart) is resent like a GET: the server
+answers a repeated key with the first answer (``api/idempotency.py``), so no second sweep, evaluation,
+upload or promotion is made; while the first is still running it answers 409 ``idempotency-key-in-use``
+with ``Retry-After``, which is waited out too.
 Any other error status raises ``ApiError`` carrying the status and the server's detail.
 """
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -40,6 +41,9 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, retry_if_resu
 from tenacity.wait import wait_random_exponential
 
 RETRY_STATUSES = (429, 503)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+KEY_IN_USE = "/idempotency-key-in-use"
+"""The end of the problem ``type`` of a 409 whose key's first request is still running."""
 NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """The request never reached the server: always safe to repeat."""
 MAYBE_SENT = (httpx.ReadError, httpx.WriteError, httpx.ReadTimeout, httpx.WriteTimeout,
@@ -131,7 +135,7 @@ class Client:
         """Register an externally trained adapter (a folder inside the server's artifact roots)."""
         body = {"name": name, "base_model": base_model, "adapter_uri": adapter_uri,
                 "learning_rate": learning_rate, "training": dict(training or {})}  # fmt: skip
-        return self._request("POST", "/candidates", json=body, idempotent=True)
+        return self._request("POST", "/candidates", json=body)
 
     def submit_sweep(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Queue a sweep; returns its job."""
@@ -177,7 +181,7 @@ class Client:
     ) -> dict[str, Any]:
         """The gate's decision for the candidate's latest evaluation, with its evidence."""
         body = {"candidate_id": candidate_id, "policy": dict(policy), "baseline": baseline}
-        return self._request("POST", "/gate/decide", json=body, idempotent=True)
+        return self._request("POST", "/gate/decide", json=body)
 
     def decision(self, decision_id: int) -> dict[str, Any]:
         return self._request("GET", f"/gate/decisions/{decision_id}")
@@ -209,13 +213,13 @@ class Client:
 
     # --------------------------------------------------------------------------------------- transport
 
-    def _request(self, method: str, path: str, *, idempotent: bool = False, **kwargs: Any) -> Any:
-        """Send, retrying as the module docstring says; ``idempotent`` marks a POST safe to repeat."""
-        repeatable = idempotent or method == "GET"
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Send, retrying as the module docstring says (a POST with its own ``Idempotency-Key``)."""
+        if method == "POST":
+            kwargs["headers"] = {IDEMPOTENCY_HEADER: uuid.uuid4().hex, **(kwargs.get("headers") or {})}
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
-            retry=retry_if_exception(lambda error: resendable(error, repeatable))
-            | retry_if_result(lambda response: response.status_code in RETRY_STATUSES),
+            retry=retry_if_exception(resendable) | retry_if_result(answered_later),
             wait=RetryWait(self.backoff, self.max_wait),
             sleep=self.sleep,
             retry_error_callback=_last_outcome,
@@ -226,10 +230,20 @@ class Client:
         return response.json() if response.content else None
 
 
-def resendable(error: BaseException, repeatable: bool) -> bool:
-    """Whether a request that failed with ``error`` may be sent again: always when it never reached the
-    server; when it may have, only if repeating it is harmless (``repeatable``)."""
-    return isinstance(error, NOT_SENT) or (repeatable and isinstance(error, MAYBE_SENT))
+def resendable(error: BaseException) -> bool:
+    """Whether a request that failed with ``error`` may be sent again: it never reached the server, or
+    it may have and repeating it is harmless (a GET, or a POST under its idempotency key)."""
+    return isinstance(error, NOT_SENT + MAYBE_SENT)
+
+
+def answered_later(response: httpx.Response) -> bool:
+    """A 429 or 503, or a 409 saying the same idempotency key's first request is still running."""
+    if response.status_code in RETRY_STATUSES:
+        return True
+    if response.status_code != 409 or "json" not in response.headers.get("content-type", ""):
+        return False
+    body = response.json()
+    return isinstance(body, dict) and str(body.get("type", "")).endswith(KEY_IN_USE)
 
 
 class RetryWait:

@@ -260,3 +260,24 @@ class ApiToken(CreatedAtMixin, Base):
     scopes: Mapped[list[str]] = mapped_column(JsonType)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(CreatedAtMixin, Base):
+    """The answer to a POST sent with an ``Idempotency-Key`` header, kept so that a retry of it gets the
+    same answer instead of doing the work twice (``api/idempotency.py``). ``scope`` is the sha256 of the
+    request's credential, so one client's keys never answer another's requests."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (UniqueConstraint("scope", "key"), _status_check("pending", "done"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(HASH_LEN))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(HASH_LEN))
+    """sha256 of the method, path, query and body: a key reused for another request is refused."""
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    """Renewed while the request holding the key runs: a stale one means its process died."""
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_headers: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    response_body: Mapped[str | None] = mapped_column(Text)

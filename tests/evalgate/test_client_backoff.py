@@ -72,7 +72,7 @@ def test_retry_after_is_bounded_by_the_maximum_wait() -> None:
     assert first_gap(server, "/healthz") <= 0.3 + SLACK
 
 
-def test_a_429_is_retried_even_for_a_post_that_is_not_idempotent() -> None:
+def test_a_429_is_retried_for_a_post_too() -> None:
     def answer(seen: Seen) -> Answer:
         return Answer(429, {"Retry-After": "0"}) if seen.nth <= 2 else Answer(201, body=b'{"id": 1}')
 

@@ -26,7 +26,7 @@ import httpx
 from sqlalchemy import create_engine, select
 
 from evalgate.client import Client
-from evalgate.db.models import Candidate, GateDecision
+from evalgate.db.models import Candidate, GateDecision, Job
 from tests.reliability.figures import record
 
 RESAMPLES = 100
@@ -70,6 +70,8 @@ class LoadPlan:
     prefix: str = "load"
     retries: int = 10
     backoff: float = 0.25
+    sweeps: bool = False
+    """Every third call submits a sweep (a POST that only its idempotency key makes safe to resend)."""
 
 
 @dataclass
@@ -80,6 +82,8 @@ class LoadResult:
     """Candidate id -> the name it was registered under."""
     decided: dict[int, str] = field(default_factory=dict)
     """Decision id -> the policy hash it was made under."""
+    submitted: dict[int, str] = field(default_factory=dict)
+    """Sweep job id -> the name of the sweep it runs."""
     failures: list[str] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
@@ -88,7 +92,7 @@ class LoadResult:
     @property
     def accepted(self) -> int:
         """Writes the clients were told succeeded."""
-        return len(self.registered) + len(self.decided)
+        return len(self.registered) + len(self.decided) + len(self.submitted)
 
     @property
     def requests(self) -> int:
@@ -99,7 +103,8 @@ class LoadResult:
         """One line for the test output: rate, accepted writes, 429/503 and transport-error counts."""
         rate = self.requests / self.seconds if self.seconds else 0.0
         return (f"{self.requests} requests in {self.seconds:.1f} s ({rate:.1f}/s); accepted "
-                f"{len(self.registered)} registrations + {len(self.decided)} decisions; "
+                f"{len(self.registered)} registrations + {len(self.decided)} decisions + "
+                f"{len(self.submitted)} sweeps; "
                 f"429: {self.statuses[429]}, 503: {self.statuses[503]}, "
                 f"transport errors: {dict(self.errors) or 0}, failures: {len(self.failures)}")  # fmt: skip
 
@@ -177,6 +182,12 @@ class Load:
 
     def _step(self, client: Client, index: int, step: int) -> None:
         plan = self.plan
+        if plan.sweeps and step % 3 == 0:
+            name = f"{plan.prefix}-{index}-{step}"
+            job = client.submit_sweep({"dataset": "suite@v1", "name": name, "learning_rates": [1e-3]})
+            with self.lock:
+                self.result.submitted[job["id"]] = name
+            return
         if step % 2:
             name = f"{plan.prefix}-{index}-{step}"
             adapter = plan.adapters[(index + step) % len(plan.adapters)]
@@ -202,11 +213,13 @@ class Audit:
     duplicate_registrations: int
     duplicate_decisions: int
     unreported: int
+    lost_jobs: list[int] = field(default_factory=list)
+    duplicate_jobs: int = 0
     """Rows the clients were never told about (a call that landed but failed for its client)."""
 
     @property
     def lost(self) -> int:
-        return len(self.lost_registrations) + len(self.lost_decisions)
+        return len(self.lost_registrations) + len(self.lost_decisions) + len(self.lost_jobs)
 
 
 def audit(database_url: str, result: LoadResult, prefix: str = "load") -> Audit:
@@ -222,6 +235,8 @@ def audit(database_url: str, result: LoadResult, prefix: str = "load") -> Audit:
             columns = (GateDecision.id, GateDecision.policy_hash, GateDecision.candidate_run_id,
                        GateDecision.baseline_run_id)  # fmt: skip
             decisions = connection.execute(select(*columns)).all()
+            sweep_jobs = connection.execute(select(Job.id, Job.payload).where(Job.kind == "sweep"))
+            jobs = {row.id: str(row.payload["config"]["name"]) for row in sweep_jobs}
     finally:
         engine.dispose()
     stored_decisions = {row.id: row.policy_hash for row in decisions}
@@ -231,7 +246,10 @@ def audit(database_url: str, result: LoadResult, prefix: str = "load") -> Audit:
         duplicate_registrations=len(candidates) - len(set(candidates.values())),
         duplicate_decisions=len(decisions) - len({tuple(row[1:]) for row in decisions}),
         unreported=len(candidates.keys() - result.registered.keys())
-        + len(stored_decisions.keys() - result.decided.keys()),
+        + len(stored_decisions.keys() - result.decided.keys())
+        + len(jobs.keys() - result.submitted.keys()),
+        lost_jobs=[i for i, name in result.submitted.items() if jobs.get(i) != name],
+        duplicate_jobs=len(jobs) - len(set(jobs.values())),
     )
 
 

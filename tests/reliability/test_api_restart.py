@@ -1,10 +1,10 @@
 """The API process restarted under a load: clients' retries succeed, nothing accepted is lost or doubled.
 
-Pipeline clients (``evalgate.client.Client``) register candidates and request decisions while the
-`evalgate serve` process is killed (SIGKILL: requests in flight are cut off) or stopped (SIGTERM:
-uvicorn's graceful shutdown) and a new one is started on the same port. Both writes are idempotent
-by design, so the clients resend them after a refused or dropped connection; afterwards every
-registration and decision a client was told about must be in the database exactly once.
+Pipeline clients (``evalgate.client.Client``) register candidates, request decisions and submit sweeps
+while the `evalgate serve` process is killed (SIGKILL: requests in flight are cut off) or stopped
+(SIGTERM: uvicorn's graceful shutdown) and a new one is started on the same port. Every POST carries an
+idempotency key, so the clients resend them after a refused or dropped connection; afterwards every
+registration, decision and sweep job a client was told about must be in the database exactly once.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
@@ -40,6 +41,7 @@ def test_api_restart_under_load_loses_and_duplicates_nothing(
     serve: Callable[..., ServedApi], sig: signal.Signals
 ) -> None:
     api = serve(CLIENTS)
+    api.plan = replace(api.plan, sweeps=True)
     with injected_fault(f"api restart under load ({sig.name})") as report:
         with Load(api.plan, clients=CLIENTS) as load:
             wait_for_accepted(load, UNDER_WAY)
@@ -52,8 +54,8 @@ def test_api_restart_under_load_loses_and_duplicates_nothing(
         found = audit(api.database_url, result)
         print(f"\napi restart ({sig.name}): {result.summary()}")
         restarted = api.process is not None and api.process.pid != old_pid and api.process.poll() is None
-        report(restarted and not result.failures and found.lost == 0 and found.unreported == 0
-               and found.duplicate_registrations == found.duplicate_decisions == 0)  # fmt: skip
+        duplicates = found.duplicate_registrations + found.duplicate_decisions + found.duplicate_jobs
+        report(restarted and not result.failures and found.lost == found.unreported == duplicates == 0)
     record("load", f"clients through an api restart ({sig.name})", requests=result.accepted, lost=found.lost)
 
     assert restarted, "no new API process answered on the port"
@@ -64,4 +66,5 @@ def test_api_restart_under_load_loses_and_duplicates_nothing(
     assert result.failures == [], result.failures[:5]
     assert found.lost_registrations == [] and found.lost_decisions == [], found
     assert found.duplicate_registrations == 0 and found.duplicate_decisions == 0, found
+    assert found.lost_jobs == [] and found.duplicate_jobs == 0 and len(result.submitted) > 0, found
     assert found.unreported == 0, found
