@@ -1,4 +1,5 @@
-"""Schemathesis over every operation of the OpenAPI document: no generated request gets a 5xx.
+"""Schemathesis over every operation of the OpenAPI document: no generated request gets a 5xx, and
+every 4xx is a problem document (RFC 9457).
 
     EVALGATE_FIGURES_FILE=/tmp/figures.jsonl pytest tests/reliability/test_openapi_fuzz.py -m reliability
 
@@ -63,6 +64,8 @@ class Tally:
     server_errors: list[str] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     """Answers by status code: shows the cases got past authentication and reached real rows."""
+    not_problems: list[str] = field(default_factory=list)
+    """4xx answers that are not RFC 9457 problem documents."""
 
     @property
     def total(self) -> int:
@@ -154,6 +157,8 @@ def fuzz_operation(
             tally.fail(case, f"{type(error).__name__}: {error}")
             return
         tally.statuses[response.status_code] += 1
+        if 400 <= response.status_code < 500 and not is_problem(response):
+            tally.not_problems.append(f"{case.operation.label}: {response.status_code} {response.text[:200]}")
         try:
             case.validate_response(response, checks=[not_a_server_error], headers=headers)
         except (AssertionError, FailureGroup) as failure:
@@ -165,6 +170,15 @@ def fuzz_operation(
         if mode is not GenerationMode.NEGATIVE or tally.cases[label]:
             raise
         del tally.cases[label]  # nothing in this operation's schema can be violated (no parameters)
+
+
+def is_problem(response: Any) -> bool:
+    """An ``application/problem+json`` body with the members every problem has."""
+    kind = response.headers.get("content-type") or [""]  # schemathesis keeps each header's values in a list
+    if not str(kind[0] if isinstance(kind, list) else kind).startswith("application/problem+json"):
+        return False
+    body = response.json()
+    return isinstance(body, dict) and {"type", "title", "status", "detail"} <= body.keys()
 
 
 def fuzz_settings(tmp_path: Path, database_url: str) -> Settings:
@@ -198,6 +212,7 @@ def check_and_record(tally: Tally, name: str, minimum: int) -> None:
     """Record the figures, then fail on any 5xx (listing every one) or too few cases."""
     record("bad_input", name, cases=tally.total, server_errors=len(tally.server_errors))
     assert not tally.server_errors, "\n".join(tally.server_errors)
+    assert not tally.not_problems, "\n".join(tally.not_problems[:20])
     assert tally.total >= minimum, tally.cases
     reached = {label.split(" [")[0] for label, count in tally.cases.items() if count}
     assert len(reached) == len({label.split(" [")[0] for label in tally.cases}), tally.cases
