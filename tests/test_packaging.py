@@ -143,3 +143,19 @@ def test_installed_wheel_runs_from_outside_the_checkout(wheel: Path, tmp_path: P
     url = f"sqlite:///{tmp_path / 'home' / 'evalgate.db'}"
     check = [sys.executable, "-c", INSTALLED_CHECK, str(target), url, str(suite_files)]
     _run(check, cwd=tmp_path, env=env)
+
+
+@pytest.mark.parametrize(
+    ("extra", "package"), [("mlflow", "mlflow"), ("lm-eval", "lm-eval"), ("judge", "openai")]
+)
+def test_an_integration_is_an_extra_the_core_install_does_not_pull_in(extra: str, package: str) -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower() for requirement in requirements}
+
+    assert package in names(project["optional-dependencies"][extra])
+    assert package not in names(project["dependencies"])
