@@ -18,6 +18,7 @@ from evalgate.db.models import ApiToken, Candidate, EvaluationRun, GateDecision,
 from evalgate.evaluation.options import EvaluationOptions, KnownEvaluationOptions
 from evalgate.gate.policy import GatePolicy
 from evalgate.gate.service import PromotionInfo, StoredDecision
+from evalgate.service.views import DatasetVersionView, DiffView, JobView, TokenView
 from evalgate.sweep.config import SweepConfig
 
 MAX_ID = 2**31 - 1
@@ -96,14 +97,7 @@ class Strict(BaseModel):
 # ------------------------------------------------------------------------------------------- datasets
 
 
-class VersionOut(BaseModel):
-    name: str
-    number: int
-    label: str
-    content_hash: str
-    row_count: int
-    counts: dict[str, dict[str, int]]
-    created_at: datetime
+class VersionOut(DatasetVersionView):
     created: bool | None = None
     """On upload: False when identical content was already stored (that version is returned)."""
 
@@ -121,32 +115,15 @@ class VersionOut(BaseModel):
         )
 
 
-class DiffOut(BaseModel):
-    old: str
-    new: str
-    added: list[str]
-    removed: list[str]
-    changed: dict[str, list[str]]
-    unchanged: int
+class DiffOut(DiffView):
+    pass
 
 
 # ------------------------------------------------------------------------------------------------ jobs
 
 
-class JobOut(BaseModel):
-    id: int
-    kind: str
-    status: str
-    attempts: int
-    max_attempts: int
-    progress: dict[str, Any]
-    log_tail: str
-    error: str | None
-    result: dict[str, Any] | None
-    locked_by: str | None
-    cancel_requested: bool
-    created_at: datetime
-    updated_at: datetime
+class JobOut(JobView):
+    pass
 
     @classmethod
     def of(cls, job: Job) -> JobOut:
@@ -325,13 +302,7 @@ class TokenCreated(BaseModel):
     token: str = Field(description="Shown once; only its sha256 is stored.")
 
 
-class TokenOut(BaseModel):
-    id: int
-    name: str
-    scope: str
-    created_at: datetime
-    revoked: bool
-
+class TokenOut(TokenView):
     @classmethod
     def of_row(cls, row: ApiToken) -> TokenOut:
         """A stored token, without its hash: its one scope, and whether it is revoked."""

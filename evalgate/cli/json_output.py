@@ -59,13 +59,13 @@ import json
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, redirect_stdout
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from pydantic import BaseModel, ConfigDict, Field
 
 from evalgate.ci.result import CHECK_FIELDS, is_failure, verdict_interval
+from evalgate.service.views import DatasetVersionView, DiffView, JobView, TokenView
 
 if TYPE_CHECKING:
     from evalgate.evaluation.run import RunResult
@@ -90,18 +90,8 @@ class Shape(BaseModel):
 # ------------------------------------------------------------------------------------------- datasets
 
 
-class DatasetVersionJson(Shape):
+class DatasetVersionJson(DatasetVersionView, Shape):
     """One dataset version."""
-
-    name: str
-    number: int
-    label: str
-    """``NAME@vN``."""
-    content_hash: str
-    row_count: int
-    counts: dict[str, dict[str, int]]
-    """cohort -> split -> rows."""
-    created_at: datetime
 
 
 class DatasetList(Shape):
@@ -124,29 +114,15 @@ class DatasetDetail(DatasetVersionJson):
     sources: list[DatasetSource]
 
 
-class DatasetDiffJson(Shape):
+class DatasetDiffJson(DiffView, Shape):
     """``evalgate datasets diff OLD NEW --json``."""
-
-    old: str
-    new: str
-    added: list[str]
-    removed: list[str]
-    changed: dict[str, list[str]]
-    """Changed row id -> the fields whose values differ."""
-    unchanged: int
 
 
 # ---------------------------------------------------------------------------------------- tokens, jobs
 
 
-class TokenJson(Shape):
+class TokenJson(TokenView, Shape):
     """An API token, never its secret."""
-
-    id: int
-    name: str
-    scope: str
-    created_at: datetime
-    revoked: bool
 
 
 class TokenList(Shape):
@@ -155,22 +131,8 @@ class TokenList(Shape):
     tokens: list[TokenJson]
 
 
-class JobJson(Shape):
+class JobJson(JobView, Shape):
     """``evalgate jobs show ID --json``: a background job (sweep, evaluation)."""
-
-    id: int
-    kind: str
-    status: str
-    attempts: int
-    max_attempts: int
-    progress: dict[str, Any]
-    log_tail: str
-    error: str | None
-    result: dict[str, Any] | None
-    locked_by: str | None
-    cancel_requested: bool
-    created_at: datetime
-    updated_at: datetime
 
 
 class JobList(Shape):
