@@ -91,10 +91,9 @@ def run_standalone(
         result = decide_all(store.sessions, config, version.content_hash, candidates, baseline, sweep_id)
     if sweep_id is not None:
         files = write_gated_analysis(store.sessions, sweep_id, sweep_root(settings, sweep_id))
-        written = [path for path in (files.results, files.best, files.figure) if path is not None]
-        console.print(
-            f"results of sweep {sweep_id}: {', '.join(str(path) for path in written)}", soft_wrap=True
-        )
+        written = [path.name for path in (files.results, files.best, files.figure) if path is not None]
+        folder = files.results.parent
+        console.print(f"results of sweep {sweep_id}: {', '.join(written)} in {folder}", overflow="fold")
     tracked = sync_if_configured(
         tracking_settings(config, settings),
         sweep_id=sweep_id,
@@ -102,7 +101,7 @@ def run_standalone(
         sessions=store.sessions,
     )
     if tracked is not None:
-        console.print(tracked.describe(), soft_wrap=True)
+        console.print(tracked.describe(), overflow="fold")
     return result
 
 
