@@ -24,11 +24,13 @@ demo: setup
 test: lint migrations-check system-tools pytest
 
 # Debian packages the tests use: docker-compose validates docker-compose.yml (no engine needed);
-# chromium is the browser the dashboard tests drive (Playwright never downloads one).
+# chromium is the browser the dashboard tests drive (Playwright never downloads one); wrk is the load
+# generator of bench/api_speed.py, run for real by tests/test_wrk_load.py.
 system-tools:
 	@missing=""; \
 	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 || missing="docker-compose"; \
 	test -x /usr/bin/chromium || missing="$$missing chromium"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	if [ -n "$$missing" ]; then apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 
 screenshot: setup

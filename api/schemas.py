@@ -5,7 +5,7 @@ from reaching it: such input is a 422 naming the parameter or field, never a 500
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, is_dataclass
+from dataclasses import fields, is_dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -37,7 +37,7 @@ def unstorable(value: Any, where: str = "") -> str | None:
     database.
     """
     if is_dataclass(value) and not isinstance(value, type):
-        value = asdict(value)
+        value = shallow_fields(value)
     if isinstance(value, str):
         return f"{where or 'value'}: NUL character (\\u0000) not allowed" if "\x00" in value else None
     if isinstance(value, float) and not math.isfinite(value):
@@ -54,6 +54,12 @@ def unstorable(value: Any, where: str = "") -> str | None:
             if problem:
                 return problem
     return None
+
+
+def shallow_fields(instance: Any) -> dict[str, Any]:
+    """A dataclass instance's fields by name, values as they are (``dataclasses.asdict`` deep-copies
+    every nested dict and list: a decision's evidence on every answer)."""
+    return {field.name: getattr(instance, field.name) for field in fields(instance)}
 
 
 async def storable_parameters(request: Request) -> None:
@@ -265,7 +271,7 @@ class DecisionOut(BaseModel):
 
     @classmethod
     def of(cls, decision: StoredDecision) -> DecisionOut:
-        return cls(**asdict(decision))
+        return cls(**shallow_fields(decision))
 
     @classmethod
     def of_row(cls, row: GateDecision) -> DecisionOut:
@@ -285,7 +291,7 @@ class PromotionOut(BaseModel):
 
     @classmethod
     def of(cls, promotion: PromotionInfo) -> PromotionOut:
-        return cls(**asdict(promotion))
+        return cls(**shallow_fields(promotion))
 
 
 # ---------------------------------------------------------------------------------------------- tokens

@@ -12,8 +12,8 @@ The script creates (or resets) a PostgreSQL database, migrates it and seeds one 
 rows per cohort), a base run and three candidate runs scored on quality/target and quality/ood (the
 two checks of the policy), stores each candidate's decision once and creates a write token. For each
 ``--workers`` value it starts ``uvicorn api.main:app`` in a subprocess on a free loopback port (access
-log off) and drives it from this process with ``--connections`` keep-alive connections, measuring
-``--duration`` seconds after ``--warmup`` seconds, for three scenarios:
+log off) and drives it with ``--connections`` keep-alive connections, measuring ``--duration`` seconds
+after ``--warmup`` seconds, for three scenarios:
 
     decide-stored  POST /gate/decide whose decision is already stored (the idempotent path, reused=true)
     get            GET /gate/decisions/{id}
@@ -21,11 +21,13 @@ log off) and drives it from this process with ``--connections`` keep-alive conne
 
 Each connection sends its next request as soon as the previous answer arrived (closed loop), so the
 figures are the throughput at that concurrency and the latency it costs (fewer connections: lower
-latency, at most the same throughput). The load generator is a minimal HTTP/1.1 client on asyncio
-streams: about 0.25 ms of CPU per request on the 2-core machine, where ``httpx.AsyncClient`` took
-about 5 ms, as much as the server. It still shares the machine's cores with the server and PostgreSQL
-(and whatever else runs there), so the CPU each used during the window is printed beside the
-figures, with the server's CPU per request, which other load disturbs much less than requests/s.
+latency, at most the same throughput). The load generator is ``wrk`` (``bench/wrk_load.py``; Debian's
+``wrk`` package) when it is installed: one C thread, a small fraction of a core. ``--generator asyncio``
+uses a minimal HTTP/1.1 client on asyncio streams in this process instead (about 0.25 ms of CPU per
+request; ``httpx.AsyncClient`` took about 5 ms, as much as the server). Either shares the machine's
+cores with the server and PostgreSQL (and whatever else runs there), so the CPU each used during the
+window is printed beside the figures (``cpu% client`` is the generator's), with the server's CPU per
+request, which other load disturbs much less than requests/s.
 
 Last, the same three operations are called in-process (``decide_candidate``, ``get_decision``) in a
 loop, so the HTTP overhead can be read off. The server is stopped and the database dropped at the end.
@@ -58,6 +60,7 @@ import uvicorn
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import make_url
 
+from bench import wrk_load
 from evalgate.core.settings import Settings
 from evalgate.data.store import DatasetStore
 from evalgate.db.migrate import upgrade
@@ -296,7 +299,7 @@ def http_request(method: str, path: str, token: str, body: dict[str, Any] | None
     return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
 
 
-def fresh_policy(seed: int) -> dict[str, Any]:
+def fresh_policy(seed: int | str) -> dict[str, Any]:
     """POLICY with another bootstrap seed: a policy hash no stored decision has."""
     return {**POLICY, "seed": seed}
 
@@ -394,9 +397,9 @@ class CpuSnapshot:
     """Time this virtual machine wanted a core and the hypervisor gave it to someone else."""
 
 
-def cpu_snapshot(server: psutil.Process, database: str) -> CpuSnapshot:
-    """CPU used so far by this process (the client), the server with its workers, PostgreSQL (the
-    backends serving ``database`` and the background processes) and the whole machine."""
+def cpu_snapshot(server: psutil.Process, database: str, client: psutil.Process | None = None) -> CpuSnapshot:
+    """CPU used so far by the client (``client``, default this process), the server with its workers,
+    PostgreSQL (the backends serving ``database`` and the background processes) and the whole machine."""
 
     def ours(title: str) -> bool:
         return f" {database} " in title or "(" not in title  # a backend of ours, or a background process
@@ -407,7 +410,7 @@ def cpu_snapshot(server: psutil.Process, database: str) -> CpuSnapshot:
         if process.info["name"] == "postgres" and ours(" ".join(process.info["cmdline"] or []))
     ]
     groups = {
-        "client": [psutil.Process()],
+        "client": [client or psutil.Process()],
         "server": [server, *server.children(recursive=True)],
         "postgres": postgres,
     }
@@ -469,6 +472,12 @@ def run_scenario(
     """Check, warm up, measure and summarise one scenario against a running server."""
     make_request = request_source(scenario, seeded, seeds)
     size = check_scenario(server.port, make_request, scenario)
+    if args.generator == "wrk":
+        figures, cpu = drive_wrk(server, wrk_specs(scenario, seeded), seeded.token, args)
+        errors = figures.status_errors + figures.socket_errors
+        problem = f"{figures.status_errors} answers >= 400, {figures.socket_errors} socket errors"
+        return Result(scenario, server.workers, args.connections, figures.rate, figures.p50_ms,
+                      figures.p99_ms, errors, size, cpu, problem if errors else "")  # fmt: skip
     samples, cpu = asyncio.run(drive(server, make_request, args.connections, args.warmup, args.duration))
     latencies_ms = 1000 * np.array(samples.latencies or [float("nan")])
     return Result(
@@ -483,6 +492,46 @@ def run_scenario(
         cpu=cpu,
         first_error=samples.first_error,
     )
+
+
+def wrk_specs(scenario: str, seeded: Seeded) -> list[wrk_load.Spec]:
+    """The rotation of requests wrk sends for ``scenario`` (fresh decisions: a new seed each)."""
+    if scenario == "get":
+        return [wrk_load.Spec("GET", f"/gate/decisions/{did}") for did in seeded.decision_ids]
+    policy = fresh_policy(wrk_load.COUNTER) if scenario == "decide-fresh" else POLICY
+    return [
+        wrk_load.Spec("POST", "/gate/decide", json.dumps({"candidate_id": cid, "policy": policy}))
+        for cid in seeded.candidate_ids
+    ]
+
+
+WRK_SEED_BLOCK = 10_000_000
+"""wrk's fresh-decision seeds start at a multiple of this (far above the in-process ones)."""
+_wrk_runs = itertools.count(1)
+
+
+def drive_wrk(
+    server: Server, specs: list[wrk_load.Spec], token: str, args: argparse.Namespace
+) -> tuple[wrk_load.WrkFigures, dict[str, float]]:
+    """A wrk warm-up run, then the measured run; the CPU window spans the measured run less half a
+    second at each end (wrk's own process is the client)."""
+    url = f"http://{HOST}:{server.port}"
+
+    def script() -> str:
+        return wrk_load.lua_script(specs, token, counter_start=next(_wrk_runs) * WRK_SEED_BLOCK)
+
+    if args.warmup > 0:
+        wrk_load.run(url, script(), connections=args.connections, seconds=args.warmup)
+    with wrk_load.running(url, script(), connections=args.connections, seconds=args.duration) as wrk:
+        time.sleep(0.5)
+        before, started = cpu_snapshot(server.process, server.database, wrk), time.perf_counter()
+        time.sleep(max(0.5, args.duration - 1.0))
+        after = cpu_snapshot(server.process, server.database, wrk)
+        cpu = cpu_shares(before, after, time.perf_counter() - started)
+        output, _ = wrk.communicate()
+    if wrk.returncode != 0:
+        raise RuntimeError(f"wrk exited {wrk.returncode}:\n{output[-2000:]}")
+    return wrk_load.parse(output), cpu
 
 
 # ------------------------------------------------------------------------------------------- in-process
@@ -539,12 +588,13 @@ def print_header(args: argparse.Namespace, url: str) -> None:
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB; python {platform.python_version()}, "
         f"uvicorn {uvicorn.__version__} ({uvicorn_stack()}), {postgres_version(url)} on {HOST}"
     )
+    generator = "wrk, one thread" if args.generator == "wrk" else "one asyncio process"
     print(
-        f"load: {args.connections} keep-alive connections from one asyncio process on the same machine "
+        f"load: {args.connections} keep-alive connections from {generator} on the same machine "
         f"(closed loop), {args.warmup:g} s warm-up + {args.duration:g} s measured per scenario"
     )
     print(
-        "cpu%: share of one core during the window used by this client, the uvicorn processes, "
+        "cpu%: share of one core during the window used by the load generator, the uvicorn processes, "
         "PostgreSQL,\nother processes on the machine, and taken by the hypervisor (steal); "
         f"the machine has {100 * (psutil.cpu_count() or 1)}"
     )
@@ -656,6 +706,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts")
     parser.add_argument("--connections", type=int, default=16, help="concurrent keep-alive connections")
+    parser.add_argument(
+        "--generator",
+        choices=("wrk", "asyncio"),
+        default="wrk" if wrk_load.available() else "asyncio",
+        help="load generator: wrk (C, one thread; the default when installed) or this script's asyncio one",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds before each")
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))

@@ -1,19 +1,30 @@
 """Engines and sessions for SQLite (embedded default) and PostgreSQL (production).
 
-PostgreSQL engines ping a pooled connection before handing it out (``pool_pre_ping``), so after a
-server restart the dead connections are replaced and the service recovers by itself; a new connection
-gives up after ``POSTGRES_CONNECT_TIMEOUT_SECONDS`` (unless the URL sets ``connect_timeout``) so a
-request to a server that does not answer fails fast instead of hanging.
+A PostgreSQL engine pings a pooled connection that has been idle for more than
+``PING_AFTER_IDLE_SECONDS`` before handing it out, and replaces it if the ping fails, so after a server
+restart the dead connections are replaced and the service recovers by itself. A busy connection is
+handed out without a ping (it saves a round trip per request); if the server went away meanwhile, the
+statement fails as a disconnect, SQLAlchemy discards every connection made before it, and the next
+checkout opens a new one. A new connection gives up after ``POSTGRES_CONNECT_TIMEOUT_SECONDS`` (unless
+the URL sets ``connect_timeout``) so a request to a server that does not answer fails fast instead of
+hanging. The pool keeps ``POSTGRES_POOL_SIZE`` connections (``POSTGRES_MAX_OVERFLOW`` more under a
+burst), as many as the API's worker threads can use at once, so a busy server does not open and close
+a connection per request.
+
+``read_scope`` is ``session_scope`` for reads only: its connection runs in autocommit, so the reads
+cost no BEGIN and COMMIT round trips (each statement sees the data committed before it, as in a
+READ COMMITTED transaction).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,6 +32,11 @@ from evalgate.core.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+POSTGRES_POOL_SIZE = 20
+POSTGRES_MAX_OVERFLOW = 20
+"""With the pool size: the 40 threads of the API's thread pool each find a connection."""
+PING_AFTER_IDLE_SECONDS = 1.0
+"""A pooled connection idle for longer than this is pinged before use; a busier one is not."""
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -43,7 +59,31 @@ def make_engine(url: str, **engine_options: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
     connect_args.update(engine_options.pop("connect_args", {}))
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **engine_options)
+    if "poolclass" not in engine_options:
+        engine_options = {"pool_size": POSTGRES_POOL_SIZE, "max_overflow": POSTGRES_MAX_OVERFLOW,
+                          **engine_options}  # fmt: skip
+    engine = create_engine(url, connect_args=connect_args, **engine_options)
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a pooled connection idle for over ``PING_AFTER_IDLE_SECONDS`` when it is checked out; a
+    failed ping makes the pool discard it and try another (SQLAlchemy's ``DisconnectionError``)."""
+
+    @event.listens_for(engine, "checkin")
+    def remember(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.pop("idle_since", None)
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as error:
+            raise exc.DisconnectionError(f"pooled connection failed its ping: {error}") from error
 
 
 @lru_cache(maxsize=8)
@@ -68,5 +108,16 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only, on a connection in autocommit (no BEGIN or COMMIT sent)."""
+    session = factory()
+    try:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
     finally:
         session.close()

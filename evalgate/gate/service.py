@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from evalgate.db.locks import serialised
 from evalgate.db.models import Candidate, EvaluationRun, GateDecision, Promotion
-from evalgate.db.queries import latest_finished_run
-from evalgate.db.session import session_scope
+from evalgate.db.session import read_scope, session_scope
 from evalgate.gate.decide import GateRefusal
 from evalgate.gate.policy import GatePolicy
 from evalgate.gate.records import add_decision, decide_runs
@@ -75,9 +74,8 @@ def decide_candidate(
     Idempotent: the same runs and policy return the stored decision. Two identical requests racing
     each other store one decision: the insert re-checks under a lock on (runs, policy hash).
     """
-    with session_scope(sessions) as session:  # one session for the lookups: the stored path is hot
-        run_id, base_model = _latest_run(session, candidate_id)
-        baseline_run_id = _baseline_run(session, run_id, base_model, candidate_id, baseline)
+    with read_scope(sessions) as session:  # one autocommit session for the lookups: the stored path is hot
+        run_id, baseline_run_id = _chosen_runs(session, candidate_id, baseline)
         existing = _find_decision(session, run_id, baseline_run_id, policy.sha256)
     if existing is not None:
         return existing
@@ -94,7 +92,7 @@ def decide_candidate(
 
 def get_decision(sessions: sessionmaker[Session], decision_id: int) -> StoredDecision:
     """One stored decision; ``LookupError`` when there is none with this id."""
-    with session_scope(sessions) as session:
+    with read_scope(sessions) as session:
         row = session.get(GateDecision, decision_id)
         if row is None:
             raise LookupError(f"decision {decision_id} not found")
@@ -157,45 +155,102 @@ def _current_baseline(session: Session, base_model: str) -> PromotionInfo | None
     return _promotion(row) if row is not None else None
 
 
-def _latest_run(session: Session, candidate_id: int) -> tuple[int, str]:
-    candidate = session.get(Candidate, candidate_id)
-    if candidate is None:
+@dataclass(frozen=True)
+class _Standing:
+    """What choosing a candidate's runs needs, read in one statement (``_standing``)."""
+
+    base_model: str
+    run_id: int | None
+    """The candidate's latest finished run."""
+    base_run_id: int | None
+    """The base-model run that ``run_id`` was evaluated beside (its summary's ``baseline_run_id``)."""
+    promoted_id: int | None
+    """The candidate of the latest promotion for ``base_model``."""
+    promoted_run_id: int | None
+    """``promoted_id``'s latest finished run on ``run_id``'s dataset version."""
+
+
+def _standing_query() -> Select[Any]:
+    """The SELECT of correlated subqueries behind ``_standing`` (built once: the candidate is a bound
+    parameter, so each call reuses the compiled statement)."""
+    latest, of_version, promoted_run = (aliased(EvaluationRun) for _ in range(3))
+    run_id = _newest_finished(latest, latest.candidate_id == Candidate.id)
+    version_id = (
+        select(of_version.dataset_version_id)
+        .where(of_version.id == run_id)
+        .correlate(Candidate)
+        .scalar_subquery()
+    )
+    promoted_id = (
+        select(Promotion.candidate_id)
+        .where(Promotion.base_model == Candidate.base_model)
+        .order_by(Promotion.id.desc())
+        .limit(1)
+        .correlate(Candidate)
+        .scalar_subquery()
+    )
+    base_run_id = (
+        select(EvaluationRun.summary["baseline_run_id"].as_integer())
+        .where(EvaluationRun.id == run_id)
+        .correlate(Candidate)
+        .scalar_subquery()
+    )
+    promoted_run_id = _newest_finished(
+        promoted_run, promoted_run.candidate_id == promoted_id, promoted_run.dataset_version_id == version_id
+    )
+    columns = (Candidate.base_model, run_id, base_run_id, promoted_id, promoted_run_id)
+    return select(*columns).where(Candidate.id == bindparam("candidate_id"))
+
+
+def _standing(session: Session, candidate_id: int) -> _Standing:
+    """The candidate's ``_Standing``, in one round trip instead of four (the stored-decision path is
+    hot); ``LookupError`` when there is no such candidate."""
+    row = session.execute(_STANDING, {"candidate_id": candidate_id}).first()
+    if row is None:
         raise LookupError(f"candidate {candidate_id} not found")
-    run = latest_finished_run(session, candidate_id)
-    if run is None:
-        raise GateRefusal(f"candidate {candidate_id} has no finished evaluation run: evaluate it first")
-    return run.id, candidate.base_model
+    return _Standing(*row)
 
 
-def _baseline_run(
-    session: Session, run_id: int, base_model: str, candidate_id: int, baseline: str | int
-) -> int:
-    """The run to compare against: an explicit run id, the promoted candidate's run, or the base run."""
-    if isinstance(baseline, int):
-        return _finished_run(session, baseline).id
-    if baseline not in BASELINE_CHOICES:
+def _newest_finished(run: Any, *conditions: Any) -> Any:
+    """The id of the newest finished run of the alias ``run`` meeting ``conditions`` (a subquery; the
+    candidate it names is the enclosing query's, however deep it is nested)."""
+    return (
+        select(run.id)
+        .where(run.status == "finished", *conditions)
+        .order_by(run.id.desc())
+        .limit(1)
+        .correlate(Candidate)
+        .scalar_subquery()
+    )
+
+
+_STANDING = _standing_query()
+
+
+def _chosen_runs(session: Session, candidate_id: int, baseline: str | int) -> tuple[int, int]:
+    """(candidate run, baseline run): the candidate's latest finished run, and an explicit run id, the
+    promoted candidate's run on the same dataset version, or the base-model run beside it."""
+    if not isinstance(baseline, int) and baseline not in BASELINE_CHOICES:
         raise ValueError(f"baseline must be a run id or one of {BASELINE_CHOICES}, got {baseline!r}")
-    promoted = None if baseline == "base" else _current_baseline(session, base_model)
-    if promoted is None or promoted.candidate_id == candidate_id:
+    standing = _standing(session, candidate_id)
+    run_id = standing.run_id
+    if run_id is None:
+        raise GateRefusal(f"candidate {candidate_id} has no finished evaluation run: evaluate it first")
+    if isinstance(baseline, int):
+        return run_id, _finished_run(session, baseline).id
+    promoted = None if baseline == "base" else standing.promoted_id
+    if promoted is None or promoted == candidate_id:
         if baseline == "promoted":
-            raise GateRefusal(f"no other candidate of {base_model} has been promoted")
-        base_id = _finished_run(session, run_id).summary.get("baseline_run_id")
-        if base_id is None:
+            raise GateRefusal(f"no other candidate of {standing.base_model} has been promoted")
+        if standing.base_run_id is None:
             raise GateRefusal(f"evaluation run {run_id} has no base-model run beside it")
-        return int(base_id)
-    return _promoted_run(session, promoted.candidate_id, run_id)
-
-
-def _promoted_run(session: Session, promoted_id: int, run_id: int) -> int:
-    """The promoted candidate's latest finished run on the same dataset version as ``run_id``."""
-    version_id = session.get_one(EvaluationRun, run_id).dataset_version_id
-    found = latest_finished_run(session, promoted_id, version_id)
-    if found is None:
+        return run_id, standing.base_run_id
+    if standing.promoted_run_id is None:
         raise GateRefusal(
-            f"the promoted baseline (candidate {promoted_id}) has no finished evaluation on the dataset "
+            f"the promoted baseline (candidate {promoted}) has no finished evaluation on the dataset "
             f"version of run {run_id}: evaluate it there first"
         )
-    return found.id
+    return run_id, standing.promoted_run_id
 
 
 def _finished_run(session: Session, run_id: int) -> EvaluationRun:
