@@ -7,9 +7,11 @@ handed out without a ping (it saves a round trip per request); if the server wen
 statement fails as a disconnect, SQLAlchemy discards every connection made before it, and the next
 checkout opens a new one. A new connection gives up after ``POSTGRES_CONNECT_TIMEOUT_SECONDS`` (unless
 the URL sets ``connect_timeout``) so a request to a server that does not answer fails fast instead of
-hanging. The pool keeps ``POSTGRES_POOL_SIZE`` connections (``POSTGRES_MAX_OVERFLOW`` more under a
-burst), as many as the API's worker threads can use at once, so a busy server does not open and close
-a connection per request.
+hanging, and TCP keepalives and a user timeout (``POSTGRES_CONNECTION_LIVENESS``) bound how long a
+connection to a server that vanished silently can hold a request. The pool keeps
+``POSTGRES_POOL_SIZE`` connections (``POSTGRES_MAX_OVERFLOW`` more under a burst), as many as the
+API's worker threads can use at once, so a busy server does not open and close a connection per
+request.
 
 ``read_scope`` is ``session_scope`` for reads only: its connection runs in autocommit, so the reads
 cost no BEGIN and COMMIT round trips (each statement sees the data committed before it, as in a
@@ -32,6 +34,18 @@ from evalgate.core.settings import get_settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 5
+POSTGRES_CONNECTION_LIVENESS = {
+    "connect_timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+    "tcp_user_timeout": 30_000,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+"""libpq settings (each overridden by the URL's own): give up connecting after 5 s; fail a statement
+whose data the server has not acknowledged for 30 s (a server that vanished without closing the
+connection) instead of waiting for the kernel's retransmissions (about 15 minutes); and probe an idle
+connection after 30 s, every 10 s, dropping it after 3 unanswered probes."""
 POSTGRES_POOL_SIZE = 20
 POSTGRES_MAX_OVERFLOW = 20
 """With the pool size: the 40 threads of the API's thread pool each find a connection."""
@@ -56,8 +70,8 @@ def make_engine(url: str, **engine_options: Any) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     parsed = make_url(url)
-    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-        connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
+    if parsed.get_backend_name() == "postgresql":
+        connect_args.update({k: v for k, v in POSTGRES_CONNECTION_LIVENESS.items() if k not in parsed.query})
     connect_args.update(engine_options.pop("connect_args", {}))
     if "poolclass" not in engine_options:
         engine_options = {"pool_size": POSTGRES_POOL_SIZE, "max_overflow": POSTGRES_MAX_OVERFLOW,
