@@ -87,6 +87,22 @@ def test_a_promoted_candidate_becomes_the_baseline(
     assert baseline["candidate_id"] == gate_data.good
 
 
+def test_the_baseline_refusals_and_a_promoted_candidate_against_itself(
+    api: TestClient, tokens: dict[str, str], gate_data: GateData
+) -> None:
+    write = tokens["write"]
+    nobody_promoted = decide(api, write, gate_data.good, baseline="promoted")
+    decide(api, write, gate_data.good)
+    api.post(f"/gate/candidates/{gate_data.good}/promote", headers=bearer(write))
+    itself = decide(api, write, gate_data.good).json()  # the promoted candidate: against the base run
+    elsewhere = decide(api, write, gate_data.other_version)  # promoted one has no run on suite@v2
+
+    assert nobody_promoted.status_code == 409
+    assert "no other candidate of m has been promoted" in nobody_promoted.json()["detail"]
+    assert itself["baseline_run_id"] == gate_data.base_run_v1
+    assert elsewhere.status_code == 409 and "evaluate it there first" in elsewhere.json()["detail"]
+
+
 def test_comparing_across_dataset_versions_is_409(
     api: TestClient, tokens: dict[str, str], gate_data: GateData
 ) -> None:
