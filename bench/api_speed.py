@@ -698,6 +698,57 @@ def print_in_process(figures: dict[str, InProcess], results: list[Result]) -> No
     )
 
 
+# ------------------------------------------------------------------------------------ start-up, memory
+
+STARTUP_PROBE = """
+import resource, sys, time
+started = time.perf_counter()
+for module in sys.argv[1:]:
+    __import__(module)
+import api.main
+api.main.create_app()
+seconds = time.perf_counter() - started
+print(seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "torch" in sys.modules)
+"""
+"""Imports (first the modules named on its command line), builds the app; prints seconds, peak RSS in
+MiB and whether torch got imported."""
+
+
+@dataclass(frozen=True)
+class Startup:
+    """One fresh interpreter importing the API and building the app."""
+
+    seconds: float
+    peak_mib: float
+    torch_loaded: bool
+
+
+def startup(url: str, home: Path, first: Sequence[str] = (), repeats: int = 3) -> Startup:
+    """The fastest of ``repeats`` fresh interpreters (importing ``first`` before the API), with the
+    peak resident memory of that one."""
+    env = {**os.environ, "EVALGATE_DATABASE_URL": url, "EVALGATE_HOME": str(home)}
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", STARTUP_PROBE, *first], cwd=REPO_ROOT, env=env,
+                             capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+        runs.append(Startup(float(out[0]), float(out[1]), out[2] == "True"))
+    return min(runs, key=lambda run: run.seconds)
+
+
+def print_startup(url: str, home: Path) -> None:
+    """The API's import + app build as it is (no torch) beside the same with torch and transformers
+    imported first (what it would cost if the API imported the modeling code)."""
+    plain = startup(url, home)
+    heavy = startup(url, home, ("torch", "transformers", "peft"))
+    print("\nAPI process start-up (import + create_app, best of 3 fresh interpreters), peak memory:")
+    print(f"  as it is:                  {plain.seconds:5.2f} s, {plain.peak_mib:5.0f} MiB, "
+          f"torch loaded: {plain.torch_loaded}")  # fmt: skip
+    ratios = (
+        f"{heavy.seconds / plain.seconds:.1f}x the time, {heavy.peak_mib / plain.peak_mib:.1f}x the memory"
+    )
+    print(f"  with torch + transformers: {heavy.seconds:5.2f} s, {heavy.peak_mib:5.0f} MiB ({ratios})")
+
+
 # ------------------------------------------------------------------------------------------------- main
 
 
@@ -730,6 +781,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="evalgate-bench-api-") as folder:
             seeded = seed(url, Path(folder))
             print_header(args, url)
+            print_startup(url, Path(folder))
             print_table_header()
             results = []
             for workers in args.workers:
