@@ -9,9 +9,10 @@ checkout opens a new one. A new connection gives up after ``POSTGRES_CONNECT_TIM
 the URL sets ``connect_timeout``) so a request to a server that does not answer fails fast instead of
 hanging, and TCP keepalives and a user timeout (``POSTGRES_CONNECTION_LIVENESS``) bound how long a
 connection to a server that vanished silently can hold a request. The pool keeps
-``POSTGRES_POOL_SIZE`` connections (``POSTGRES_MAX_OVERFLOW`` more under a burst), as many as the
-API's worker threads can use at once, so a busy server does not open and close a connection per
-request.
+``POSTGRES_POOL_SIZE`` connections open (``POSTGRES_MAX_OVERFLOW`` more under a burst, as many as the
+API's worker threads can use at once), so a busy server does not open and close a connection per
+request (SQLAlchemy's default keeps 5 and closes the rest on return: at 8 concurrent requests most
+paid for a new connection).
 
 ``read_scope`` is ``session_scope`` for reads only: its connection runs in autocommit, so the reads
 cost no BEGIN and COMMIT round trips (each statement sees the data committed before it, as in a
@@ -46,9 +47,12 @@ POSTGRES_CONNECTION_LIVENESS = {
 whose data the server has not acknowledged for 30 s (a server that vanished without closing the
 connection) instead of waiting for the kernel's retransmissions (about 15 minutes); and probe an idle
 connection after 30 s, every 10 s, dropping it after 3 unanswered probes."""
-POSTGRES_POOL_SIZE = 20
-POSTGRES_MAX_OVERFLOW = 20
-"""With the pool size: the 40 threads of the API's thread pool each find a connection."""
+POSTGRES_POOL_SIZE = 10
+"""Connections kept open between requests (a gate API worker serving 8 clients at once needs 8)."""
+POSTGRES_MAX_OVERFLOW = 30
+"""More connections opened under a burst and closed when handed back: with the pool, the 40 threads of
+an API process's thread pool each find one, without holding 40 open on an idle server (PostgreSQL's
+default limit is 100 in all)."""
 PING_AFTER_IDLE_SECONDS = 1.0
 """A pooled connection idle for longer than this is pinged before use; a busier one is not."""
 
