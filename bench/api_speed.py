@@ -528,10 +528,8 @@ def drive_wrk(
         time.sleep(max(0.5, args.duration - 1.0))
         after = cpu_snapshot(server.process, server.database, wrk)
         cpu = cpu_shares(before, after, time.perf_counter() - started)
-        output, _ = wrk.communicate()
-    if wrk.returncode != 0:
-        raise RuntimeError(f"wrk exited {wrk.returncode}:\n{output[-2000:]}")
-    return wrk_load.parse(output), cpu
+        figures = wrk_load.finish(wrk)
+    return figures, cpu
 
 
 # ------------------------------------------------------------------------------------------- in-process

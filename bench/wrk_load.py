@@ -99,8 +99,8 @@ function request()
   local body = spec[3]
   if body ~= nil then
     headers["Content-Type"] = "application/json"
-    if string.find(body, placeholder, 1, true) then
-      local at = string.find(body, placeholder, 1, true)
+    local at = string.find(body, placeholder, 1, true)
+    if at then
       body = string.sub(body, 1, at - 1) .. counter .. string.sub(body, at + #placeholder)
       counter = counter + 1
     end
@@ -153,7 +153,12 @@ def running(
 def run(url: str, script: str, *, connections: int, seconds: float, threads: int = 1) -> WrkFigures:
     """One wrk run to the end; its figures."""
     with running(url, script, connections=connections, seconds=seconds, threads=threads) as process:
-        output, _ = process.communicate()
+        return finish(process)
+
+
+def finish(process: psutil.Popen) -> WrkFigures:
+    """Wait for a ``running`` wrk to end; its figures, or RuntimeError with its output if it failed."""
+    output, _ = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"wrk exited {process.returncode}:\n{output[-2000:]}")
     return parse(output)
