@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from evalgate.sweep.diagnosis import (
+    batch_difficulty,
     compare_within_sweep,
     diagnose,
     ema,
@@ -121,3 +122,55 @@ def test_a_rate_learning_far_less_than_its_neighbours_is_flat_within_the_sweep()
     assert set(changes) == {"lr=3e-05"}
     assert changes["lr=3e-05"].label == "flat" and "rate too small" in changes["lr=3e-05"].reason
     assert "reached by lr=0.0003" in changes["lr=3e-05"].reason
+
+
+def _with_batches(curve: list[float], difficulty: np.ndarray) -> list[float]:
+    """``curve`` with each step's loss scaled by ``exp(difficulty[t])``, the batch every rate sees."""
+    return [float(v) for v in np.array(curve) * np.exp(difficulty)]
+
+
+def _shared_difficulty(seed: int) -> np.ndarray:
+    """Log-difficulty of 32 batches: small noise, and a run of three hard batches at steps 20-22."""
+    difficulty = np.random.default_rng(seed).normal(0.0, 0.04, 32)
+    difficulty[20:23] += 0.25
+    return difficulty
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_climb_every_rate_shows_is_the_batches_not_oscillation(seed: int) -> None:
+    batches = _shared_difficulty(seed)
+    small = _with_batches(_decay(1.0, 0.84), batches)  # falls ~13%: the hard run climbs back over half
+    middle, large = _with_batches(_decay(1.0, 0.4), batches), _with_batches(_decay(1.0, 0.3), batches)
+    assert diagnose(small).label == "oscillating"
+
+    changes = compare_within_sweep(
+        {"small": ("oscillating", small), "middle": ("healthy", middle), "large": ("healthy", large)}
+    )
+
+    assert set(changes) == {"small"} and changes["small"].label != "oscillating"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_swing_only_one_rate_shows_stays_oscillating(seed: int) -> None:
+    batches = _shared_difficulty(seed)
+    swinging = [1.2 + 0.6 * math.cos(2 * math.pi * i / 16) - 0.02 * i for i in range(32)]
+    curves = {
+        "swinging": ("oscillating", _with_batches(swinging, batches)),
+        "middle": ("healthy", _with_batches(_decay(1.0, 0.4), batches)),
+        "exploded": ("diverged", [1.0, 9.0]),
+    }
+
+    assert compare_within_sweep(curves) == {}
+
+
+def test_batch_difficulty_is_the_neighbours_log_rise_over_their_running_median() -> None:
+    difficulty = np.zeros(32)
+    difficulty[20:23] = 0.3
+    neighbours = [_with_batches(_decay(1.0, 0.4), difficulty), _with_batches(_decay(2.0, 0.3), difficulty)]
+
+    found = batch_difficulty(neighbours)
+
+    # the run moves the median by about three steps of the falling curve: most of it is found
+    assert all(0.2 < value <= 0.3 for value in found[20:23])
+    assert max(abs(value) for value in found[:20] + found[23:]) < 0.1
+    assert batch_difficulty([_decay(1.0, 0.4)]) == pytest.approx([0.0] * 32, abs=1e-12)
