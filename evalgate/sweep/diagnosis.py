@@ -26,23 +26,12 @@ only when the loss itself climbs for several steps, not when one batch is harder
 
 Within a sweep, rates are also compared with each other (``compare_within_sweep``), in two steps:
 
-1. Shared hard batches. Every rate of a sweep sees the same batches in the same order, so a run of
-   hard batches lifts every curve at the same steps; at a small rate, whose loss falls little, such a
-   run can climb back over ``REBOUND`` x its drop and be called oscillating. So each oscillating
-   candidate ``k`` is judged again on its curve divided by the batch difficulty its neighbours show
-   (the other non-diverged candidates ``j`` with as many steps):
-
-       r_j,t  = log x_j,t - log median(x_j,t-h .. x_j,t+h)   h = smoothing_span(n), the window cut
-                                                            symmetrically at the ends (r_j,0 = 0)
-       b_t    = median over j of r_j,t   (the shared log-difficulty of batch t)
-       x'_k,t = x_k,t * exp(-b_t)
-
-   A centred running median follows a falling curve exactly and is moved by a run of ``m`` hard
-   batches only by about ``m`` steps of the curve's own slope, so ``r_j,t`` is most of what batch
-   ``t`` added to ``j``'s loss (of a run of three hard batches on a curve falling 1-3% a step, about
-   three quarters). ``k``'s own curve is left out of ``b``: a swing only ``k`` shows stays in
-   ``x'_k`` and keeps its label. Where the rates saw different batches, ``b`` is noise of the
-   neighbours' own and rarely explains a climb away.
+1. Oscillation is the rate's only when no larger rate was stable on the same batches. Training is
+   less stable the larger the rate, all else equal, so an oscillating candidate is relabelled
+   healthy when a candidate with a larger rate, the same other settings and as many steps (so the
+   same batches in the same order) was healthy or flat. Its climb back then came from the batches
+   every rate saw (a run of hard batches lifts a curve that fell little, at a small rate, by more
+   than ``REBOUND`` x its drop), not from a rate on the edge of stability.
 2. Underfit: a healthy candidate whose relative drop is under ``UNDERFIT_SHARE`` of the best drop
    among the sweep's non-diverged candidates is relabelled flat (it learns, but far slower than its
    neighbours: rate too small).
@@ -53,10 +42,8 @@ The report's and dashboard's loss charts draw ``smooth`` over the raw curve.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 DIVERGENCE_FACTOR = 3.0
 RISE_FACTOR = 1.25
@@ -152,14 +139,16 @@ def relative_drop(losses: list[float]) -> float:
     return (start - end) / start if start > 0 else 0.0
 
 
-def compare_within_sweep(curves: dict[str, tuple[str, list[float]]]) -> dict[str, Diagnosis]:
-    """Judge the sweep's candidates against each other (module docstring: shared hard batches, then
-    underfit).
+def compare_within_sweep(
+    curves: dict[str, tuple[str, list[float]]], settings: Mapping[str, tuple[float, str]] | None = None
+) -> dict[str, Diagnosis]:
+    """Judge the sweep's candidates against each other (module docstring: oscillation, then underfit).
 
-    ``curves`` maps a trial's name (``lr=0.0003``) -> (current label, losses); returns the changed
-    diagnoses only.
+    ``curves`` maps a trial's name (``lr=0.0003``) -> (current label, losses); ``settings`` maps it ->
+    (learning rate, a key of its other settings), without which step 1 is skipped. Returns the
+    changed diagnoses only.
     """
-    changes = discount_shared_batches(curves)
+    changes = stable_at_a_larger_rate(curves, settings or {})
     labels = {name: changes[name].label if name in changes else label for name, (label, _) in curves.items()}
     drops = {
         name: relative_drop(losses) for name, (_, losses) in curves.items() if labels[name] != "diverged"
@@ -178,48 +167,33 @@ def compare_within_sweep(curves: dict[str, tuple[str, list[float]]]) -> dict[str
     return changes
 
 
-def discount_shared_batches(curves: dict[str, tuple[str, list[float]]]) -> dict[str, Diagnosis]:
-    """Judge each oscillating candidate again on its curve less the batch difficulty its neighbours
-    share (step 1 of the module docstring); the changed diagnoses only."""
+def stable_at_a_larger_rate(
+    curves: dict[str, tuple[str, list[float]]], settings: Mapping[str, tuple[float, str]]
+) -> dict[str, Diagnosis]:
+    """Oscillating candidates relabelled healthy because a larger rate was stable on the same batches
+    (step 1 of the module docstring)."""
     changes = {}
     for name, (label, losses) in curves.items():
-        neighbours = [
-            other
-            for other_name, (other_label, other) in curves.items()
-            if other_name != name and other_label != "diverged" and len(other) == len(losses)
-        ]
-        if label != "oscillating" or not neighbours or any(loss <= 0 for loss in losses):
+        if label != "oscillating" or name not in settings:
             continue
-        difficulty = batch_difficulty(neighbours)
-        adjusted = [loss * math.exp(-shift) for loss, shift in zip(losses, difficulty, strict=True)]
-        verdict = diagnose(adjusted)
-        if verdict.label != "oscillating":
+        rate, others = settings[name]
+        stable = [
+            other
+            for other, (other_label, other_losses) in curves.items()
+            if other_label in ("healthy", "flat")
+            and other in settings
+            and settings[other][0] > rate
+            and settings[other][1] == others
+            and len(other_losses) == len(losses)
+        ]
+        if stable:
+            larger = min(stable, key=lambda other: settings[other][0])
             changes[name] = Diagnosis(
-                verdict.label,
-                f"{verdict.reason}, once the batch difficulty shared by {len(neighbours)} other "
-                "rate(s) is taken out (its climb back is theirs too: hard batches, not the rate)",
+                "healthy",
+                f"{diagnose(losses).reason}, but {larger} (a larger rate, the same batches) was "
+                f"{curves[larger][0]}: the climb came from the batches, not from the rate",
             )
     return changes
-
-
-def batch_difficulty(curves: Sequence[Sequence[float]]) -> list[float]:
-    """``b_t``: the median over ``curves`` of each curve's log-loss above its centred running median
-    (formula in the module docstring)."""
-    per_curve = [_log_residuals(curve) for curve in curves]
-    return [float(np.median(column)) for column in zip(*per_curve, strict=True)]
-
-
-def _log_residuals(curve: Sequence[float]) -> list[float]:
-    """``r_t = log x_t - log median(x_t-h .. x_t+h)`` (module docstring); all 0 for a curve with a
-    loss <= 0 or not finite."""
-    if any(not (loss > 0 and math.isfinite(loss)) for loss in curve):
-        return [0.0] * len(curve)
-    half = smoothing_span(len(curve))
-    residuals = []
-    for t, loss in enumerate(curve):
-        reach = min(half, t, len(curve) - 1 - t)
-        residuals.append(math.log(loss / float(np.median(curve[t - reach : t + reach + 1]))))
-    return residuals
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -143,13 +143,24 @@ def relabel_within_sweep(sessions: sessionmaker[Session], sweep_id: int) -> None
             )
         ).all()
         changes = compare_within_sweep(
-            {c.name: (c.diagnosis or "", list(c.training.get("loss", []))) for c in candidates}
+            {c.name: (c.diagnosis or "", list(c.training.get("loss", []))) for c in candidates},
+            {
+                c.name: (c.learning_rate, _other_settings(c))
+                for c in candidates
+                if c.learning_rate is not None
+            },
         )
         for candidate in candidates:
             if candidate.name in changes:
                 verdict = changes[candidate.name]
                 candidate.diagnosis = verdict.label
                 candidate.training = {**candidate.training, "diagnosis_reason": verdict.reason}
+
+
+def _other_settings(candidate: Candidate) -> str:
+    """A key of the candidate's hyperparameters other than its learning rate."""
+    others = {k: v for k, v in candidate.hyperparameters.items() if k != "learning_rate"}
+    return json.dumps(others, sort_keys=True, default=str)
 
 
 def candidate_rows(sessions: sessionmaker[Session], sweep_id: int) -> list[dict[str, Any]]:

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from evalgate.sweep.diagnosis import (
-    batch_difficulty,
     compare_within_sweep,
     diagnose,
     ema,
     largest_climb,
     smooth,
     smoothing_span,
+    stable_at_a_larger_rate,
 )
 
 
@@ -136,41 +136,47 @@ def _shared_difficulty(seed: int) -> np.ndarray:
     return difficulty
 
 
+SAME = "r=8"
+"""The other settings every trial below shares."""
+
+
 @pytest.mark.parametrize("seed", range(5))
-def test_a_climb_every_rate_shows_is_the_batches_not_oscillation(seed: int) -> None:
+def test_a_small_rate_climbing_on_batches_a_larger_rate_trained_through_is_not_oscillating(seed: int) -> None:
     batches = _shared_difficulty(seed)
     small = _with_batches(_decay(1.0, 0.84), batches)  # falls ~13%: the hard run climbs back over half
     middle, large = _with_batches(_decay(1.0, 0.4), batches), _with_batches(_decay(1.0, 0.3), batches)
+    curves = {"small": ("oscillating", small), "middle": ("healthy", middle), "large": ("healthy", large)}
     assert diagnose(small).label == "oscillating"
 
-    changes = compare_within_sweep(
-        {"small": ("oscillating", small), "middle": ("healthy", middle), "large": ("healthy", large)}
-    )
+    settings = {"small": (3e-5, SAME), "middle": (3e-4, SAME), "large": (1e-2, SAME)}
 
-    assert set(changes) == {"small"} and changes["small"].label != "oscillating"
+    relabelled = stable_at_a_larger_rate(curves, settings)
+    changes = compare_within_sweep(curves, settings)
+
+    assert relabelled["small"].label == "healthy"
+    assert "but middle (a larger rate, the same batches) was healthy" in relabelled["small"].reason
+    assert (
+        changes["small"].label == "flat" and "rate too small" in changes["small"].reason
+    )  # fell ~13% of ~60%
+    assert "small" not in compare_within_sweep(curves)  # without the rates, nothing tells the batches
 
 
-@pytest.mark.parametrize("seed", range(5))
-def test_a_swing_only_one_rate_shows_stays_oscillating(seed: int) -> None:
-    batches = _shared_difficulty(seed)
+@pytest.mark.parametrize(
+    ("settings", "why"),
+    [
+        ({"swinging": (1e-2, SAME), "middle": (3e-4, SAME)}, "the larger rate is the swinging one"),
+        ({"swinging": (3e-5, SAME), "middle": (3e-4, "r=16")}, "the larger rate had other settings"),
+        ({"swinging": (3e-5, SAME)}, "no other rate"),
+    ],
+)
+def test_an_oscillating_rate_stays_so_unless_a_larger_rate_was_stable_on_the_same_batches(
+    settings, why
+) -> None:
     swinging = [1.2 + 0.6 * math.cos(2 * math.pi * i / 16) - 0.02 * i for i in range(32)]
     curves = {
-        "swinging": ("oscillating", _with_batches(swinging, batches)),
-        "middle": ("healthy", _with_batches(_decay(1.0, 0.4), batches)),
+        "swinging": ("oscillating", swinging),
+        "middle": ("healthy", _decay(1.0, 0.4)),
         "exploded": ("diverged", [1.0, 9.0]),
     }
 
-    assert compare_within_sweep(curves) == {}
-
-
-def test_batch_difficulty_is_the_neighbours_log_rise_over_their_running_median() -> None:
-    difficulty = np.zeros(32)
-    difficulty[20:23] = 0.3
-    neighbours = [_with_batches(_decay(1.0, 0.4), difficulty), _with_batches(_decay(2.0, 0.3), difficulty)]
-
-    found = batch_difficulty(neighbours)
-
-    # the run moves the median by about three steps of the falling curve: most of it is found
-    assert all(0.2 < value <= 0.3 for value in found[20:23])
-    assert max(abs(value) for value in found[:20] + found[23:]) < 0.1
-    assert batch_difficulty([_decay(1.0, 0.4)]) == pytest.approx([0.0] * 32, abs=1e-12)
+    assert compare_within_sweep(curves, {**settings, "exploded": (1e-1, SAME)}) == {}, why
