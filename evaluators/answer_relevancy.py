@@ -77,7 +77,7 @@ class AnswerRelevancy(Evaluator):
     """Answer of the asked kind x on the asked topic (evidence or cosine), [0, 1], higher is better."""
 
     name: ClassVar[str] = "answer_relevancy"
-    version: ClassVar[str] = "2"
+    version: ClassVar[str] = "3"
     higher_is_better: ClassVar[bool] = True
     threshold: ClassVar[float] = 0.5
     cohorts: ClassVar[tuple[str, ...] | None] = None

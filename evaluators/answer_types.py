@@ -148,8 +148,12 @@ def _noun_kind(following: list[str]) -> str:
 
 
 def choice_options(question: str) -> tuple[str, ...]:
-    """The two named options of "... X or Y?" (a name, or a short phrase in a which/is-question), else ()."""
+    """The two named options of "... X or Y?" (a name, or a short phrase in a which/is-question) or
+    of "Between X and Y, who/which ...?" (names), else ()."""
     body = question.strip().rstrip("?").strip()
+    between = _BETWEEN.match(body)
+    if between:
+        return _between_options(between.group(1), between.group(2))
     if " or " not in body:
         return ()
     left, right = body.rsplit(" or ", 1)
@@ -163,6 +167,20 @@ def choice_options(question: str) -> tuple[str, ...]:
         return ()
     left_span = _trailing_phrase(left, len(right_words))
     return (left_span, right) if left_span else ()
+
+
+_BETWEEN = re.compile(r"between\s+(.+?)\s+and\s+([^,]+?)\s*,\s*(?:who|which|what)\b", re.IGNORECASE)
+"""A choice opened by "Between X and Y, who/which/what ...". ("Who ... between X and Y?" is left out:
+"the connection between X and Y" and "the game between X and Y" offer no choice.)"""
+
+
+def _between_options(left: str, right: str) -> tuple[str, ...]:
+    """The options of "Between X and Y, ...": both must be names, of at most 6 words."""
+    right = right.strip()
+    if not (_CAPITALISED.search(right) or right[:1].isdigit()) or len(right.split()) > 6:
+        return ()
+    left_span = _trailing_phrase(left, len(right.split()))
+    return (left_span, right) if left_span[:1].isupper() or left_span[:1].isdigit() else ()
 
 
 _CHOICE_OPENERS = AUXILIARIES | {"which", "who", "what", "whose", "where"}

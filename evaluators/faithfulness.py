@@ -154,7 +154,7 @@ class Faithfulness(Evaluator):
     """Faithfulness to the context: mean claim support (min for JSON), range [0, 1], higher is better."""
 
     name: ClassVar[str] = "faithfulness"
-    version: ClassVar[str] = "4"
+    version: ClassVar[str] = "5"
     higher_is_better: ClassVar[bool] = True
     threshold: ClassVar[float] = THRESHOLD
     cohorts: ClassVar[tuple[str, ...] | None] = None

@@ -18,13 +18,13 @@ FEATURES = (
 )
 WEIGHTS = (
     -0.6869,  # novel
-    -0.9618,  # anchors
-    -1.9183,  # any_anchor
-    -4.8829,  # scattered
-    -2.8917,  # negation
-    -1.667,  # novel_count
-    -3.1255,  # echo
-    -3.0635,  # off_choice
-    -2.9152,  # no_number
+    -0.9619,  # anchors
+    -1.9186,  # any_anchor
+    -4.884,  # scattered
+    -2.8924,  # negation
+    -1.6672,  # novel_count
+    -3.3337,  # echo
+    -3.0665,  # off_choice
+    -2.8672,  # no_number
 )
-BIAS = 1.1357
+BIAS = 1.1365

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from evaluators import text
+from evaluators.answer_types import choice_options
 
 FEATURES = (
     "novel", "anchors", "any_anchor", "scattered", "negation", "novel_count",
@@ -58,7 +59,6 @@ MONTHS = {
 _TOKEN = re.compile(
     r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?(?:st|nd|rd|th)?|[A-Za-z]+(?:['\u2019][A-Za-z]+)?"
 )
-_ABBREVIATION = re.compile(r"[A-Z]\.|(?:St|Dr|Mr|Mrs|Ms|Jr|Sr|Mt|Prof|Gen|Col|Lt|No|vs|Co|Inc)\.")
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
 _NAME = re.compile(r"\b[A-Z][A-Za-z'\u2019]*|\b\d[\d,.]*(?:st|nd|rd|th)?")
 _ASKS_NUMBER = re.compile(
@@ -66,7 +66,6 @@ _ASKS_NUMBER = re.compile(
     r"|how (?:many|much|long|old|far|tall|high|big|large|deep|wide|heavy))\b",
     re.IGNORECASE,
 )
-_OPTIONS = re.compile(r"^(?:.*[,:]\s*)?(.+?)\s+or\s+([^,]+?)\s*[?.!]*$", re.DOTALL)
 _PLURAL_ALTERNATES = (("ve", "f"), ("ie", "y"), ("xe", "x"), ("che", "ch"), ("she", "sh"), ("sse", "ss"))
 """Evidence word endings left by a plural's "es" ("scarves" -> "scarve"), and the singular's ending."""
 _ONE = frozenset({"a", "an", "single"})
@@ -115,18 +114,6 @@ def names(passage: str) -> set[str]:
     return {name for name in found if name}
 
 
-def split_sentences(passage: str) -> list[str]:
-    """``text.split_sentences``, joined again after an initial or a title ("Mark L. Lester")."""
-    joined: list[str] = []
-    for sentence in text.split_sentences(passage):
-        last = joined[-1].rsplit(None, 1)[-1] if joined else ""
-        if joined and _ABBREVIATION.fullmatch(last):
-            joined[-1] = f"{joined[-1]} {sentence}"
-        else:
-            joined.append(sentence)
-    return joined
-
-
 @dataclass(frozen=True)
 class Evidence:
     """What a claim is checked against: the evidence's words, their prefixes, its sentences."""
@@ -146,7 +133,7 @@ class Evidence:
         found.update(_singulars(found))
         if _ONE & set(all_words(evidence)):
             found.add("1")
-        sentences = tuple((frozenset(words(s)), text.has_negation(s)) for s in split_sentences(evidence))
+        sentences = tuple((frozenset(words(s)), text.has_negation(s)) for s in text.split_sentences(evidence))
         prefixes = frozenset(w[:PREFIX] for w in found if len(w) >= PREFIX)
         return cls(frozenset(found), prefixes, sentences, passage)
 
@@ -173,19 +160,9 @@ def _asked(question: str) -> frozenset[str]:
 
 @lru_cache(maxsize=4096)
 def options(question: str) -> frozenset[str] | None:
-    """Canonical words of the alternatives a question offers ("..., X or Y?"), or None.
-
-    The alternatives are the phrases either side of its last " or " (after its last comma or colon);
-    one of them must hold a name, so "Who wrote or directed it?" offers none.
-    """
-    match = _OPTIONS.match(question.strip())
-    if match is None:
-        return None
-    left = match.group(1).split()[-4:]
-    right = match.group(2)
-    if not (names(" ".join(left[1:])) or names(" " + right)):
-        return None
-    return frozenset(words(" ".join(left)) + words(right)) or None
+    """Canonical words of the alternatives a question offers (``answer_types.choice_options``: "...,
+    X or Y?", "Between X and Y, who ...?"), or None."""
+    return frozenset(words(" ".join(choice_options(question)))) or None
 
 
 def features(claim: str, question: str, evidence: Evidence) -> list[float]:

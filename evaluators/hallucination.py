@@ -55,7 +55,7 @@ class HallucinationScore(Evaluator):
     """Rate of unsupported or contradicting claims, range [0, 1], lower is better (see module)."""
 
     name: ClassVar[str] = "hallucination_score"
-    version: ClassVar[str] = "4"
+    version: ClassVar[str] = "5"
     higher_is_better: ClassVar[bool] = False
     threshold: ClassVar[float] = round(1.0 - THRESHOLD, 4)
     cohorts: ClassVar[tuple[str, ...] | None] = None

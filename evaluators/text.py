@@ -51,6 +51,8 @@ REFUSAL_PATTERNS = tuple(
 """Non-committal and refusal phrasings ("I don't know", "I cannot help", "As an AI ...")."""
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])|(?<=[a-z0-9)][.!?])(?=[A-Z][a-z])|\n+")
+_ABBREVIATION = re.compile(r"[A-Z]\.|(?:St|Dr|Mr|Mrs|Ms|Jr|Sr|Mt|Prof|Gen|Col|Lt|No|vs|Co|Inc)\.")
+"""A token that ends in a full stop without ending a sentence: an initial or a title."""
 _CLAIM_JOINT = re.compile(r";\s+|,\s+(?:and|but|while|whereas)\s+|\s+(?:but|whereas)\s+")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)?")
 _NUMBER = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
@@ -60,8 +62,18 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``; also splits "century.First" (a missing space after a full stop)."""
-    return [part.strip() for part in _SENTENCE_END.split(text) if part and part.strip()]
+    """Sentences of ``text``; also splits "century.First" (a missing space after a full stop), but
+    not after an initial or a title ("Mark L. Lester", "Dr. Smith")."""
+    joined: list[str] = []
+    for part in _SENTENCE_END.split(text):
+        part = part.strip() if part else ""
+        if not part:
+            continue
+        if joined and _ABBREVIATION.fullmatch(joined[-1].rsplit(None, 1)[-1]):
+            joined[-1] = f"{joined[-1]} {part}"
+        else:
+            joined.append(part)
+    return joined
 
 
 def split_claims(text: str) -> list[str]:

@@ -60,6 +60,31 @@ def test_a_claim_stitched_from_two_sentences_scores_lower_than_one_sentence_hold
     assert stitched.score < held.score and held.passed
 
 
+def test_an_option_the_question_offers_between_x_and_y_is_an_answer_not_an_echo():
+    context = (
+        "Kim Clijsters (born 8 June 1983) is a Belgian player. Mary Pierce (born 15 January 1975) is French."
+    )
+    question = "Between two tennis players Kim Clijsters and Mary Pierce, who is older?"
+    named, neither = Faithfulness().score(
+        [row("Mary Pierce", context, question), row("Belgian", context, question)]
+    )
+    assert named.passed and named.score == 1.0
+    assert neither.score is not None and not neither.passed
+
+
+def test_an_or_inside_a_long_clause_offers_no_choice():
+    context = (
+        "Affirmative action favours members of a disadvantaged group. "
+        "Black Economic Empowerment is a form of it."
+    )
+    question = (
+        "What is the name of this policy of favoring members of a disadvantaged group who suffer or "
+        "have suffered from discrimination within a culture of which Black Economic Empowerment is a form?"
+    )
+    [result] = Faithfulness().score([row("Affirmative action", context, question)])
+    assert result.passed and result.score == 1.0
+
+
 def test_a_negated_claim_is_contradicted():
     [result] = Faithfulness().score([row("The Oberoi Group is not a hotel company.")])
     assert result.detail["contradicted"] == 1 and not result.passed

@@ -13,6 +13,14 @@ def test_split_sentences_keeps_decimal_numbers_whole():
     assert text.split_sentences("It costs 3.5 dollars. Cheap.") == ["It costs 3.5 dollars.", "Cheap."]
 
 
+def test_split_sentences_does_not_split_after_an_initial_or_a_title():
+    assert text.split_sentences("Thomas C. Mann was appointed by Dr. Lee. He served.") == [
+        "Thomas C. Mann was appointed by Dr. Lee.",
+        "He served.",
+    ]
+    assert text.split_claims("Mark L. Lester directed it.") == ["Mark L. Lester directed it."]
+
+
 def test_split_claims_splits_clause_joints():
     assert text.split_claims("Paris is big, and Lyon is small; Nice is sunny.") == [
         "Paris is big",

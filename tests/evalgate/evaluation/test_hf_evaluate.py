@@ -19,6 +19,7 @@ from evalgate.evaluation.hf_evaluate.inputs import SPECS, MetricInputError
 from evalgate.modeling.loading import load_model
 from evaluators import registry
 from evaluators.base import Evaluator, ScoredRow
+from evaluators.hallucination import HallucinationScore
 from evaluators.perplexity import Perplexity
 
 ORDER_SCHEMA = json.dumps(
@@ -161,7 +162,7 @@ def test_metric_info_states_version_direction_and_formula(tmp_path: Path) -> Non
     """The description names the evaluator's version and direction and carries its module docstring."""
     metric = _load("hallucination_score", tmp_path)
 
-    assert "version 4: lower is better" in metric.description
+    assert f"version {HallucinationScore.version}: lower is better" in metric.description
     assert "hallucination_score = mean over claims" in metric.description
     assert "contexts (list[str | list[str] | None])" in metric.inputs_description
 
