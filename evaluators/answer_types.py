@@ -169,8 +169,10 @@ def choice_options(question: str) -> tuple[str, ...]:
     return (left_span, right) if left_span else ()
 
 
-_BETWEEN = re.compile(r"between\s+(.+?)\s+and\s+([^,]+?)\s*,\s*(?:who|which|what)\b", re.IGNORECASE)
-"""A choice opened by "Between X and Y, who/which/what ...". ("Who ... between X and Y?" is left out:
+_BETWEEN = re.compile(
+    r"(?:in\s+)?between\s+(.+?)\s+and\s+([^,]+?)\s*,?\s+(?:who|which|what)\b", re.IGNORECASE
+)
+"""A choice opened by "(In) between X and Y(,) who/which/what ...". ("Who ... between X and Y?" is left out:
 "the connection between X and Y" and "the game between X and Y" offer no choice.)"""
 
 

@@ -117,6 +117,7 @@ def test_evidence_of_a_two_hop_answer_is_at_least_half():
         ("Can penguins fly?", "yesno"),
         ("Who was born first, Pablo Trapero or Aleksander Ford?", "choice"),
         ("Between two tennis players Kim Clijsters and Mary Pierce, who is older?", "choice"),
+        ("In between Memphis Airport and Albany Airport which one is in Tennessee?", "choice"),
         ("What is the connection between Peter O'Meara and Norman Dike?", "open"),
         ("Extract the order from the message as JSON.", "json"),
         ("What are male bees called?", "open"),
