@@ -18,8 +18,8 @@ from typing import Any
 import datasets
 import fsspec
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from evalgate.data.readers import read_parquet_in_this_thread
 from evalgate.data.rows import FEATURES, FIELDS
 
 Row = dict[str, str | None]
@@ -92,9 +92,7 @@ def read_verified_split(folder: str, entry: dict[str, Any]) -> pa.Table:
             f"dataset file {url} was modified after it was stored: "
             f"sha256 {actual} != recorded {entry['sha256']}"
         )
-    # ParquetFile reads in the calling thread; pq.read_table's dataset scanner leaves readahead
-    # threads holding this Python buffer, which abort the interpreter at exit (apache/arrow#34314).
-    return pq.ParquetFile(pa.BufferReader(data)).read()
+    return read_parquet_in_this_thread(data)
 
 
 def remove_folder(folder: str) -> None:
