@@ -155,9 +155,8 @@ def test_a_small_rate_climbing_on_batches_a_larger_rate_trained_through_is_not_o
 
     assert relabelled["small"].label == "healthy"
     assert "but middle (a larger rate, the same batches) was healthy" in relabelled["small"].reason
-    assert (
-        changes["small"].label == "flat" and "rate too small" in changes["small"].reason
-    )  # fell ~13% of ~60%
+    # it fell about 13%, under a quarter of the larger rates' ~60%: the underfit rule then calls it flat
+    assert changes["small"].label == "flat" and "rate too small" in changes["small"].reason
     assert "small" not in compare_within_sweep(curves)  # without the rates, nothing tells the batches
 
 
