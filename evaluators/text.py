@@ -65,8 +65,7 @@ def split_sentences(text: str) -> list[str]:
     """Sentences of ``text``; also splits "century.First" (a missing space after a full stop), but
     not after an initial or a title ("Mark L. Lester", "Dr. Smith")."""
     joined: list[str] = []
-    for part in _SENTENCE_END.split(text):
-        part = part.strip() if part else ""
+    for part in (piece.strip() for piece in _SENTENCE_END.split(text)):
         if not part:
             continue
         if joined and _ABBREVIATION.fullmatch(joined[-1].rsplit(None, 1)[-1]):
