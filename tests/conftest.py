@@ -151,7 +151,7 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedded_model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded SmolLM2's safetensors cache, built once for the session (about 30 s)."""
+    """The embedded SmolLM2's safetensors cache, built once for the session (about 10 s)."""
     from evalgate.modeling.loading import ensure_embedded_cache
 
     return ensure_embedded_cache(tmp_path_factory.mktemp("smollm2") / "home")
