@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
@@ -55,6 +56,7 @@ class TransformerEmbedder:
         self.batch_size = batch_size
         self.max_length = max_length
         self._memo: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()  # threads may share the process-wide embedder
 
     @classmethod
     def load(cls, name_or_path: str | Path, device: str | None = None) -> TransformerEmbedder:
@@ -74,7 +76,8 @@ class TransformerEmbedder:
         (and many equal answers) once per model. The others are batched in order of length, so a batch
         pads to a length near its own texts' rather than to the longest of a random mix."""
         distinct = list(dict.fromkeys(texts))
-        found = {text: self._memo.get(text) for text in distinct}
+        with self._lock:
+            found = {text: self._memo.get(text) for text in distinct}
         missing = [text for text, vector in found.items() if vector is None]
         vectors = {text: vector for text, vector in found.items() if vector is not None}
         vectors.update(zip(missing, self._encode_new(missing), strict=True))
@@ -83,15 +86,17 @@ class TransformerEmbedder:
 
     def forget(self) -> None:
         """Drop every remembered embedding (a benchmark times cold calls)."""
-        self._memo.clear()
+        with self._lock:
+            self._memo.clear()
 
     def _remember(self, vectors: dict[str, np.ndarray]) -> None:
         """Keep ``vectors`` as the most recently used, dropping the least recently used past MEMO_SIZE."""
-        for text, vector in vectors.items():
-            self._memo[text] = vector
-            self._memo.move_to_end(text)
-        while len(self._memo) > MEMO_SIZE:
-            self._memo.popitem(last=False)
+        with self._lock:
+            for text, vector in vectors.items():
+                self._memo[text] = vector
+                self._memo.move_to_end(text)
+            while len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
 
     def _encode_new(self, texts: list[str]) -> np.ndarray:
         if not texts:
