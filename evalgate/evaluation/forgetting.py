@@ -226,7 +226,9 @@ def _kl_sequences(
 
 def _kl_per_position(base: torch.Tensor, candidate: torch.Tensor) -> torch.Tensor:
     """KL(P || Q) = sum_v P(v) (log P(v) - log Q(v)) at every position, from log-probabilities
-    ``[..., vocab]`` of the base model (P) and of a candidate (Q)."""
+    ``[..., vocab]`` of the base model (P) and of a candidate (Q). Exactly 0 where Q is P (the base
+    scored against itself, which the loop path must give); ``_kl_from_first`` gives up that exactness,
+    about 1e-7 per position, to build no log-softmax for the candidates."""
     return (base.exp() * (base - candidate)).sum(dim=-1)
 
 
