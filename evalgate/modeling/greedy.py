@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from evalgate.modeling.screened_head import screened_picker
 from evalgate.modeling.shared_layers import prefix_cache_for
 
 RowsKept = Callable[[list[int]], None]
@@ -28,6 +29,11 @@ RowsKept = Callable[[list[int]], None]
 Prefill = Callable[[Any, torch.Tensor, torch.Tensor, torch.Tensor], Any]
 """The first forward pass, ``(model, input_ids, attention_mask, position_ids) -> output``: the output's
 ``logits`` (at least the last position) and ``cache`` cover every row of ``input_ids``."""
+
+
+DecodingStep = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Tensor]
+"""``(tokens [rows, 1], attention_mask, position_ids, cache) -> next token ids [rows]``; the cache grows
+by one position in place."""
 
 
 MIN_SHARED_PREFIX = 4
@@ -122,8 +128,9 @@ def greedy_decode(
     with torch.inference_mode():
         output = prefill(model, input_ids, mask, positions)
         cache, next_position = output.cache, positions[:, -1:] + 1
+        tokens = output.logits[:, -1].argmax(dim=-1)
+        step = decoding_step(model)
         while True:
-            tokens = output.logits[:, -1].argmax(dim=-1)
             kept = _record(tokens.tolist(), running, new_tokens, budgets, stop_set)
             if not kept:
                 return new_tokens
@@ -135,14 +142,27 @@ def greedy_decode(
                 if on_rows_kept is not None:
                     on_rows_kept(kept)
             mask = torch.cat([mask, mask.new_ones((len(running), 1))], dim=1)
-            output = model(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=next_position,
-                cache=cache,
-                use_cache=True,
-            )
+            tokens = step(tokens[:, None], mask, next_position, cache)
             next_position = next_position + 1
+
+
+def decoding_step(model: Any) -> DecodingStep:
+    """One step of greedy decoding. Through the decoder and a ``ScreenedArgmax`` of the output layer
+    where that pays (``evalgate.modeling.screened_head``), else through the whole model's logits."""
+    has_parts = hasattr(model, "get_decoder") and hasattr(model, "get_output_embeddings")
+    pick = screened_picker(model.get_output_embeddings()) if has_parts else None
+    if pick is None:
+        return lambda tokens, mask, positions, cache: (
+            model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+            .logits[:, -1]
+            .argmax(dim=-1)
+        )
+    decoder = model.get_decoder()
+    return lambda tokens, mask, positions, cache: pick(
+        decoder(
+            input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+        ).last_hidden_state[:, -1]
+    )
 
 
 def _record(
