@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -103,14 +104,23 @@ class ScreenedArgmax:
         return rows[~settled]
 
 
+_SCREENS: weakref.WeakKeyDictionary[nn.Module, tuple[int, ScreenedArgmax]] = weakref.WeakKeyDictionary()
+"""Each head's screen with its weight's version: a generation of many batches converts the weight once."""
+
+
 def screened_picker(head: nn.Module) -> NextTokens | None:
-    """A ``ScreenedArgmax`` for an fp32 linear head on a CPU where the screen pays, else None."""
+    """A ``ScreenedArgmax`` for an fp32 linear head on a CPU where the screen pays, else None. The
+    screen is kept until the weight changes in place (its ``_version``)."""
     if not isinstance(head, nn.Linear):
         return None
     weight = head.weight
-    if weight.dtype == torch.float32 and weight.device.type == "cpu" and screen_pays(*weight.shape):
-        return ScreenedArgmax(head)
-    return None
+    if weight.dtype != torch.float32 or weight.device.type != "cpu" or not screen_pays(*weight.shape):
+        return None
+    version, screen = _SCREENS.get(head, (-1, None))
+    if screen is None or version != weight._version:
+        screen = ScreenedArgmax(head)
+        _SCREENS[head] = (weight._version, screen)
+    return screen
 
 
 @functools.cache

@@ -98,3 +98,19 @@ def test_greedy_decoding_gives_the_same_tokens_with_the_screen_as_with_the_whole
 
     assert screened == whole_model
     assert len(calls) == 11, "every step after the prompt pass should pick its tokens through the screen"
+
+
+def test_a_head_keeps_its_screen_until_its_weight_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(screened_head, "screen_pays", lambda vocabulary, width: True)
+    head = _head(500, 32, bias=False)
+    hidden = 8 * head.weight.detach()[[3, 4, 5]]
+    first = screened_head.screened_picker(head)
+    assert first is not None and screened_head.screened_picker(head) is first
+
+    with torch.no_grad():
+        head.weight.neg_()  # the winners become the losers
+    again = screened_head.screened_picker(head)
+
+    assert again is not None and again is not first
+    with torch.inference_mode():
+        assert torch.equal(again(hidden), head(hidden).argmax(dim=-1))
