@@ -13,15 +13,20 @@ another's requests, and kept ``RETENTION``.
 - the same key while the first request is still running: a 409 ``idempotency-key-in-use`` problem with
   ``Retry-After``. A running request renews its hold every ``HEARTBEAT`` seconds; a hold not renewed
   for ``ABANDONED_AFTER`` (its process died) is taken over by the retry, which ``Retry-After`` points at.
-  A process that dies after its route committed but before the answer was stored leaves that narrow
-  window open: the retry that takes over runs the route again;
+  On PostgreSQL the route's writes and the answer kept for the key commit in one transaction
+  (``evalgate.db.session.joined_transaction``), and the answer is sent only once both are committed:
+  a process that dies before that commit leaves no work behind, so the retry that takes over does the
+  work once, and one that dies after it leaves the answer to replay. On SQLite (one process, for local
+  use) the route commits on its own, and a process dying between its commit and the kept answer leaves
+  work that the retry taking over does again;
 - answers worth replaying are kept: 2xx, and 400, 404, 413, 422 (the same request gets them again);
   an answer that a retry may change (401, 403, 409, 429, 5xx) or a request that failed midway releases
   the key, so the retry runs afresh.
 
 A POST without the header runs as before. The header must be 1 to 255 visible ASCII characters (a
 UUID is the usual choice). The body of a keyed request is read whole before the route runs (its size
-is bounded by the upload limit, checked outside this middleware).
+is bounded by the upload limit, checked outside this middleware), and its answer is held back until it
+is kept (the API's POST routes answer small JSON documents, never a stream).
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ import json
 import logging
 import math
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, exc, select, update
+import anyio
+from sqlalchemy import Connection, delete, exc, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
@@ -44,7 +51,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, problems
 from evalgate.db.base import utcnow
 from evalgate.db.models import IdempotencyKey
-from evalgate.db.session import session_scope
+from evalgate.db.session import joined_transaction, session_scope
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -89,33 +96,49 @@ class Stored:
 
 @dataclass
 class Captured:
-    """What the application answered, gathered while it is passed on to the client."""
+    """What the application answered, held back until the request's work and answer are kept."""
 
     status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
-    chunks: list[bytes] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     complete: bool = False
 
-    def wrap(self, send: Send) -> Send:
-        """``send``, recording the status, the replayed headers and the body on the way."""
+    async def record(self, message: Message) -> None:
+        """The application's ``send``: note the status, the replayed headers and the body; hold it."""
+        if message["type"] == "http.response.start":
+            self.status = int(message["status"])
+            for name, value in message.get("headers", []):
+                if name.decode("latin-1").lower() in REPLAYED_HEADERS:
+                    self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            self.complete = not message.get("more_body", False)
+        self.messages.append(message)
 
-        async def recording(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                self.status = int(message["status"])
-                for name, value in message.get("headers", []):
-                    if name.decode("latin-1").lower() in REPLAYED_HEADERS:
-                        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
-                self.chunks.append(message.get("body", b""))
-                self.complete = not message.get("more_body", False)
+    async def send_to(self, send: Send) -> None:
+        """Pass the held answer on to the client."""
+        for message in self.messages:
             await send(message)
 
-        return recording
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.messages if m["type"] == "http.response.body")
 
     @property
-    def keep(self) -> bool:
-        """Worth replaying: a complete 2xx or ``KEPT_STATUSES`` answer."""
-        return self.complete and (200 <= self.status < 300 or self.status in KEPT_STATUSES)
+    def work_kept(self) -> bool:
+        """The route's writes are committed unless it failed: no complete answer, or a 5xx."""
+        return self.complete and self.status < 500
+
+    def answer(self) -> Stored | None:
+        """The answer to keep for the key: a complete 2xx or ``KEPT_STATUSES`` answer whose body is
+        empty or a JSON document (what the API's POST routes answer); None frees the key."""
+        if not (self.complete and (200 <= self.status < 300 or self.status in KEPT_STATUSES)):
+            return None
+        body = self.body
+        try:
+            json.loads(body) if body else None
+        except ValueError:
+            return None
+        return Stored(self.status, self.headers, body.decode())
 
 
 class IdempotentPosts:
@@ -152,21 +175,71 @@ class IdempotentPosts:
     async def _run(
         self, scope: Scope, receive: Receive, send: Send, sessions: sessionmaker[Session], row_id: int
     ) -> None:
-        """Run the request, then keep its answer or release the key."""
+        """Run the request; commit its work with its answer kept for the key, then send the answer."""
         captured = Captured()
         holding = asyncio.create_task(_hold(sessions, row_id))
+        connection = await run_in_threadpool(_begin, sessions)
         try:
-            await self.app(scope, receive, captured.wrap(send))
+            with joined_transaction(connection) if connection is not None else nullcontext():
+                await self.app(scope, receive, captured.record)
+        except BaseException:
+            with anyio.CancelScope(shield=True):  # even when the request was cancelled
+                await run_in_threadpool(_abandon, sessions, connection, row_id)
+            raise
         finally:
             holding.cancel()
-            body = b"".join(captured.chunks)
-            answer = (
-                Stored(captured.status, captured.headers, body.decode()) if _kept(captured, body) else None
-            )
-            try:
-                await run_in_threadpool(settle, sessions, row_id, answer)
-            except errors.DATABASE_ERRORS as error:  # the answer is sent; a retry takes the key over later
+        try:
+            await run_in_threadpool(settle, sessions, connection, row_id, captured)
+        except errors.DATABASE_ERRORS as error:
+            if connection is None:  # SQLite: the work is committed; a retry takes the key over later
                 log.warning("idempotency key %d left held: %s", row_id, type(error).__name__)
+            elif errors.database_unavailable(error):  # not committed, or in doubt: a retry finds out
+                await errors.unavailable_response(scope["path"])(scope, receive, send)
+                return
+            else:
+                raise
+        await captured.send_to(send)
+
+
+def _begin(sessions: sessionmaker[Session]) -> Connection | None:
+    """A connection in a transaction for the request's work and answer; None on SQLite, whose driver
+    gives savepoints no reliable support (the route then commits on its own, as without a key)."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        return None
+    connection = engine.connect()
+    connection.begin()
+    return connection
+
+
+def settle(
+    sessions: sessionmaker[Session], connection: Connection | None, row_id: int, captured: Captured
+) -> None:
+    """Keep the request's answer for the key, or free the key; on PostgreSQL in the transaction of the
+    request's work, committed with it, or rolled back with it when the route failed."""
+    if connection is None:
+        keep_answer(sessions, row_id, captured.answer())
+        return
+    with connection:
+        if not captured.work_kept:
+            connection.rollback()
+        else:
+            with joined_transaction(connection):
+                keep_answer(sessions, row_id, captured.answer())
+            connection.commit()
+            return
+    keep_answer(sessions, row_id, None)
+
+
+def _abandon(sessions: sessionmaker[Session], connection: Connection | None, row_id: int) -> None:
+    """The request raised: drop its uncommitted work and free the key (best effort: a key left held
+    is taken over once its hold goes stale)."""
+    try:
+        if connection is not None:
+            connection.close()  # rolls its transaction back
+        keep_answer(sessions, row_id, None)
+    except errors.DATABASE_ERRORS as error:
+        log.warning("idempotency key %d left held: %s", row_id, type(error).__name__)
 
 
 def request_hash(scope: Scope, body: bytes) -> str:
@@ -245,7 +318,7 @@ def _renew(sessions: sessionmaker[Session], row_id: int) -> None:
         )
 
 
-def settle(sessions: sessionmaker[Session], row_id: int, answer: Stored | None) -> None:
+def keep_answer(sessions: sessionmaker[Session], row_id: int, answer: Stored | None) -> None:
     """Store the answer of the request holding ``row_id``; without one (it failed, or got an answer a
     retry may change), free the key."""
     with session_scope(sessions) as session:
@@ -304,15 +377,3 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-def _kept(captured: Captured, body: bytes) -> bool:
-    """Worth replaying (``Captured.keep``) and storable as text: empty or a JSON document (what the
-    API's POST routes answer)."""
-    if not captured.keep:
-        return False
-    try:
-        json.loads(body) if body else None
-    except ValueError:
-        return False
-    return True

@@ -17,6 +17,12 @@ paid for a new connection).
 ``read_scope`` is ``session_scope`` for reads only: its connection runs in autocommit, so the reads
 cost no BEGIN and COMMIT round trips (each statement sees the data committed before it, as in a
 READ COMMITTED transaction).
+
+``joined_transaction`` makes every ``session_scope`` and ``read_scope`` opened within it (in this
+context, and in the threads and tasks started from it) join one transaction on one connection: a
+session's commit only releases its savepoint, and nothing is committed until the connection's owner
+commits. The API runs a POST sent with an ``Idempotency-Key`` this way, so that the route's writes and
+the answer kept for the key commit together (``api/idempotency.py``).
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Connection, Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -55,6 +62,8 @@ an API process's thread pool each find one, without holding 40 open on an idle s
 default limit is 100 in all)."""
 PING_AFTER_IDLE_SECONDS = 1.0
 """A pooled connection idle for longer than this is pinged before use; a busier one is not."""
+_JOINED: ContextVar[Connection | None] = ContextVar("evalgate_joined_transaction", default=None)
+"""The connection whose transaction ``joined_transaction`` makes sessions join, if any."""
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -117,9 +126,33 @@ def session_factory(url: str | None = None) -> sessionmaker[Session]:
 
 
 @contextmanager
+def joined_transaction(connection: Connection) -> Iterator[None]:
+    """Within this block, sessions of ``connection``'s engine join its transaction (module docstring)."""
+    token = _JOINED.set(connection)
+    try:
+        yield
+    finally:
+        _JOINED.reset(token)
+
+
+def _joined(factory: sessionmaker[Session]) -> Connection | None:
+    """The connection of the ``joined_transaction`` that ``factory``'s sessions join, if any."""
+    connection = _JOINED.get()
+    return connection if connection is not None and factory.kw.get("bind") is connection.engine else None
+
+
+def _open(factory: sessionmaker[Session]) -> Session:
+    """A new session of ``factory``; inside a ``joined_transaction``, one in a savepoint of its own."""
+    connection = _joined(factory)
+    if connection is None:
+        return factory()
+    return factory(bind=connection, join_transaction_mode="create_savepoint")
+
+
+@contextmanager
 def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session that commits on success and rolls back on any error."""
-    session = factory()
+    session = _open(factory)
     try:
         yield session
         session.commit()
@@ -133,9 +166,10 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
 @contextmanager
 def read_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session for reads only, on a connection in autocommit (no BEGIN or COMMIT sent)."""
-    session = factory()
+    session = _open(factory)
     try:
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        if _joined(factory) is None:
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
     finally:
         session.close()

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select, update
 
+from api import idempotency
 from api.idempotency import ABANDONED_AFTER, HEADER, REPLAYED
 from evalgate.data.store import DatasetStore
 from evalgate.db.base import utcnow
@@ -129,3 +131,36 @@ def test_a_malformed_key_is_a_422_and_nothing_runs(
 
     assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["header", HEADER]
     assert _count(store, ApiToken) == before
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_request_that_dies_before_its_answer_is_kept_leaves_no_work_behind(
+    api: TestClient, tokens: dict[str, str], store: DatasetStore, write_jsonl, monkeypatch
+) -> None:
+    """The route's job and the key's answer commit together: a process that dies between the route and
+    the stored answer leaves neither, so the retry that takes the key over creates the only job."""
+    store.add("suite", [write_jsonl("rows.jsonl", [{"id": "a", "question": "q", "split": "train"}])])
+    body = {"config": {"dataset": "suite@v1", "learning_rates": [1e-3]}}
+    keep_answer = idempotency.keep_answer
+
+    class Died(Exception):
+        """The API process died before the answer was kept."""
+
+    def dies(*args: object) -> None:
+        raise Died
+
+    monkeypatch.setattr(idempotency, "keep_answer", dies)
+    with pytest.raises(Died):
+        api.post("/sweeps", json=body, headers=_keyed(tokens["write"], "dies"))
+    monkeypatch.setattr(idempotency, "keep_answer", keep_answer)
+    with session_scope(store.sessions) as session:  # its hold goes stale, as a dead process's does
+        stale = utcnow() - ABANDONED_AFTER - timedelta(seconds=1)
+        session.execute(update(IdempotencyKey).values(heartbeat_at=stale))
+    retried = api.post("/sweeps", json=body, headers=_keyed(tokens["write"], "dies"))
+    again = api.post("/sweeps", json=body, headers=_keyed(tokens["write"], "dies"))
+
+    assert retried.status_code == 202 and REPLAYED not in retried.headers
+    assert again.json() == retried.json() and again.headers[REPLAYED] == "true"
+    with session_scope(store.sessions) as session:
+        assert session.scalars(select(Job.id)).all() == [retried.json()["id"]]
