@@ -66,8 +66,9 @@ def main() -> None:
     correct = sum(result.score or 0.0 for result in results)
     print(f"answer_accuracy {correct / len(rows):.1%} ({correct:.0f}/{len(rows)})")
     failures = [(s, r) for s, r in zip(scored, results, strict=True) if not r.passed]
-    for row, result in failures[: args.show_failures]:
-        print(f"- {row.id} {row.question!r} -> {row.answer!r} (accept {result.detail.get('accepted')})")
+    for failed, result in failures[: args.show_failures]:
+        accepted = result.detail.get("accepted")
+        print(f"- {failed.id} {failed.question!r} -> {failed.answer!r} (accept {accepted})")
 
 
 if __name__ == "__main__":

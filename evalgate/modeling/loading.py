@@ -40,6 +40,7 @@ from transformers import (
 from transformers.initialization import no_init_weights
 
 from evalgate.modeling.refs import (
+    ADAPTER_CONFIG,
     EMBEDDED_DEFAULT_MODEL,
     EmbeddedModelUnavailableError,
     InvalidModelFolderError,
@@ -116,7 +117,7 @@ def _check_model_folder(folder: Path) -> None:
     if (folder / "config.json").is_file():
         return
     hint = ""
-    if (folder / "adapter_config.json").is_file():
+    if (folder / ADAPTER_CONFIG).is_file():
         hint = " It looks like a PEFT adapter: load its base model and attach the adapter with peft."
     raise InvalidModelFolderError(f"{folder.resolve()} is not a model folder: it has no config.json.{hint}")
 
