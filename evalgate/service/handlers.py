@@ -3,10 +3,12 @@
 Each handler takes the job's context and payload and returns the JSON result stored on the job.
 Progress is read off a rich ``Progress`` that the training and evaluation code already advance; a
 cancelled job stops at the next training step (saving a checkpoint) or the next generation batch.
+With ``EVALGATE_MLFLOW_TRACKING_URI`` set, a finished job mirrors its sweep or candidate into MLflow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from rich.progress import Progress, TaskID
@@ -67,6 +69,7 @@ def run_sweep_job(settings: Settings, context: JobContext, payload: dict[str, An
         should_stop=context.stop_requested,
     )
     context.log(f"sweep {result.sweep_id} finished")
+    mirror_to_mlflow(settings, context, sweep_id=result.sweep_id)
     return {"sweep_id": result.sweep_id, "dataset": result.dataset, "candidates": result.candidates}
 
 
@@ -88,4 +91,24 @@ def run_evaluation_job(settings: Settings, context: JobContext, payload: dict[st
         )
     for run in runs:
         context.log(f"run {run.run_id} ({run.label}): {run.generated_rows} answers generated")
+    if payload.get("sweep_id") is not None:
+        mirror_to_mlflow(settings, context, sweep_id=int(payload["sweep_id"]))
+    else:
+        mirror_to_mlflow(settings, context, candidate_ids={int(payload["candidate_id"])})
     return {"runs": [{"run_id": r.run_id, "candidate_id": r.candidate_id, "label": r.label} for r in runs]}
+
+
+def mirror_to_mlflow(
+    settings: Settings,
+    context: JobContext,
+    *,
+    sweep_id: int | None = None,
+    candidate_ids: Collection[int] = (),
+) -> None:
+    """With a tracking URI set, mirror what the job stored into MLflow and say so in the job's log; a
+    tracking failure is a warning in the worker's log, never the job's failure (``sync_if_configured``)."""
+    from evalgate.tracking.target import sync_if_configured
+
+    report = sync_if_configured(settings, sweep_id=sweep_id, candidate_ids=candidate_ids)
+    if report is not None:
+        context.log(report.describe())
