@@ -163,9 +163,7 @@ class IdempotentPosts:
         try:
             outcome = await run_in_threadpool(claim, sessions, owner, key, request_hash(scope, body))
         except errors.DATABASE_ERRORS as error:
-            if not errors.database_unavailable(error):
-                raise
-            await errors.unavailable_response(instance)(scope, receive, send)
+            await _unavailable(error, scope, receive, send)
             return
         if isinstance(outcome, Claimed):
             await self._run(scope, _replaying(body, receive), send, sessions, outcome.row_id)
@@ -176,9 +174,34 @@ class IdempotentPosts:
         self, scope: Scope, receive: Receive, send: Send, sessions: sessionmaker[Session], row_id: int
     ) -> None:
         """Run the request; commit its work with its answer kept for the key, then send the answer."""
+        try:
+            connection = await run_in_threadpool(_begin, sessions)
+        except errors.DATABASE_ERRORS as error:
+            await run_in_threadpool(_abandon, sessions, None, row_id)
+            await _unavailable(error, scope, receive, send)
+            return
+        captured = await self._held_answer(scope, receive, sessions, connection, row_id)
+        try:
+            await run_in_threadpool(settle, sessions, connection, row_id, captured)
+        except errors.DATABASE_ERRORS as error:
+            if connection is not None:  # not committed, or in doubt: the retry finds out which
+                await _unavailable(error, scope, receive, send)
+                return
+            log.warning("idempotency key %d left held: %s", row_id, type(error).__name__)
+        await captured.send_to(send)  # SQLite: the work is committed; a retry takes the key over later
+
+    async def _held_answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        sessions: sessionmaker[Session],
+        connection: Connection | None,
+        row_id: int,
+    ) -> Captured:
+        """The application's answer, held back; its writes join ``connection``'s transaction (if any)
+        while the hold on the key is renewed."""
         captured = Captured()
         holding = asyncio.create_task(_hold(sessions, row_id))
-        connection = await run_in_threadpool(_begin, sessions)
         try:
             with joined_transaction(connection) if connection is not None else nullcontext():
                 await self.app(scope, receive, captured.record)
@@ -188,17 +211,14 @@ class IdempotentPosts:
             raise
         finally:
             holding.cancel()
-        try:
-            await run_in_threadpool(settle, sessions, connection, row_id, captured)
-        except errors.DATABASE_ERRORS as error:
-            if connection is None:  # SQLite: the work is committed; a retry takes the key over later
-                log.warning("idempotency key %d left held: %s", row_id, type(error).__name__)
-            elif errors.database_unavailable(error):  # not committed, or in doubt: a retry finds out
-                await errors.unavailable_response(scope["path"])(scope, receive, send)
-                return
-            else:
-                raise
-        await captured.send_to(send)
+        return captured
+
+
+async def _unavailable(error: Exception, scope: Scope, receive: Receive, send: Send) -> None:
+    """A 503 problem when ``error`` says the database is out of reach; any other error is raised."""
+    if not errors.database_unavailable(error):
+        raise error
+    await errors.unavailable_response(scope["path"])(scope, receive, send)
 
 
 def _begin(sessions: sessionmaker[Session]) -> Connection | None:

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, update
+from sqlalchemy import exc, func, select, update
 
 from api import idempotency
 from api.idempotency import ABANDONED_AFTER, HEADER, REPLAYED
@@ -164,3 +164,31 @@ def test_a_request_that_dies_before_its_answer_is_kept_leaves_no_work_behind(
     assert again.json() == retried.json() and again.headers[REPLAYED] == "true"
     with session_scope(store.sessions) as session:
         assert session.scalars(select(Job.id)).all() == [retried.json()["id"]]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_commit_the_database_never_acknowledged_is_a_503_and_the_retry_does_the_work_once(
+    api: TestClient, tokens: dict[str, str], store: DatasetStore, write_jsonl, monkeypatch
+) -> None:
+    """The answer is held back until the work and the answer are committed: a database that goes away
+    at that commit gets the client a 503, never a 202 for a job that does not exist."""
+    store.add("suite", [write_jsonl("rows.jsonl", [{"id": "a", "question": "q", "split": "train"}])])
+    body = {"config": {"dataset": "suite@v1", "learning_rates": [1e-3]}}
+    keep_answer = idempotency.keep_answer
+
+    def connection_lost(*args: object) -> None:
+        raise exc.DisconnectionError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(idempotency, "keep_answer", connection_lost)
+    lost = api.post("/sweeps", json=body, headers=_keyed(tokens["write"], "lost"))
+    monkeypatch.setattr(idempotency, "keep_answer", keep_answer)
+    with session_scope(store.sessions) as session:
+        jobs_after_the_503 = _count(store, Job)
+        stale = utcnow() - ABANDONED_AFTER - timedelta(seconds=1)
+        session.execute(update(IdempotencyKey).values(heartbeat_at=stale))
+    retried = api.post("/sweeps", json=body, headers=_keyed(tokens["write"], "lost"))
+
+    assert lost.status_code == 503 and lost.json()["status"] == 503
+    assert jobs_after_the_503 == 0
+    assert retried.status_code == 202 and _count(store, Job) == 1
