@@ -40,7 +40,6 @@ from transformers import (
 from transformers.initialization import no_init_weights
 
 from evalgate.modeling.refs import (
-    ADAPTER_CONFIG,
     EMBEDDED_DEFAULT_MODEL,
     EmbeddedModelUnavailableError,
     InvalidModelFolderError,
@@ -117,7 +116,7 @@ def _check_model_folder(folder: Path) -> None:
     if (folder / "config.json").is_file():
         return
     hint = ""
-    if (folder / ADAPTER_CONFIG).is_file():
+    if (folder / "adapter_config.json").is_file():
         hint = " It looks like a PEFT adapter: load its base model and attach the adapter with peft."
     raise InvalidModelFolderError(f"{folder.resolve()} is not a model folder: it has no config.json.{hint}")
 

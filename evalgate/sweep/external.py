@@ -22,7 +22,9 @@ from evalgate.core.settings import Settings
 from evalgate.db.locks import serialised
 from evalgate.db.models import Candidate
 from evalgate.db.session import session_scope
-from evalgate.modeling.refs import ADAPTER_CONFIG, model_fingerprint
+from evalgate.modeling.refs import model_fingerprint
+
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 class AdapterLocationError(ValueError):

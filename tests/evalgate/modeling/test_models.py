@@ -3,7 +3,6 @@ embedded cache."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -243,30 +242,6 @@ def test_model_fingerprint_ignores_hidden_marker_and_unrelated_files(tiny_dir: P
     assert model_fingerprint(str(folder)) == before
     (folder / "chat_template.jinja").write_text("{{ messages }}")
     assert model_fingerprint(str(folder)) != before
-
-
-def _adapter(folder: Path, weights: bytes, **config: object) -> Path:
-    folder.mkdir()
-    (folder / "adapter_model.safetensors").write_bytes(weights)
-    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, **config}, indent=2))
-    return folder
-
-
-def test_an_adapter_fingerprint_is_the_same_from_another_home_and_process(tmp_path: Path) -> None:
-    """The base model's path and the order of PEFT's set-valued lists do not change it; the rank, the
-    modules or a weight do."""
-    first = _adapter(tmp_path / "a", b"w1", base_model_name_or_path="/home/a/base",
-                     target_modules=["q_proj", "v_proj"])  # fmt: skip
-    moved = _adapter(tmp_path / "b", b"w1", base_model_name_or_path="/tmp/b/base",
-                     target_modules=["v_proj", "q_proj"])  # fmt: skip
-    fingerprint = model_fingerprint(str(first))
-    assert model_fingerprint(str(moved)) == fingerprint
-    for name, weights, config in [
-        ("rank", b"w1", {"r": 16, "target_modules": ["q_proj", "v_proj"]}),
-        ("modules", b"w1", {"target_modules": ["q_proj"]}),
-        ("weights", b"w2", {"target_modules": ["q_proj", "v_proj"]}),
-    ]:
-        assert model_fingerprint(str(_adapter(tmp_path / name, weights, **config))) != fingerprint, name
 
 
 def test_model_fingerprint_rejects_non_folder(tmp_path: Path) -> None:
