@@ -93,6 +93,7 @@ class _Context:
             cohort_max_new_tokens=dict(self.options.cohort_max_new_tokens),
             batch_size=self.options.batch_size,
             dtype=str(self.pool.dtype).removeprefix("torch."),
+            products=self.pool.products,
             device=self.pool.device.split(":", 1)[0],
             mixed_adapters=self.options.mixed_adapters,
         )

@@ -25,6 +25,9 @@ class DecodingSettings:
     """Rows per batch (left padding can change low-order bits of the logits, so it is recorded)."""
     dtype: str = "float32"
     """Model precision, e.g. ``bfloat16``."""
+    products: str = "float32"
+    """Precision of the linear layers' products: ``bfloat16`` for an fp32 model whose products were
+    taken in bf16 (``evalgate.modeling.bf16_products``)."""
     device: str = "cpu"
     """Device kind the model ran on: cpu, cuda or mps."""
     do_sample: bool = False
@@ -49,12 +52,14 @@ class DecodingSettings:
         return self.cohort_max_new_tokens.get(cohort or "", self.max_new_tokens)
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as a plain dict (stored on the evaluation run); per-cohort budgets only when set,
-        so runs stored before they existed still match equal settings."""
+        """The settings as a plain dict (stored on the evaluation run); per-cohort budgets only when set
+        and products only when not fp32, so runs stored before they existed still match equal settings."""
         data = asdict(self)
         data["cohort_max_new_tokens"] = dict(sorted(self.cohort_max_new_tokens.items()))
         if not data["cohort_max_new_tokens"]:
             del data["cohort_max_new_tokens"]
+        if self.products == "float32":
+            del data["products"]
         return data
 
     def canonical_json(self) -> str:

@@ -22,6 +22,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from evalgate.core.timings import stage
+from evalgate.modeling.bf16_products import bf16_products, products_for
 from evalgate.modeling.decoding import DecodingSettings
 from evalgate.modeling.greedy import Prefill, RowsKept, greedy_decode, plain_prefill
 from evalgate.modeling.loading import (
@@ -80,13 +81,14 @@ def generate_answers(
     encoded, budgets, batches = prompt_batches(tokenizer, rows, decoding)
     stops = end_of_turn_ids(tokenizer)
     answers: dict[int, Answer] = {}
-    for batch in batches:
-        texts = generate_batch(
-            model, tokenizer, [encoded[i] for i in batch], [budgets[i] for i in batch], stops
-        )
-        answers.update(zip(batch, texts, strict=True))
-        if on_batch is not None:
-            on_batch(len(batch))
+    with bf16_products(model, decoding.products):
+        for batch in batches:
+            texts = generate_batch(
+                model, tokenizer, [encoded[i] for i in batch], [budgets[i] for i in batch], stops
+            )
+            answers.update(zip(batch, texts, strict=True))
+            if on_batch is not None:
+                on_batch(len(batch))
     return [answers[index] for index in range(len(rows))]
 
 
@@ -217,6 +219,8 @@ class ModelPool:
         self.home = home
         self.device = pick_device(device)
         self.dtype = pick_dtype(precision, self.device, generation=True)
+        self.products = products_for(precision, self.device, self.dtype)
+        """Precision of the linear layers' products in generation (``evalgate.modeling.bf16_products``)."""
         self.model: Any = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.adapters: dict[int, str] = {}

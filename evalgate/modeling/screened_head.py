@@ -136,12 +136,12 @@ def screen_pays(vocabulary: int, width: int, rows: int = 32) -> bool:
     hidden = torch.randn(rows, width, generator=generator)
     screen = ScreenedArgmax(head)
     with torch.inference_mode():
-        plain = _best_time(lambda: head(hidden))
-        screened = _best_time(lambda: screen.upper_bounds(hidden).topk(CANDIDATES + 1, dim=-1))
+        plain = best_time(lambda: head(hidden))
+        screened = best_time(lambda: screen.upper_bounds(hidden).topk(CANDIDATES + 1, dim=-1))
     return plain >= SCREEN_SPEEDUP_NEEDED * screened
 
 
-def _best_time(work: Callable[[], Any], repeats: int = 3) -> float:
+def best_time(work: Callable[[], Any], repeats: int = 3) -> float:
     """The fastest of ``repeats`` timed calls of ``work``, after one warm-up call."""
     work()
     times = []

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
+from evalgate.modeling.bf16_products import bf16_products
 from evalgate.modeling.decoding import DecodingSettings
 from evalgate.modeling.generation import (
     Answer,
@@ -202,21 +203,22 @@ def _generate_stacked(
     stops = end_of_turn_ids(tokenizer)
     prefill = shared_prefill(adapted_modules(model), len(adapters), routing)
     answers: dict[str | None, dict[int, Answer]] = {adapter: {} for adapter in adapters}
-    for batch in batches:
-        prompts = [encoded[i] for _ in adapters for i in batch]
-        routing.start(len(batch))
-        texts = generate_batch(
-            model,
-            tokenizer,
-            prompts,
-            [budgets[i] for _ in adapters for i in batch],
-            stops,
-            routing.keep,
-            prefill,
-        )
-        for position, adapter in enumerate(adapters):
-            chunk = texts[position * len(batch) : (position + 1) * len(batch)]
-            answers[adapter].update(zip(batch, chunk, strict=True))
-        if on_batch is not None:
-            on_batch(len(batch) * len(adapters))
+    with bf16_products(model, decoding.products):
+        for batch in batches:
+            prompts = [encoded[i] for _ in adapters for i in batch]
+            routing.start(len(batch))
+            texts = generate_batch(
+                model,
+                tokenizer,
+                prompts,
+                [budgets[i] for _ in adapters for i in batch],
+                stops,
+                routing.keep,
+                prefill,
+            )
+            for position, adapter in enumerate(adapters):
+                chunk = texts[position * len(batch) : (position + 1) * len(batch)]
+                answers[adapter].update(zip(batch, chunk, strict=True))
+            if on_batch is not None:
+                on_batch(len(batch) * len(adapters))
     return {adapter: [found[i] for i in range(len(rows))] for adapter, found in answers.items()}
