@@ -16,6 +16,11 @@ own low-rank factors (small products, where the conversions cost more than they 
 layer (whose arg-max ``evalgate.modeling.screened_head`` already takes exactly). The bf16 copy of a
 weight is made once and kept until the weight changes in place.
 
+The fused trainer (``evalgate.sweep.training.fused``) takes its forward passes the same way for
+``precision: auto`` where the products pay: the frozen projections multiply in bf16, and autograd
+takes the gradients of their inputs through the same bf16 products (rounded to bf16, as mixed-precision
+training on a GPU does); the LoRA factors, their gradients and the optimizer stay fp32.
+
 Answers can differ from pure fp32 decoding where two tokens are nearly tied, as they can between batch
 sizes; ``DecodingSettings.products`` records the choice, so answers decoded one way are never taken
 from the cache for the other. ``products_for`` picks bf16 products for ``precision: auto`` on a CPU
@@ -105,9 +110,11 @@ def _bf16_forward(layer: nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
 
 
 def _bf16_copy(layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The layer's weight and bias in bf16, converted again only after the weight changed in place."""
+    """The layer's weight and bias in bf16, converted again after the weight changed in place (or
+    for training, when generation made them: an inference tensor cannot be saved for backward)."""
     version, weight, bias = _COPIES.get(layer, (-1, None, None))
-    if weight is None or version != layer.weight._version:
+    made_for_inference = weight is not None and weight.is_inference() and torch.is_grad_enabled()
+    if weight is None or version != layer.weight._version or made_for_inference:
         with torch.no_grad():
             weight = layer.weight.detach().to(torch.bfloat16)
             bias = None if layer.bias is None else layer.bias.detach().to(torch.bfloat16)

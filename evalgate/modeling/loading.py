@@ -263,7 +263,9 @@ def pick_dtype(precision: str, device: str, generation: bool = False) -> torch.d
     - cpu, for generation: fp32 on every CPU. Decoding a few rows at a time is bound by memory and
       per-step overhead, not by matrix units: on a 2-core Xeon with AMX, 64 suite rows answered by the
       base model and 3 stacked adapters took 25.2 s in fp32 and 28.5 s in bf16, while training the main
-      job's rates fused ran 1.6x faster in bf16 (6 steps: 19.6 against 31.6 s);
+      job's rates fused ran 1.6x faster in bf16 (6 steps: 19.6 against 31.6 s). Where bf16 products
+      measure faster, "auto" still takes the linear layers' products in bf16 while the model stays
+      fp32 (``evalgate.modeling.bf16_products.products_for``);
     - mps: fp32 (bf16 support depends on the macOS version).
     Explicit "bf16" on a CUDA GPU without bf16 support raises ``ValueError``.
     """

@@ -31,6 +31,7 @@ from transformers import PreTrainedModel
 from evalgate.core.settings import Settings
 from evalgate.core.timings import stage
 from evalgate.data.store import DatasetStore, VersionInfo
+from evalgate.modeling.bf16_products import FLOAT32, products_for
 from evalgate.modeling.loading import load_model, model_fingerprint, pick_device, pick_dtype
 from evalgate.sweep.analysis import AnalysisFiles, searched_hyperparameters, write_analysis
 from evalgate.sweep.config import SweepConfig
@@ -132,6 +133,8 @@ class TrainingSetup:
     examples: list[dict[str, list[int]]]
     device: str
     dtype: torch.dtype
+    products: str = FLOAT32
+    """Precision of the linear layers' products in fused training (``evalgate.modeling.bf16_products``)."""
 
 
 def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str, Any]]) -> TrainingSetup:
@@ -146,8 +149,9 @@ def prepare_training(config: SweepConfig, home: Path, rows: Sequence[Mapping[str
     if config.self_replay:
         with stage("sweep: self-replay answers"):
             rows = with_self_replay(base, tokenizer, rows, config.self_replay)
+    examples = tokenize_rows(tokenizer, rows, config.max_seq_length)
     return TrainingSetup(
-        base, tokenizer, tokenize_rows(tokenizer, rows, config.max_seq_length), device, dtype
+        base, tokenizer, examples, device, dtype, products_for(config.precision, device, dtype)
     )
 
 
@@ -290,6 +294,7 @@ def train_fused_trials(
         collator=AnswerOnlyCollator(run.setup.tokenizer.pad_token_id or 0),
         device=run.setup.device,
         dtype=run.setup.dtype,
+        products=run.setup.products,
         checkpoint=checkpoint,
         progress=run.progress,
         should_stop=run.should_stop,

@@ -35,7 +35,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import PreTrainedModel
 
 from evalgate.core.disk_writes import write_file, write_folder
+from evalgate.modeling.bf16_products import FLOAT32, bf16_products
 from evalgate.modeling.shared_layers import decoder_layers
 from evalgate.sweep.config import HalvingSettings, SweepConfig
 from evalgate.sweep.diagnosis import DIVERGENCE_FACTOR, Diagnosis, diagnose
@@ -154,6 +154,9 @@ class FusedRun:
     device: str
     dtype: torch.dtype
     checkpoint: Path
+    products: str = FLOAT32
+    """``bfloat16``: an fp32 model's linear layers take their products in bf16 in the forward pass and
+    for the gradients of their inputs (``evalgate.modeling.bf16_products``)."""
     validation: list[dict[str, list[int]]] = field(default_factory=list)
     """Held-out rows for successive halving's rungs (empty: no halving)."""
     progress: Progress | None = None
@@ -330,7 +333,7 @@ class _Loop:
     def _autocast(self) -> Any:
         if self.run.dtype == torch.bfloat16 and self.run.device != "cpu":
             return torch.autocast(device_type=self.run.device.split(":")[0], dtype=torch.bfloat16)
-        return nullcontext()
+        return bf16_products(self.model, self.run.products)
 
     def final_state(self, k: int) -> dict[str, torch.Tensor]:
         return self.stopped_state.get(k) or self.adapters.state_of(k)

@@ -276,3 +276,26 @@ def test_a_final_fraction_matches_transformers_min_lr_schedules(kind: str) -> No
 def test_step_decay_stops_at_its_final_fraction() -> None:
     settings = SchedulerSettings(kind="step", step_size=2, gamma=0.5, final_fraction=0.2)
     assert [schedule_factor(settings, step, 10) for step in range(0, 10, 2)] == [1.0, 0.5, 0.25, 0.2, 0.2]
+
+
+def test_bf16_products_train_close_to_fp32_products_and_leave_the_model_as_it_was(
+    tiny_lm_dir: Path, tmp_path: Path
+) -> None:
+    """With bf16 products the projections' forward and input gradients are rounded to bf16: each
+    adapter ends near the fp32 one (not equal), and no layer stays patched."""
+    base, tokenizer, config, examples = _setup(tiny_lm_dir, learning_rates=(1e-3, 3e-3))
+    exact_run = _fused_run(config, examples, tokenizer, tmp_path / "fp32")
+    base, exact = train_fused(base, exact_run, tmp_path / "a")
+    reduced_run = _fused_run(config, examples, tokenizer, tmp_path / "bf16", products="bfloat16")
+
+    base, reduced = train_fused(base, reduced_run, tmp_path / "b")
+
+    for plain, rounded in zip(exact, reduced, strict=True):
+        assert rounded.steps == STEPS and rounded.diagnosis != "diverged"
+        a = load_file(str(plain.adapter_dir / "adapter_model.safetensors"))
+        b = load_file(str(rounded.adapter_dir / "adapter_model.safetensors"))
+        lora_b = [key for key in a if "lora_B" in key]
+        assert any(not torch.equal(a[key], b[key]) for key in lora_b), "bf16 products changed nothing"
+        for key in lora_b:  # B starts at zero: what it learned, against the rounding's share of it
+            assert float((a[key] - b[key]).norm()) <= 0.1 * float(a[key].norm()) + 1e-6, key
+    assert not any("forward" in vars(module) for module in base.modules())
